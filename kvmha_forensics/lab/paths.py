@@ -1,0 +1,29 @@
+"""Where the lab finds its sources (in the checkout) and keeps its cache (outside it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import EnvironmentProblem
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def fixtures_dir() -> Path:
+    """The checkout's ``fixtures/`` (guest init, trigger module, bare-metal sources)."""
+    if not (FIXTURES / "guest" / "init").is_file():
+        raise EnvironmentProblem(
+            f"lab sources not found under {FIXTURES}",
+            "the lab runs from a git checkout of kvmha-forensics (pip install -e .)",
+        )
+    return FIXTURES
+
+
+def cache_dir() -> Path:
+    """``$KVMHA_CACHE_DIR``, else ``$XDG_CACHE_HOME/kvmha-forensics``, else ``~/.cache/…``."""
+    explicit = os.environ.get("KVMHA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kvmha-forensics"

@@ -11,15 +11,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
-from .errors import ExitCode, ForensicsError
-from .lab import launcher, scenarios
+from .bundle import Bundle
+from .capture import CaptureOptions, MemoryFormat, ProgressSink, capture
+from .capture import Progress as CaptureProgress
+from .errors import ExitCode, ForensicsError, InputError
+from .lab import assets, launcher, scenarios
+from .lab.paths import cache_dir
+from .qmp import Endpoint
 
 app = typer.Typer(
     name="kvmha-forensics",
@@ -31,7 +36,7 @@ app = typer.Typer(
 lab_app = typer.Typer(help="Bring real QEMU guests into frozen states, for tests and demos.")
 app.add_typer(lab_app, name="lab")
 
-out = Console(soft_wrap=True)
+out_console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -72,7 +77,7 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the version."""
-    out.print(f"kvmha-forensics {__version__}")
+    out_console.print(f"kvmha-forensics {__version__}")
 
 
 @lab_app.command("scenarios")
@@ -82,7 +87,26 @@ def lab_scenarios(as_json: JsonOpt = False) -> None:
         _emit_json([{**asdict(s), "needs": s.needs} for s in scenarios.SCENARIOS])
         return
     for s in scenarios.SCENARIOS:
-        out.print(f"{s.name:<18} {s.needs:<11} {s.runstate:<15} {s.description}")
+        out_console.print(f"{s.name:<18} {s.needs:<11} {s.runstate:<15} {s.description}")
+
+
+@lab_app.command("fetch")
+def lab_fetch(as_json: JsonOpt = False) -> None:
+    """Fetch and build every guest asset once (cached outside the repository)."""
+    with progress_bar(not as_json) as progress:
+        linux = assets.linux(progress)
+        boot_sectors = {s.name: str(assets.baremetal(s.name)) for s in scenarios.baremetal()}
+    found = {
+        "release": linux.kernel.release,
+        "vmlinuz": str(linux.kernel.vmlinuz),
+        "vmlinux": str(linux.kernel.vmlinux),
+        "initramfs": str(linux.initramfs),
+        "baremetal": boot_sectors,
+    }
+    if as_json:
+        _emit_json(found)
+    else:
+        err.print(f"guest assets ready: kernel {linux.kernel.release} in {cache_dir()}")
 
 
 @lab_app.command("up")
@@ -124,7 +148,7 @@ def lab_up(
         ("vmlinux", guest.vmlinux or "-"),
     )
     for key, value in rows:
-        out.print(f"{key:<15} {value}")
+        out_console.print(f"{key:<15} {value}")
 
 
 @lab_app.command("down")
@@ -132,6 +156,90 @@ def lab_down(directory: Annotated[Path, typer.Argument(help="The guest's --dir."
     """End the QEMU of the lab guest in DIRECTORY, and only it."""
     guest = launcher.down(directory)
     err.print(f"stopped {guest.scenario} (qemu pid {guest.pid})")
+
+
+bundle_app = typer.Typer(help="Inspect and verify bundles.")
+app.add_typer(bundle_app, name="bundle")
+
+
+@app.command("capture")
+def capture_cmd(
+    qmp: Annotated[str, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")],
+    qemu_log: Annotated[
+        Path | None, typer.Option("--qemu-log", help="QEMU's stderr (found by itself if a file).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory the bundle is created in.")] = Path(
+        "."
+    ),
+    memory_format: Annotated[
+        str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
+    ] = "elf",
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds for the whole capture.")] = 600,
+    live: Annotated[bool, typer.Option("--live", help="Allow a running guest.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines; the last is the result.")
+    ] = False,
+) -> None:
+    """Capture a frozen guest into a bundle, never changing its state."""
+    if memory_format not in ("elf", "kdump-zlib", "none"):
+        raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    opts = CaptureOptions(
+        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live
+    )
+    with capture_progress(as_json) as sink:
+        result = asyncio.run(capture(opts, sink))
+    summary = {
+        "bundle": str(result.bundle),
+        "status": result.manifest.status,
+        "reasons": list(result.manifest.reasons),
+        "runstate": result.freeze.runstate,
+        "cause": result.freeze.cause,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        out_console.print(str(result.bundle))
+        err.print(f"capture {result.manifest.status}: {result.freeze.runstate}")
+        for reason in result.manifest.reasons:
+            err.print(f"  missing: {reason}", markup=False)
+    if result.manifest.status != "complete":
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+@contextmanager
+def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
+    """JSON lines with ``--json``; a bar for the memory dump on a terminal; else quiet."""
+    if as_json:
+
+        def emit(p: CaptureProgress) -> None:
+            if p.status != "progress":
+                _emit_json(
+                    {"event": "step", "step": p.step, "status": p.status, "detail": p.detail}
+                )
+
+        yield emit
+        return
+    with progress_bar(True) as update:
+
+        def show(p: CaptureProgress) -> None:
+            if p.status == "progress" and p.total:
+                update("dumping guest memory", 100 * p.completed / p.total)
+            elif p.status == "failed":
+                err.print(f"  {p.step}: failed: {p.detail}", markup=False)
+
+        yield show
+
+
+@bundle_app.command("verify")
+def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle directory.")]) -> None:
+    """Re-check every artifact's size and sha256 against the manifest."""
+    opened = Bundle.open(directory)
+    problems = opened.verify()
+    for problem in problems:
+        err.print(f"  {problem}", markup=False)
+    if problems:
+        raise InputError(f"{directory}: {len(problems)} problem(s) found", "the bundle is damaged")
+    out_console.print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
 
 
 def parse_size_mb(text: str) -> int:

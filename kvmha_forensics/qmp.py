@@ -103,7 +103,8 @@ class QMPSession:
     endpoint: Endpoint
     peer_pid: int | None
     timeout: float
-    listener: EventListener = field(default_factory=lambda: EventListener())
+    listener: EventListener = field(default_factory=EventListener)
+    seen: list[Event] = field(default_factory=list)
 
     @property
     def qemu_version(self) -> str:
@@ -141,14 +142,18 @@ class QMPSession:
         return str(out)
 
     def events(self) -> list[Event]:
-        """Events received since the last call, oldest first."""
-        return [Event.from_message(m) for m in self.listener.clear()]
+        """Events received since the last call, oldest first (all are kept in :attr:`seen`)."""
+        fresh = [Event.from_message(m) for m in self.listener.clear()]
+        self.seen.extend(fresh)
+        return fresh
 
     async def next_event(self, timeout: float) -> Event | None:
         try:
-            return Event.from_message(await asyncio.wait_for(self.listener.get(), timeout))
+            event = Event.from_message(await asyncio.wait_for(self.listener.get(), timeout))
         except TimeoutError:
             return None
+        self.seen.append(event)
+        return event
 
     def send_fd(self, fd: int) -> None:
         """Pass ``fd`` to QEMU over SCM_RIGHTS (follow with ``getfd``)."""

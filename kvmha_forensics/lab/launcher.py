@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import BusyError, EnvironmentProblem, GuestStateError, InputError, OperationTimeout
+from ..errors import (
+    BusyError,
+    EnvironmentProblem,
+    ForensicsError,
+    GuestStateError,
+    InputError,
+    OperationTimeout,
+)
 from ..qmp import Endpoint, Event, session
 from . import assets
 from .scenarios import Scenario
@@ -166,7 +173,7 @@ def qemu_argv(
 def _boot_args(scenario: Scenario, progress: assets.Progress) -> tuple[list[str], str | None]:
     if scenario.guest == "baremetal":
         image = assets.baremetal(scenario.name)
-        return ["-drive", f"file={image},format=raw,if=ide,readonly=on"], None
+        return ["-drive", f"file={image},format=raw,if=ide,snapshot=on"], None
     linux = assets.linux(progress)
     cmdline = f"console=ttyS0 oops=panic mitigations=off kvmha.scenario={scenario.name}"
     boot = ["-kernel", str(linux.kernel.vmlinuz), "-initrd", str(linux.initramfs)]
@@ -266,9 +273,8 @@ async def _wait_socket(path: Path, proc: subprocess.Popen[bytes], deadline: floa
 async def _drive(scenario: Scenario, guest: LabGuest, proc: subprocess.Popen[bytes]) -> list[Event]:
     deadline = time.monotonic() + scenario.timeout
     await _wait_socket(Path(guest.qmp), proc, time.monotonic() + 10)
-    failure = "QEMU exited"
     events: list[Event] = []
-    if proc.poll() is None:
+    try:
         async with session(Endpoint(path=guest.qmp), timeout=10) as qmp:
             await qmp.execute("cont")
             while time.monotonic() < deadline and proc.poll() is None:
@@ -278,9 +284,12 @@ async def _drive(scenario: Scenario, guest: LabGuest, proc: subprocess.Popen[byt
                 runstate = str(status["status"]) if isinstance(status, dict) else "?"
                 if _reached(scenario, runstate, events, Path(guest.serial)):
                     return events
-            failure = f"the guest did not reach {scenario.runstate} in {scenario.timeout:g}s"
-            if proc.poll() is not None:
-                failure = f"QEMU exited with status {proc.returncode}"
+    except ForensicsError:
+        if proc.poll() is None:
+            raise
+    failure = f"the guest did not reach {scenario.runstate} in {scenario.timeout:g}s"
+    if proc.poll() is not None:
+        failure = f"QEMU exited with status {proc.returncode}"
     details = "\n".join((_tail(Path(guest.serial)), _tail(Path(guest.stderr))))
     error = OperationTimeout if proc.poll() is None else GuestStateError
     raise error(f"lab {scenario.name}: {failure}", "see the tails below", details)

@@ -117,3 +117,8 @@ def get(name: str) -> Scenario:
             return scenario
     valid = ", ".join(s.name for s in SCENARIOS)
     raise InputError(f"unknown scenario {name!r}", f"choose one of: {valid}")
+
+
+def baremetal() -> tuple[Scenario, ...]:
+    """The scenarios whose guest is a bare-metal boot sector."""
+    return tuple(s for s in SCENARIOS if s.guest == "baremetal")

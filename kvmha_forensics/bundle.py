@@ -1,0 +1,346 @@
+"""The bundle: a directory that holds everything a postmortem needs, and its manifest.
+
+The bundle is the contract between capture and analysis (docs/bundle-format.md): another
+host, a year later, with a newer version, must be able to read and verify it. It is built
+under a hidden temporary name and renamed once whole, so a final name never holds a half
+bundle; the directory is 0700 and every file 0600, created without following symlinks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+from . import __version__
+from .errors import InputError
+
+FORMAT = "kvmha-forensics-bundle"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+HASH_CHUNK = 1 << 20
+
+Status = Literal["complete", "incomplete"]
+StepStatus = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One file of the bundle: where, what kind, how big, its sha256."""
+
+    path: str
+    kind: str
+    size: int
+    sha256: str
+    description: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "size": self.size,
+            "sha256": self.sha256,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One capture step, timed; a failed or skipped step says why."""
+
+    name: str
+    status: StepStatus
+    seconds: float
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 6),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """``manifest.json``: what the bundle is, how it was made, what it holds."""
+
+    schema_version: int
+    tool_version: str
+    created: str
+    host: dict[str, str]
+    guest: dict[str, object]
+    status: Status
+    reasons: tuple[str, ...]
+    steps: tuple[Step, ...]
+    artifacts: tuple[Artifact, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "schema_version": self.schema_version,
+            "tool": {"name": "kvmha-forensics", "version": self.tool_version},
+            "created": self.created,
+            "host": self.host,
+            "guest": self.guest,
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "steps": [s.to_json() for s in self.steps],
+            "artifacts": [a.to_json() for a in self.artifacts],
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, where: Path) -> Manifest:
+        """Validate and load; any deviation from the schema is an :class:`InputError`."""
+
+        def bad(what: str) -> InputError:
+            return InputError(f"{where} is not a valid bundle manifest: {what}")
+
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise bad(f"'format' is not {FORMAT!r}")
+        version = doc.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+            raise InputError(
+                f"{where} has bundle schema version {version!r}",
+                f"this kvmha-forensics reads versions 1 to {SCHEMA_VERSION}: upgrade it",
+            )
+        try:
+            tool = cast(dict[str, str], doc["tool"])
+            steps = tuple(_step(s) for s in cast(list[dict[str, object]], doc["steps"]))
+            artifacts = tuple(
+                Artifact(
+                    str(a["path"]),
+                    str(a["kind"]),
+                    int(cast(int, a["size"])),
+                    str(a["sha256"]),
+                    str(a.get("description", "")),
+                )
+                for a in cast(list[dict[str, object]], doc["artifacts"])
+            )
+            status = doc["status"]
+            if status not in ("complete", "incomplete"):
+                raise bad(f"status {status!r}")
+            return cls(
+                schema_version=version,
+                tool_version=str(tool["version"]),
+                created=str(doc["created"]),
+                host=dict(cast(dict[str, str], doc["host"])),
+                guest=dict(cast(dict[str, object], doc["guest"])),
+                status=status,
+                reasons=tuple(str(r) for r in cast(list[object], doc["reasons"])),
+                steps=steps,
+                artifacts=artifacts,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise bad(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _step(doc: dict[str, object]) -> Step:
+    status = doc["status"]
+    if status not in ("ok", "failed", "skipped"):
+        raise ValueError(f"step status {status!r}")
+    detail = doc.get("detail")
+    return Step(str(doc["name"]), status, float(cast(float, doc["seconds"])), 
+                None if detail is None else str(detail))  # fmt: skip
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def host_info() -> dict[str, str]:
+    vendor = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(
+                    line.split(":", 1)[1].strip(), "unknown"
+                )
+                break
+    except OSError:
+        pass
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu_vendor": vendor,
+    }
+
+
+def _safe_name(rel: str) -> str:
+    if rel.startswith("/") or ".." in Path(rel).parts or not rel:
+        raise ValueError(f"artifact path {rel!r} escapes the bundle")
+    return rel
+
+
+@dataclass
+class BundleWriter:
+    """Builds a bundle under ``.NAME.partial-*`` in ``parent``; :meth:`finish` publishes it."""
+
+    parent: Path
+    name: str
+    guest: dict[str, object] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    tmp: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        tmp = self.parent / f".{self.name}.partial-{secrets.token_hex(4)}"
+        os.mkdir(tmp, 0o700)
+        self.tmp = tmp
+
+    def create(self, rel: str) -> int:
+        """A new file's descriptor (0600, never following a symlink, never overwriting)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(self.tmp / _safe_name(rel), flags, 0o600)
+
+    def add(self, rel: str, kind: str, description: str, sha256: str | None = None) -> Artifact:
+        """Record a file already written under ``rel``."""
+        path = self.tmp / rel
+        artifact = Artifact(
+            rel, kind, path.stat().st_size, sha256 or sha256_file(path), description
+        )
+        self.artifacts.append(artifact)
+        return artifact
+
+    def write_bytes(self, rel: str, data: bytes, kind: str, description: str) -> Artifact:
+        fd = self.create(rel)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return self.add(rel, kind, description, hashlib.sha256(data).hexdigest())
+
+    def write_json(self, rel: str, obj: object, kind: str, description: str) -> Artifact:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+        return self.write_bytes(rel, text.encode(), kind, description)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[StepRecorder]:
+        """Time a step; an exception from it is recorded (and re-raised) as its failure."""
+        recorder = StepRecorder()
+        start = time.perf_counter()
+        try:
+            yield recorder
+        except BaseException as exc:
+            detail = str(exc) or type(exc).__name__
+            self.steps.append(Step(name, "failed", time.perf_counter() - start, detail))
+            self.reasons.append(f"{name}: {detail}")
+            raise
+        status: StepStatus = "skipped" if recorder.skipped else "ok"
+        self.steps.append(Step(name, status, time.perf_counter() - start, recorder.detail))
+        if recorder.skipped and recorder.incomplete:
+            self.reasons.append(f"{name}: {recorder.detail}")
+
+    def manifest(self, status: Status) -> Manifest:
+        return Manifest(
+            SCHEMA_VERSION, __version__, self.created, host_info(), self.guest, status,
+            tuple(self.reasons), tuple(self.steps), tuple(self.artifacts),
+        )  # fmt: skip
+
+    def finish(self) -> tuple[Path, Manifest]:
+        """Write the manifest, sync, and rename to the final name. Returns (path, manifest)."""
+        manifest = self.manifest("incomplete" if self.reasons else "complete")
+        fd = self.create(MANIFEST)
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest.to_json(), f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        final = self.parent / self.name
+        suffix = 1
+        while final.exists():
+            suffix += 1
+            final = self.parent / f"{self.name}.{suffix}"
+        os.rename(self.tmp, final)
+        dir_fd = os.open(self.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return final, manifest
+
+
+@dataclass
+class StepRecorder:
+    """What a step says about itself: a detail, or that it was skipped (and whether that
+    leaves the bundle incomplete)."""
+
+    detail: str | None = None
+    skipped: bool = False
+    incomplete: bool = False
+
+    def skip(self, why: str, *, incomplete: bool = False) -> None:
+        self.skipped, self.detail, self.incomplete = True, why, incomplete
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A published bundle, opened for reading."""
+
+    path: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, path: Path) -> Bundle:
+        where = path / MANIFEST
+        if not path.is_dir():
+            raise InputError(f"{path} is not a bundle directory", "give the path capture printed")
+        try:
+            doc = json.loads(where.read_text())
+        except FileNotFoundError as exc:
+            raise InputError(f"{path} is not a bundle ({MANIFEST} missing)") from exc
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{where} is unreadable or not JSON: {exc}") from exc
+        return cls(path, Manifest.from_json(doc, where))
+
+    def artifact(self, kind: str) -> Artifact | None:
+        return next((a for a in self.manifest.artifacts if a.kind == kind), None)
+
+    def file(self, kind: str) -> Path | None:
+        found = self.artifact(kind)
+        return self.path / found.path if found else None
+
+    def read_json(self, kind: str) -> object | None:
+        path = self.file(kind)
+        if path is None:
+            return None
+        try:
+            return cast(object, json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"bundle artifact {path.name} is unreadable: {exc}") from exc
+
+    def read_text(self, kind: str) -> str | None:
+        path = self.file(kind)
+        return path.read_text(errors="replace") if path else None
+
+    def verify(self) -> list[str]:
+        """Every problem found re-checking sizes and checksums (empty when all is well)."""
+        problems: list[str] = []
+        for art in self.manifest.artifacts:
+            path = self.path / _safe_name(art.path)
+            if path.is_symlink() or not path.is_file():
+                problems.append(f"{art.path}: missing or not a regular file")
+                continue
+            if path.stat().st_size != art.size:
+                problems.append(f"{art.path}: size {path.stat().st_size}, manifest says {art.size}")
+            elif sha256_file(path) != art.sha256:
+                problems.append(f"{art.path}: sha256 mismatch")
+        listed = {a.path for a in self.manifest.artifacts} | {MANIFEST}
+        problems += [f"{p.name}: not in the manifest" for p in self.path.iterdir()
+                     if p.name not in listed]  # fmt: skip
+        return problems

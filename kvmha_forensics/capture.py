@@ -1,0 +1,376 @@
+"""Capture: a frozen guest becomes a self-describing, verified bundle.
+
+Every step is timed and recorded in the manifest; a failing step makes the bundle
+*incomplete* and says why, it never makes it vanish. The guest's state is never changed:
+no ``cont``, ``stop``, ``system_reset`` or ``quit`` is ever sent, and the runstate is
+checked again at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from . import bundle as bundle_mod
+from .dump import DumpFailed, dump_memory
+from .errors import BusyError, ForensicsError, GuestStateError, InputError, OperationTimeout
+from .freeze import FreezeState, assess
+from .qmp import Endpoint, Event, JSONObject, QMPSession, session
+from .sources import flattened, vmcoreinfo
+
+log = logging.getLogger(__name__)
+
+MemoryFormat = Literal["elf", "kdump-zlib", "none"]
+LOG_HEAD = LOG_TAIL = 4 << 20  # a runaway QEMU log keeps its first and last 4 MiB
+LOCK_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOptions:
+    endpoint: Endpoint
+    out: Path
+    memory_format: MemoryFormat = "elf"
+    qemu_log: Path | None = None
+    timeout: float = 600.0
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureResult:
+    bundle: Path
+    manifest: bundle_mod.Manifest
+    freeze: FreezeState
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress report: a step starting or ending, or dump bytes done out of total."""
+
+    step: str
+    status: Literal["start", "ok", "failed", "skipped", "progress"]
+    completed: int = 0
+    total: int = 0
+    detail: str | None = None
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+def _ignore(_: Progress) -> None:
+    return None
+
+
+@contextmanager
+def guest_lock(pid: int | None, endpoint: Endpoint) -> Iterator[None]:
+    """One capture per guest at a time (keyed by QEMU's pid, else by the endpoint)."""
+    key = str(pid) if pid else re.sub(r"[^A-Za-z0-9]+", "_", str(endpoint))
+    path = LOCK_DIR / f"kvmha-forensics-capture-{key}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BusyError(
+                f"another capture of this guest (qemu pid {pid}) is running",
+                "wait for it to finish; QEMU runs one memory dump at a time",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def qemu_cmdline(pid: int | None) -> list[str] | None:
+    if not pid:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def find_stderr(pid: int | None) -> Path | None:
+    """QEMU's standard error, when it is a regular file we can read."""
+    if not pid:
+        return None
+    link = Path(f"/proc/{pid}/fd/2")
+    try:
+        target = Path(os.readlink(link))
+    except OSError:
+        return None
+    return target if target.is_file() else None
+
+
+def find_serial(argv: list[str] | None) -> Path | None:
+    """The serial console file from ``-serial file:PATH`` (or ``-chardev file,path=``)."""
+    for i, arg in enumerate(argv or []):
+        value = argv[i + 1] if argv and i + 1 < len(argv) else ""
+        if arg == "-serial" and value.startswith("file:"):
+            return Path(value[5:])
+        if arg == "-chardev" and value.startswith("file,"):
+            found = re.search(r"path=([^,]+)", value)
+            if found:
+                return Path(found.group(1))
+    return None
+
+
+def bounded_read(path: Path) -> bytes:
+    """A log's bytes, or its first and last 4 MiB with a marker between when it is larger."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= LOG_HEAD + LOG_TAIL:
+            return f.read()
+        head = f.read(LOG_HEAD)
+        f.seek(size - LOG_TAIL)
+        cut = size - LOG_HEAD - LOG_TAIL
+        return head + f"\n[kvmha-forensics: {cut} bytes cut here]\n".encode() + f.read()
+
+
+def _bundle_name(identity: JSONObject, pid: int | None) -> str:
+    name = str(identity.get("name") or (f"pid{pid}" if pid else "guest"))
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64]
+    return f"kvmha-{safe}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
+async def _identity(qmp: QMPSession) -> JSONObject:
+    async def ask(command: str) -> object:
+        try:
+            return await qmp.execute(command)
+        except ForensicsError as exc:
+            return {"error": str(exc)}
+
+    commands = ("query-name", "query-uuid", "query-kvm", "query-target", "query-cpus-fast",
+                "query-memory-size-summary", "query-block", "query-machines")  # fmt: skip
+    answers = dict(zip(commands, await asyncio.gather(*(ask(c) for c in commands)), strict=True))
+    machines = cast(list[JSONObject], answers.pop("query-machines"))
+    current = [m for m in machines if isinstance(m, dict) and m.get("is-current")]
+    name = cast(JSONObject, answers["query-name"]).get("name")
+    return {
+        "qemu_version": qmp.qemu_version,
+        "qemu_pid": qmp.peer_pid,
+        "name": name,
+        "uuid": cast(JSONObject, answers["query-uuid"]).get("UUID"),
+        "kvm": answers["query-kvm"],
+        "target": answers["query-target"],
+        "vcpus": answers["query-cpus-fast"],
+        "memory": answers["query-memory-size-summary"],
+        "block": answers["query-block"],
+        "machine": current[0] if current else None,
+        "cmdline": qemu_cmdline(qmp.peer_pid),
+    }
+
+
+class Capture:
+    """One capture run: the steps, in order, into one bundle."""
+
+    def __init__(self, qmp: QMPSession, opts: CaptureOptions, sink: ProgressSink) -> None:
+        self.qmp = qmp
+        self.opts = opts
+        self.sink = sink
+        self.deadline = time.monotonic() + opts.timeout
+        self.writer: bundle_mod.BundleWriter | None = None
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[bundle_mod.StepRecorder]:
+        assert self.writer is not None
+        self.sink(Progress(name, "start"))
+        try:
+            with self.writer.step(name) as rec:
+                yield rec
+        except (ForensicsError, OSError) as exc:
+            self.sink(Progress(name, "failed", detail=str(exc)))
+            log.warning("capture step %s failed: %s", name, exc)
+            return
+        self.sink(Progress(name, "skipped" if rec.skipped else "ok", detail=rec.detail))
+
+    async def run(self, prior_events: tuple[Event, ...]) -> CaptureResult:
+        opts, qmp = self.opts, self.qmp
+        before = await assess(qmp, prior_events)
+        if before.state == "running" and not opts.live:
+            raise GuestStateError(
+                "the guest is running, not frozen",
+                "capture takes a frozen guest; pass --live to dump it anyway"
+                " (QEMU pauses it during the dump, then resumes it)",
+            )
+        identity = await _identity(qmp)
+        w = self.writer = bundle_mod.BundleWriter(opts.out, _bundle_name(identity, qmp.peer_pid))
+        w.guest = {
+            "name": identity["name"],
+            "uuid": identity["uuid"],
+            "qmp": str(opts.endpoint),
+            "qemu_pid": qmp.peer_pid,
+            "runstate": before.runstate,
+        }
+        try:
+            with self.step("freeze"):
+                w.write_json("freeze.json", before.to_json(), "freeze", "runstate, cause, events")
+            with self.step("identity"):
+                w.write_json("identity.json", identity, "identity", "QEMU, machine, vCPUs, disks")
+            await self._registers()
+            await self._qemu_log(identity)
+            await self._mtree()
+            await self._memory()
+            await self._after(before)
+        except BaseException:
+            self._abandon()
+            raise
+        path, manifest = w.finish()
+        return CaptureResult(path, manifest, before)
+
+    def _abandon(self) -> None:
+        if self.writer is None:
+            return
+        for child in self.writer.tmp.iterdir():
+            child.unlink()
+        self.writer.tmp.rmdir()
+
+    async def _registers(self) -> None:
+        assert self.writer
+        with self.step("registers"):
+            text = await self.qmp.hmp("info registers -a")
+            self.writer.write_bytes(
+                "registers.txt", text.encode(), "registers", "HMP 'info registers -a'"
+            )
+        with self.step("vcpu-stats") as rec:
+            try:
+                stats = await self.qmp.execute("query-stats", {"target": "vcpu"})
+            except ForensicsError as exc:
+                rec.skip(f"query-stats unavailable: {exc}")
+                return
+            self.writer.write_json("vcpu-stats.json", stats, "vcpu-stats", "KVM vCPU counters")
+
+    async def _qemu_log(self, identity: JSONObject) -> None:
+        assert self.writer
+        argv = cast(list[str] | None, identity.get("cmdline"))
+        with self.step("qemu-log") as rec:
+            source = self.opts.qemu_log or find_stderr(self.qmp.peer_pid)
+            if source is None:
+                rec.skip(
+                    "no QEMU log: pass --qemu-log (QEMU's stderr is not a regular file);"
+                    " the KVM exit reason is only written there",
+                    incomplete=False,
+                )
+            else:
+                try:
+                    data = bounded_read(source)
+                except OSError as exc:
+                    raise InputError(f"cannot read the QEMU log {source}: {exc.strerror}") from exc
+                self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {source}")
+                rec.detail = str(source)
+        with self.step("console") as rec:
+            serial = find_serial(argv)
+            if serial is None or not serial.is_file():
+                rec.skip("no serial console file on QEMU's command line")
+            else:
+                self.writer.write_bytes(
+                    "console.log", bounded_read(serial), "console", f"serial console {serial}"
+                )
+
+    async def _mtree(self) -> None:
+        assert self.writer
+        with self.step("mtree"):
+            text = await self.qmp.hmp("info mtree -f")
+            self.writer.write_bytes("mtree.txt", text.encode(), "mtree", "HMP 'info mtree -f'")
+
+    async def _memory(self) -> None:
+        w, opts = self.writer, self.opts
+        assert w
+        with self.step("memory") as rec:
+            if opts.memory_format == "none":
+                rec.skip("--memory-format none")
+                return
+            if opts.memory_format == "elf":
+                await self._dump_elf(w)
+            else:
+                await self._dump_kdump(w)
+
+    async def _dump_elf(self, w: bundle_mod.BundleWriter) -> None:
+        rel = "memory.elf"
+        fd = w.create(rel)
+        try:
+            result = await self._dump(fd, w.tmp / rel, "elf")
+        finally:
+            os.close(fd)
+        w.add(rel, "memory-elf", "dump-guest-memory, ELF", result)
+        with self.step("vmcoreinfo") as rec:
+            if vmcoreinfo.from_elf_note(w.tmp / rel):
+                rec.skip("in the dump's VMCOREINFO note")
+                return
+            found = await asyncio.to_thread(vmcoreinfo.scan, w.tmp / rel)
+            if found is None:
+                rec.skip("no VMCOREINFO note and none found in guest memory")
+                return
+            w.write_bytes("vmcoreinfo.txt", found.encode(), "vmcoreinfo", "recovered from memory")
+            rec.detail = "recovered from guest memory (no note in the dump)"
+
+    async def _dump_kdump(self, w: bundle_mod.BundleWriter) -> None:
+        stream = ".memory.flattened"
+        fd = w.create(stream)
+        try:
+            await self._dump(fd, w.tmp / stream, "kdump-zlib")
+        finally:
+            os.close(fd)
+        rel = "memory.kdump"
+        out = w.create(rel)
+        try:
+            await asyncio.to_thread(flattened.rearrange, w.tmp / stream, out)
+            info = vmcoreinfo.scan(w.tmp / stream)
+            release = vmcoreinfo.parse(info).get("OSRELEASE") if info else None
+            flattened.fix_utsname(out, release or "unknown")
+        finally:
+            os.close(out)
+            (w.tmp / stream).unlink()
+        w.add(rel, "memory-kdump", "dump-guest-memory, kdump-zlib, rearranged")
+        if info:
+            w.write_bytes("vmcoreinfo.txt", info.encode(), "vmcoreinfo", "from the dump")
+
+    async def _dump(self, fd: int, path: Path, fmt: Literal["elf", "kdump-zlib"]) -> str | None:
+        def report(done: int, total: int) -> None:
+            self.sink(Progress("memory", "progress", done, total))
+
+        try:
+            result = await dump_memory(self.qmp, fd, path, fmt, self.deadline, report)
+        except (DumpFailed, OperationTimeout, ForensicsError):
+            path.unlink(missing_ok=True)
+            raise
+        return result.sha256
+
+    async def _after(self, before: FreezeState) -> None:
+        assert self.writer
+        with self.step("runstate-check") as rec:
+            status = cast(JSONObject, await self.qmp.execute("query-status"))
+            after = str(status.get("status"))
+            if after != before.runstate:
+                raise GuestStateError(
+                    f"the runstate changed during capture: {before.runstate} -> {after}"
+                )
+            rec.detail = f"unchanged: {after}"
+            self.writer.write_json(
+                "events.json", [e.to_json() for e in self.qmp.seen], "events", "QMP events seen"
+            )
+
+
+async def capture(
+    opts: CaptureOptions, sink: ProgressSink = _ignore, prior_events: tuple[Event, ...] = ()
+) -> CaptureResult:
+    """Capture the guest behind ``opts.endpoint`` into a new bundle under ``opts.out``."""
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create {opts.out}: {exc.strerror}", "choose another --out"
+        ) from exc
+    if not os.access(opts.out, os.W_OK | os.X_OK):
+        raise InputError(f"{opts.out} is not writable", "choose another --out")
+    async with session(opts.endpoint, timeout=min(10.0, opts.timeout)) as qmp:
+        with guest_lock(qmp.peer_pid, opts.endpoint):
+            return await Capture(qmp, opts, sink).run(prior_events)

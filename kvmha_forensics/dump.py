@@ -1,0 +1,115 @@
+"""Drive ``dump-guest-memory`` over QMP into a file the bundle owns, hashing as QEMU writes.
+
+The file is created by us (0600, no symlink followed) and handed to QEMU by descriptor
+(``getfd`` over SCM_RIGHTS, then ``protocol: "fd:NAME"``); QEMU runs the dump detached
+and we poll ``query-dump`` for progress. ELF output is written sequentially, so a reader
+thread hashes it while it grows and no second pass over guest-sized data is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from .errors import ForensicsError, OperationTimeout
+from .qmp import JSONObject, QMPSession
+
+Format = Literal["elf", "kdump-zlib"]
+DumpProgress = Callable[[int, int], None]
+"""Called with (bytes completed, bytes total) as QEMU reports them."""
+POLL = 0.05
+CHUNK = 4 << 20
+
+
+class DumpFailed(ForensicsError):
+    """QEMU reported the dump as failed, or went away during it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DumpResult:
+    size: int
+    sha256: str | None
+    seconds: float
+
+
+class GrowingFileHasher(threading.Thread):
+    """Hash a file while another process appends to it; :meth:`finish` drains and returns."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True, name="dump-hasher")
+        self._path = path
+        self._digest = hashlib.sha256()
+        self._done = threading.Event()
+        self.size = 0
+
+    def run(self) -> None:
+        with self._path.open("rb") as f:
+            while True:
+                finishing = self._done.is_set()
+                chunk = f.read(CHUNK)
+                if chunk:
+                    self._digest.update(chunk)
+                    self.size += len(chunk)
+                elif finishing:
+                    return
+                else:
+                    time.sleep(0.005)
+
+    def finish(self) -> str:
+        self._done.set()
+        self.join()
+        return self._digest.hexdigest()
+
+
+async def dump_memory(
+    qmp: QMPSession,
+    fd: int,
+    path: Path,
+    fmt: Format,
+    deadline: float,
+    progress: DumpProgress,
+) -> DumpResult:
+    """Dump guest memory to ``fd`` (at ``path``); raise :class:`DumpFailed` or a timeout."""
+    start = time.monotonic()
+    fdname = f"kvmha-dump-{os.getpid()}"
+    qmp.send_fd(fd)
+    await qmp.execute("getfd", {"fdname": fdname})
+    hasher = GrowingFileHasher(path) if fmt == "elf" else None
+    await qmp.execute(
+        "dump-guest-memory",
+        {"paging": False, "protocol": f"fd:{fdname}", "detach": True, "format": fmt},
+    )
+    if hasher:
+        hasher.start()
+    try:
+        while True:
+            info = cast(JSONObject, await qmp.execute("query-dump"))
+            status = info.get("status")
+            progress(int(cast(int, info.get("completed", 0))), int(cast(int, info.get("total", 0))))
+            if status == "completed":
+                break
+            if status == "failed":
+                raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(qmp)})")
+            if time.monotonic() > deadline:
+                raise OperationTimeout("the memory dump did not finish before --timeout")
+            await asyncio.sleep(POLL)
+    finally:
+        digest = hasher.finish() if hasher else None
+    size = os.fstat(fd).st_size
+    if hasher and hasher.size != size:
+        digest = None  # QEMU did not write sequentially after all: hash again later
+    return DumpResult(size, digest, time.monotonic() - start)
+
+
+def _dump_error(qmp: QMPSession) -> str:
+    for event in qmp.events():
+        if event.name == "DUMP_COMPLETED" and "error" in event.data:
+            return str(event.data["error"])
+    return "no reason given"

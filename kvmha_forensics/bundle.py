@@ -150,7 +150,7 @@ def _step(doc: dict[str, object]) -> Step:
     if status not in ("ok", "failed", "skipped"):
         raise ValueError(f"step status {status!r}")
     detail = doc.get("detail")
-    return Step(str(doc["name"]), status, float(cast(float, doc["seconds"])), 
+    return Step(str(doc["name"]), status, float(cast(float, doc["seconds"])),
                 None if detail is None else str(detail))  # fmt: skip
 
 

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
+from .analysis import Vendor
+from .analyze import analyze, gather
 from .bundle import Bundle
 from .capture import CaptureOptions, MemoryFormat, ProgressSink, capture
 from .capture import Progress as CaptureProgress
@@ -25,6 +27,7 @@ from .errors import ExitCode, ForensicsError, InputError
 from .lab import assets, launcher, scenarios
 from .lab.paths import cache_dir
 from .qmp import Endpoint
+from .report.render import RENDERERS, to_text
 
 app = typer.Typer(
     name="kvmha-forensics",
@@ -240,6 +243,66 @@ def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle direc
     if problems:
         raise InputError(f"{directory}: {len(problems)} problem(s) found", "the bundle is damaged")
     out_console.print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
+
+
+@app.command("analyze")
+def analyze_cmd(
+    target: Annotated[
+        Path | None, typer.Argument(help="A bundle, or a vmcore (ELF or kdump).")
+    ] = None,
+    vmlinux: Annotated[
+        Path | None, typer.Option("--vmlinux", help="The guest kernel's vmlinux (checked).")
+    ] = None,
+    debuginfo_dir: Annotated[
+        list[Path] | None, typer.Option("--debuginfo-dir", help="Where to look for vmlinux.")
+    ] = None,
+    qemu_log: Annotated[Path | None, typer.Option("--qemu-log", help="QEMU's stderr.")] = None,
+    console: Annotated[Path | None, typer.Option("--console", help="Serial console log.")] = None,
+    cpu_vendor: Annotated[
+        str | None, typer.Option("--cpu-vendor", help="intel or amd (exit-reason names).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", help="Write here, not stdout.")] = None,
+    analyzer: Annotated[
+        list[str] | None, typer.Option("--analyzer", help="Run only these (repeatable).")
+    ] = None,
+) -> None:
+    """Explain why the guest froze: verdict, culprit, signature and evidence."""
+    if fmt not in RENDERERS:
+        raise typer.BadParameter("use text, json or markdown", param_hint="--format")
+    if cpu_vendor not in (None, "intel", "amd"):
+        raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
+    inputs, problems = gather(
+        target,
+        qemu_log=qemu_log,
+        console=console,
+        vmlinux=vmlinux,
+        debuginfo_dirs=debuginfo_dir or (),
+        cpu_vendor=cast(Vendor | None, cpu_vendor),
+    )
+    report = analyze(inputs, problems, analyzer)
+    if fmt == "text":
+        rendered = to_text(report, color=output is None and out_console.is_terminal)
+    else:
+        rendered = RENDERERS[fmt](report)
+    if output is None:
+        sys.stdout.write(rendered)
+    else:
+        write_private(output, rendered)
+    if report.verdict.cause == "unknown" or report.partial:
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a report file (0600: it quotes guest memory), replacing it atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def parse_size_mb(text: str) -> int:

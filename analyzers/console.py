@@ -1,0 +1,44 @@
+"""Serial console: the guest's last words as they reached the console, syzkaller-style."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.sources.console import parse_console
+
+
+class ConsoleLog:
+    """Oops, panic, BUG, WARNING, lockup, hung task, RCU stall and KASAN reports on the console."""
+
+    name: ClassVar[str] = "console"
+    description: ClassVar[str] = "titles the kernel reports found on the serial console"
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"console"})
+
+    def run(self, ctx: Context) -> Outcome:
+        text = ctx.text("console") or ""
+        parsed = parse_console(text)
+        lines = text.splitlines()
+        findings = []
+        for report in parsed.reports[:1]:
+            excerpt = "\n".join(lines[report.first_line : report.last_line + 1][:30])
+            span = f"lines {report.first_line + 1}-{report.last_line + 1}"
+            findings.append(
+                Finding(
+                    cause=report.cause,
+                    summary=f"The guest console shows: {report.title}.",
+                    signature=f"{report.cause}: {report.title}",
+                    confidence=0.6 if report.corrupted else 0.8,
+                    culprit=report.culprit,
+                    crashed_cpu=report.crashed_cpu,
+                    evidence=(Evidence("console", span, excerpt),),
+                )
+            )
+        facts = {
+            "kernel_release": parsed.kernel_release,
+            "reports": [
+                {"title": r.title, "cause": r.cause, "culprit": r.culprit, "signature": r.signature}
+                for r in parsed.reports
+            ],
+        }
+        return Outcome(tuple(findings), facts, parsed.notes)

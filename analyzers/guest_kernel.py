@@ -1,0 +1,61 @@
+"""Guest kernel: what the frozen kernel says about its own death, read with drgn."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import ClassVar
+
+from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.kernel import KernelFacts, read_facts
+from kvmha_forensics.sources.console import CrashReport, parse_console
+
+DMESG_TAIL = 40
+
+
+def _dmesg_tail(dmesg: str | None, lines: int = DMESG_TAIL) -> list[str]:
+    return dmesg.splitlines()[-lines:] if dmesg else []
+
+
+def _finding(facts: KernelFacts, report: CrashReport, artifact: str) -> Finding:
+    stack_culprit = next((str(f) for f in facts.stack if f.module), None)
+    culprit = report.culprit or stack_culprit
+    task = facts.crashed_task
+    where = f" on CPU {facts.crashed_cpu}" if facts.crashed_cpu is not None else ""
+    who = f" (task {task.comm}, pid {task.pid}{where})" if task else where
+    summary = f"The guest kernel {facts.release or ''} died: {report.title}{who}."
+    lines = (
+        facts.dmesg.splitlines()[report.first_line : report.last_line + 1] if facts.dmesg else []
+    )
+    evidence = [Evidence(artifact, "dmesg (read with drgn)", "\n".join(lines[:30]) or None)]
+    if facts.stack:
+        frames = "\n".join(str(f) for f in facts.stack[:16])
+        evidence.append(Evidence(artifact, "crashed thread's stack (drgn)", frames))
+    return Finding(
+        cause=report.cause,
+        summary=" ".join(summary.split()),
+        signature=f"{report.cause}: {report.title}",
+        confidence=0.95 if not report.corrupted else 0.7,
+        culprit=culprit,
+        crashed_cpu=facts.crashed_cpu if facts.crashed_cpu is not None else report.crashed_cpu,
+        evidence=tuple(evidence),
+    )
+
+
+class GuestKernel:
+    """dmesg, panic message, crashed CPU/task and its stack, D-state tasks, taint (drgn)."""
+
+    name: ClassVar[str] = "guest-kernel"
+    description: ClassVar[str] = "reads the guest kernel's state from the memory dump with drgn"
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"memory"})
+
+    def run(self, ctx: Context) -> Outcome:
+        facts = read_facts(ctx)
+        artifact = ctx.memory.name if ctx.memory else "memory"
+        data = asdict(facts)
+        data["dmesg"] = _dmesg_tail(facts.dmesg)
+        findings: tuple[Finding, ...] = ()
+        if facts.dmesg:
+            report = parse_console(facts.dmesg).primary
+            if report is not None:
+                findings = (_finding(facts, report, artifact),)
+        return Outcome(findings, data, facts.skipped)

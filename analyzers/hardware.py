@@ -1,0 +1,49 @@
+"""Hardware: host memory errors that hit guest RAM, and machine checks the guest reported."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, cast
+
+from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+
+# Guest kernel lines that report a machine check or a poisoned page.
+GUEST_MCE = re.compile(
+    r"(Machine check|mce: \[Hardware Error\]|Memory failure: 0x[0-9a-f]+|MCE: Killing)", re.I
+)
+
+
+class Hardware:
+    """MEMORY_FAILURE events (QEMU's view) and machine-check lines on the guest console."""
+
+    name: ClassVar[str] = "hardware"
+    description: ClassVar[str] = "host memory errors and machine checks"
+    requires: ClassVar[frozenset[Requirement]] = frozenset()
+
+    def run(self, ctx: Context) -> Outcome:
+        failures = [e for e in ctx.events() if e.get("event") == "MEMORY_FAILURE"]
+        console = ctx.text("console") or ""
+        mce_lines = [ln.strip() for ln in console.splitlines() if GUEST_MCE.search(ln)][:10]
+        facts = {"memory_failures": failures, "guest_mce_lines": mce_lines}
+        if not failures and not mce_lines:
+            return Outcome((), facts)
+        evidence = []
+        if failures:
+            data = cast(dict[str, object], failures[0].get("data") or {})
+            evidence.append(Evidence("events.json", "MEMORY_FAILURE", str(data)))
+            summary = (
+                f"A host memory error ({data.get('recipient')}, action {data.get('action')}) "
+                "hit guest memory."
+            )
+        else:
+            summary = f"The guest reported a machine check: {mce_lines[0]}"
+        if mce_lines:
+            evidence.append(Evidence("console", "machine-check lines", "\n".join(mce_lines)))
+        finding = Finding(
+            cause="host-memory-error",
+            summary=summary,
+            signature="host-memory-error: " + ("MEMORY_FAILURE" if failures else "guest MCE"),
+            confidence=0.9 if failures else 0.7,
+            evidence=tuple(evidence),
+        )
+        return Outcome((finding,), facts)

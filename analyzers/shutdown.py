@@ -1,0 +1,61 @@
+"""Shutdown: a guest-initiated reset kept by ``-action reboot=shutdown,shutdown=pause``.
+
+KVM reports a triple fault as KVM_EXIT_SHUTDOWN and QEMU turns it into a guest reset; with
+the HA actions the guest stays in runstate ``shutdown`` with its CPU state intact. An IDT that
+cannot deliver an exception (limit 0 or too small for the mode) makes a triple fault certain.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.x86.modes import mode_of
+
+GATE_SIZE = {"real": 4, "long-64": 16}
+
+
+class Shutdown:
+    """Triple faults and other guest-initiated resets, with the CPU state that explains them."""
+
+    name: ClassVar[str] = "shutdown"
+    description: ClassVar[str] = "triple faults and guest-initiated resets"
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"freeze", "registers"})
+
+    def run(self, ctx: Context) -> Outcome:
+        freeze = ctx.json_object("freeze")
+        if freeze.get("runstate") != "shutdown":
+            return Outcome((), {"runstate": freeze.get("runstate")})
+        regs = ctx.registers[0] if ctx.registers else None
+        mode = mode_of(regs) if regs else None
+        idt = regs.idt if regs else None
+        mode_name = str(mode) if mode is not None else "unknown"
+        gate = GATE_SIZE.get(mode_name, 8)
+        broken_idt = idt is not None and idt.limit < gate * 32 - 1
+        facts = {
+            "runstate": "shutdown",
+            "cpu_mode": mode_name,
+            "rip": regs.rip if regs else None,
+            "idt": {"base": idt.base, "limit": idt.limit} if idt else None,
+        }
+        if broken_idt and idt is not None:
+            summary = (
+                f"The guest triple-faulted: an exception in {mode_name} mode could not be "
+                f"delivered through an IDT of limit {idt.limit:#x}."
+            )
+            confidence, culprit = 0.9, f"IDT limit {idt.limit:#x}"
+        else:
+            summary = "The guest reset itself (triple fault or reboot request); kept in shutdown."
+            confidence, culprit = 0.5, None
+        kind = "empty IDT" if broken_idt else "guest reset"
+        rip = f"RIP={regs.rip:#x}" if regs and regs.rip is not None else "registers"
+        finding = Finding(
+            cause="triple-fault",
+            summary=summary,
+            signature=f"triple-fault: {kind} in {mode_name}",
+            confidence=confidence,
+            culprit=culprit,
+            crashed_cpu=regs.cpu if regs else None,
+            evidence=(Evidence("registers.txt", "vCPU 0", rip),),
+        )
+        return Outcome((finding,), facts)

@@ -1,0 +1,92 @@
+"""Storage: which disk failed, on what operation, with which errno (BLOCK_IO_ERROR, io-status)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar, cast
+
+from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+
+
+@dataclass(frozen=True, slots=True)
+class DiskError:
+    device: str
+    node: str | None
+    operation: str | None
+    reason: str | None
+    nospace: bool
+    source: str
+
+
+def disk_errors(ctx: Context) -> list[DiskError]:
+    """From BLOCK_IO_ERROR events, else from the io-status that query-block keeps."""
+    found = []
+    for event in ctx.events():
+        if event.get("event") != "BLOCK_IO_ERROR":
+            continue
+        data = cast(dict[str, object], event.get("data") or {})
+        found.append(
+            DiskError(
+                str(data.get("device") or data.get("qom-path") or "?"),
+                cast(str | None, data.get("node-name")),
+                cast(str | None, data.get("operation")),
+                cast(str | None, data.get("reason")),
+                bool(data.get("nospace")),
+                "BLOCK_IO_ERROR event",
+            )
+        )
+    if found:
+        return found
+    identity = ctx.json_object("identity")
+    for dev in cast(list[dict[str, object]], identity.get("block") or []):
+        status = dev.get("io-status")
+        if status in ("failed", "nospace"):
+            node = cast(dict[str, object], dev.get("inserted") or {}).get("node-name")
+            name = str(dev.get("device") or dev.get("qdev") or "?")
+            found.append(
+                DiskError(
+                    name,
+                    cast(str | None, node),
+                    None,
+                    None,
+                    status == "nospace",
+                    "query-block io-status",
+                )
+            )
+    return found
+
+
+class Storage:
+    """A guest stopped by werror/rerror=stop or enospc: the disk, the operation, the errno."""
+
+    name: ClassVar[str] = "storage"
+    description: ClassVar[str] = "disk I/O errors that stopped the guest"
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"identity"})
+
+    def run(self, ctx: Context) -> Outcome:
+        errors = disk_errors(ctx)
+        facts = {"disk_errors": [asdict(e) for e in errors]}
+        if not errors:
+            return Outcome((), facts)
+        first = errors[0]
+        cause = "storage-nospace" if first.nospace else "storage-io-error"
+        what = "ran out of space" if first.nospace else "returned an I/O error"
+        op = f" on {first.operation}" if first.operation else ""
+        reason = f" ({first.reason})" if first.reason else ""
+        culprit = first.node or first.device
+        finding = Finding(
+            cause=cause,
+            summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; QEMU paused "
+            "the guest as its werror/rerror policy asks.",
+            signature=f"{cause}: {'write' if first.operation != 'read' else 'read'} error",
+            confidence=0.9,
+            culprit=f"disk {culprit}",
+            evidence=(
+                Evidence(
+                    "identity.json" if "query" in first.source else "events.json",
+                    first.source,
+                    f"{first.device}: {what}",
+                ),
+            ),
+        )
+        return Outcome((finding,), facts)

@@ -1,0 +1,279 @@
+"""Analyzers, their inputs, the runner and the report they add up to.
+
+An analyzer declares what it needs (``requires``); the runner skips it with the reason when
+an input is missing, times it, and turns an exception into a ``failed`` result so one
+broken analyzer never stops the others. Analyzers return findings and facts; they never
+print. Built-in and third-party analyzers are found through the entry-point group
+``kvmha_forensics.analyzers``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, get_args, runtime_checkable
+
+from .bundle import Bundle
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from drgn import Program
+
+    from .sources.qemu_log import QemuLog
+    from .sources.registers import VcpuRegisters
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "kvmha_forensics.analyzers"
+
+Cause = Literal[
+    "guest-panic", "guest-oops", "guest-bug", "guest-lockup", "guest-hung-task",
+    "kvm-emulation-failure", "kvm-internal-error", "kvm-entry-failure", "triple-fault",
+    "host-memory-error", "storage-io-error", "storage-nospace", "watchdog", "unknown",
+]  # fmt: skip
+CAUSES: tuple[str, ...] = get_args(Cause)
+Vendor = Literal["intel", "amd"]
+JSON = object
+# Inputs an analyzer can require: artifact kinds, plus "memory" (any dump) and "debuginfo".
+Requirement = Literal[
+    "qemu-log", "console", "registers", "mtree", "freeze", "events", "identity", "vcpu-stats",
+    "memory", "vmcoreinfo", "debuginfo",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A pointer into the analyzed material: which file, where in it, and an excerpt."""
+
+    artifact: str
+    locator: str | None = None
+    excerpt: str | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"artifact": self.artifact, "locator": self.locator, "excerpt": self.excerpt}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one analyzer concludes about why the guest froze."""
+
+    cause: Cause
+    summary: str
+    signature: str
+    confidence: float
+    culprit: str | None = None
+    crashed_cpu: int | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "cause": self.cause,
+            "summary": self.summary,
+            "signature": self.signature,
+            "confidence": self.confidence,
+            "culprit": self.culprit,
+            "crashed_cpu": self.crashed_cpu,
+            "evidence": [e.to_json() for e in self.evidence],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An analyzer's return value: findings plus the facts it established (JSON-able)."""
+
+    findings: tuple[Finding, ...] = ()
+    facts: Mapping[str, JSON] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerResult:
+    name: str
+    status: Literal["ok", "skipped", "failed"]
+    seconds: float
+    reason: str | None
+    outcome: Outcome
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 6),
+            "reason": self.reason,
+            "findings": [f.to_json() for f in self.outcome.findings],
+            "facts": dict(self.outcome.facts),
+            "notes": list(self.outcome.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What there is to analyze: a bundle, a bare vmcore, or text; plus debug-info hints."""
+
+    label: str
+    kind: Literal["bundle", "vmcore", "text"]
+    files: Mapping[str, Path]
+    bundle: Bundle | None = None
+    vmlinux: Path | None = None
+    debuginfo_dirs: tuple[Path, ...] = ()
+    cpu_vendor: Vendor | None = None
+
+
+class Context:
+    """Shared, lazily parsed views of the inputs, so analyzers don't redo each other's work."""
+
+    def __init__(self, inputs: Inputs) -> None:
+        self.inputs = inputs
+
+    def has(self, requirement: Requirement) -> bool:
+        if requirement == "memory":
+            return self.memory is not None
+        if requirement == "debuginfo":
+            return self.vmlinux is not None
+        if requirement == "vmcoreinfo":
+            return "vmcoreinfo" in self.inputs.files or self.memory is not None
+        return requirement in self.inputs.files
+
+    def path(self, kind: str) -> Path | None:
+        return self.inputs.files.get(kind)
+
+    def text(self, kind: str) -> str | None:
+        path = self.path(kind)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def json(self, kind: str) -> object:
+        """A JSON artifact, or None when absent."""
+        text = self.text(kind)
+        if text is None:
+            return None
+        try:
+            return cast(object, json.loads(text))
+        except ValueError as exc:
+            raise InputError(f"{self.path(kind)} is not valid JSON: {exc}") from exc
+
+    def json_object(self, kind: str) -> dict[str, object]:
+        found = self.json(kind)
+        return cast(dict[str, object], found) if isinstance(found, dict) else {}
+
+    def events(self) -> list[dict[str, object]]:
+        """QMP events recorded with the freeze (before capture) and during capture."""
+        prior = self.json_object("freeze").get("events")
+        during = self.json("events")
+        return [
+            cast(dict[str, object], e)
+            for e in [*(prior if isinstance(prior, list) else []),
+                      *(during if isinstance(during, list) else [])]
+            if isinstance(e, dict)
+        ]  # fmt: skip
+
+    @property
+    def memory(self) -> Path | None:
+        return self.path("memory-elf") or self.path("memory-kdump")
+
+    @cached_property
+    def qemu_log(self) -> QemuLog | None:
+        from .sources.qemu_log import parse_qemu_log_file
+
+        path = self.path("qemu-log")
+        return parse_qemu_log_file(path) if path else None
+
+    @cached_property
+    def registers(self) -> tuple[VcpuRegisters, ...]:
+        from .sources.registers import parse_register_dumps
+
+        text = self.text("registers")
+        if text:
+            return tuple(parse_register_dumps(text))
+        parsed = self.qemu_log
+        return tuple(parsed.register_dumps) if parsed else ()
+
+    @cached_property
+    def vmlinux(self) -> Path | None:
+        from .debuginfo import find_vmlinux
+
+        return find_vmlinux(self)
+
+    @cached_property
+    def program(self) -> Program:
+        from .kernel import open_program
+
+        return open_program(self)
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """What every analyzer provides. ``run`` returns data; it never prints."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    requires: ClassVar[frozenset[Requirement]]
+
+    def run(self, ctx: Context) -> Outcome: ...
+
+
+def discover() -> list[type[Analyzer]]:
+    """Analyzer classes registered under the entry-point group, in name order."""
+    found: list[type[Analyzer]] = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not stop analysis
+            log.warning("analyzer %s cannot be loaded: %s", ep.name, exc)
+            continue
+        found.append(cast(type[Analyzer], cls))
+    return found
+
+
+def select(names: Iterable[str] | None) -> list[type[Analyzer]]:
+    """The analyzers to run: all, or those named (an unknown name lists the known ones)."""
+    available = discover()
+    wanted = list(names or [])
+    if not wanted:
+        return available
+    by_name = {a.name: a for a in available}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise InputError(
+            f"unknown analyzer {', '.join(unknown)}", f"choose from: {', '.join(sorted(by_name))}"
+        )
+    return [by_name[n] for n in wanted]
+
+
+def run_one(cls: type[Analyzer], ctx: Context) -> AnalyzerResult:
+    start = time.perf_counter()
+    missing = sorted(r for r in cls.requires if not ctx.has(r))
+    if missing:
+        reason = f"needs {', '.join(missing)}, which this input lacks"
+        return AnalyzerResult(cls.name, "skipped", time.perf_counter() - start, reason, Outcome())
+    try:
+        outcome = cls().run(ctx)
+    except Exception as exc:
+        log.debug("analyzer %s failed", cls.name, exc_info=True)
+        reason = f"{type(exc).__name__}: {exc}"
+        return AnalyzerResult(cls.name, "failed", time.perf_counter() - start, reason, Outcome())
+    return AnalyzerResult(cls.name, "ok", time.perf_counter() - start, None, outcome)
+
+
+def run_all(
+    ctx: Context,
+    analyzers: Iterable[type[Analyzer]],
+    on_result: Callable[[AnalyzerResult], None] | None = None,
+) -> list[AnalyzerResult]:
+    results = []
+    for cls in analyzers:
+        result = run_one(cls, ctx)
+        if on_result:
+            on_result(result)
+        results.append(result)
+    return results

@@ -1,0 +1,105 @@
+"""Analysis entry points: from a bundle, a bare vmcore or text, to a :class:`Report`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
+from .bundle import MANIFEST, Bundle, sha256_file
+from .errors import InputError
+from .report.model import Report
+from .report.verdict import decide
+from .sources import flattened
+
+ELF_MAGIC = b"\x7fELF"
+
+
+def _memory_kind(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if head.startswith(ELF_MAGIC):
+        return "memory-elf"
+    if head.startswith(flattened.KDUMP_SIGNATURE):
+        return "memory-kdump"
+    if head.startswith(flattened.SIGNATURE):
+        raise InputError(
+            f"{path} is a makedumpfile flattened stream",
+            "rearrange it first ('makedumpfile -R plain < stream'), or capture with"
+            " kvmha-forensics, which does it",
+        )
+    raise InputError(
+        f"{path} is neither a bundle nor a vmcore (ELF or kdump)",
+        "for a QEMU log or a console log use --qemu-log / --console",
+    )
+
+
+def gather(
+    target: Path | None,
+    *,
+    qemu_log: Path | None = None,
+    console: Path | None = None,
+    vmlinux: Path | None = None,
+    debuginfo_dirs: Iterable[Path] = (),
+    cpu_vendor: Vendor | None = None,
+) -> tuple[Inputs, list[str]]:
+    """The inputs to analyze and the problems already found in them (e.g. a damaged bundle)."""
+    problems: list[str] = []
+    extra = {k: p for k, p in (("qemu-log", qemu_log), ("console", console)) if p is not None}
+    for kind, path in extra.items():
+        if not path.is_file():
+            raise InputError(f"{kind} {path} does not exist or is not a file")
+    dirs = tuple(debuginfo_dirs)
+    if target is None:
+        if not extra:
+            raise InputError("nothing to analyze", "give a bundle, a vmcore, or --qemu-log FILE")
+        label = ", ".join(str(p) for p in extra.values())
+        return Inputs(label, "text", extra, None, vmlinux, dirs, cpu_vendor), problems
+    if not target.exists():
+        raise InputError(f"{target} does not exist")
+    if target.is_dir():
+        if not (target / MANIFEST).exists():
+            raise InputError(f"{target} is not a bundle ({MANIFEST} missing)")
+        bundle = Bundle.open(target)
+        problems += [f"bundle: {p}" for p in quick_verify(bundle)]
+        problems += [f"capture: {r}" for r in bundle.manifest.reasons]
+        files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra
+        host_vendor = bundle.manifest.host.get("cpu_vendor")
+        vendor: Vendor | None = cpu_vendor
+        if vendor is None and host_vendor in ("intel", "amd"):
+            vendor = "intel" if host_vendor == "intel" else "amd"
+        return Inputs(str(target), "bundle", files, bundle, vmlinux, dirs, vendor), problems
+    files = {_memory_kind(target): target, **extra}
+    return Inputs(str(target), "vmcore", files, None, vmlinux, dirs, cpu_vendor), problems
+
+
+def quick_verify(bundle: Bundle) -> list[str]:
+    """Every artifact's size, and the checksums of all but the memory dump (``bundle verify``
+    checks that too)."""
+    problems = []
+    for art in bundle.manifest.artifacts:
+        path = bundle.path / art.path
+        if not path.is_file():
+            problems.append(f"{art.path} is missing")
+        elif path.stat().st_size != art.size:
+            problems.append(
+                f"{art.path} is {path.stat().st_size} bytes, the manifest says {art.size}"
+            )
+        elif not art.kind.startswith("memory") and sha256_file(path) != art.sha256:
+            problems.append(f"{art.path} does not match its sha256")
+    return problems
+
+
+def analyze(
+    inputs: Inputs,
+    problems: Iterable[str] = (),
+    analyzers: Iterable[str] | None = None,
+    on_result: Callable[[AnalyzerResult], None] | None = None,
+) -> Report:
+    """Run the analyzers on ``inputs`` and decide the verdict."""
+    chosen = select(analyzers)
+    results = run_all(Context(inputs), chosen, on_result)
+    return Report(inputs.label, inputs.kind, decide(results), tuple(results), tuple(problems))

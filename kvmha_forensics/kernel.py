@@ -1,0 +1,179 @@
+"""The guest kernel through drgn: open the dump, and read what a postmortem needs.
+
+With the matching vmlinux, drgn gives types, dmesg and stacks; without it, only symbols
+from kallsyms (``load_vmlinux_kallsyms``, Linux 6.0+ with CONFIG_KALLSYMS). Module frames are
+symbolized through the modules' own kallsyms (``load_module_kallsyms``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import drgn
+from drgn.helpers.linux.kallsyms import load_module_kallsyms, load_vmlinux_kallsyms
+from drgn.helpers.linux.panic import panic_message, tainted
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.printk import get_dmesg
+from drgn.helpers.linux.sched import task_state_to_char
+from drgn.helpers.linux.timekeeping import uptime
+
+from .debuginfo import dump_vmcoreinfo
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .analysis import Context
+
+log = logging.getLogger(__name__)
+MAX_FRAMES = 64
+
+
+def open_program(ctx: Context) -> drgn.Program:
+    """A drgn Program on the dump, with debug info if found, else kallsyms symbols."""
+    memory = ctx.memory
+    if memory is None:
+        raise InputError("no memory dump to open")
+    recovered = ctx.text("vmcoreinfo")
+    prog = drgn.Program(vmcoreinfo=recovered) if recovered else drgn.Program()
+    try:
+        prog.set_core_dump(str(memory))
+    except (drgn.FaultError, ValueError, OSError) as exc:
+        raise InputError(
+            f"drgn cannot open {memory.name}: {exc}", "is the dump truncated?"
+        ) from exc
+    vmlinux = ctx.vmlinux
+    if vmlinux is not None:
+        prog.load_debug_info([str(vmlinux)])
+    else:
+        prog.register_symbol_finder("vmlinux_kallsyms", load_vmlinux_kallsyms(prog), enable_index=0)
+    try:
+        prog.register_symbol_finder("module_kallsyms", load_module_kallsyms(prog), enable_index=1)
+    except (LookupError, drgn.FaultError, ValueError) as exc:
+        log.info("module kallsyms unavailable: %s", exc)
+    return prog
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One stack frame: function (or symbol+offset), module when not vmlinux, source line."""
+
+    function: str
+    module: str | None
+    source: str | None
+
+    def __str__(self) -> str:
+        return f"{self.function} [{self.module}]" if self.module else self.function
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    pid: int
+    comm: str
+    state: str
+    cpu: int | None
+
+
+def _frame(prog: drgn.Program, frame: drgn.StackFrame) -> Frame:
+    name = frame.name
+    module = None
+    try:
+        symbol = prog.symbol(frame.pc)
+    except LookupError:
+        symbol = None
+    if name is None and symbol is not None:
+        name = f"{symbol.name}+{frame.pc - symbol.address:#x}"
+    if symbol is not None and getattr(symbol, "module", None):
+        module = str(symbol.module)
+    try:
+        filename, line, _col = frame.source()
+        source = f"{filename}:{line}"
+    except LookupError:
+        source = None
+    return Frame(name or f"{frame.pc:#x}", module, source)
+
+
+def stack(prog: drgn.Program, thread: drgn.Thread) -> tuple[Frame, ...]:
+    return tuple(_frame(prog, f) for f in list(thread.stack_trace())[:MAX_FRAMES])
+
+
+def _comm(task: drgn.Object) -> str:
+    return bytes(task.comm.string_()).decode(errors="replace")
+
+
+def _task(task: drgn.Object) -> Task:
+    cpu = int(task.thread_info.cpu) if hasattr(task.thread_info, "cpu") else None
+    return Task(int(task.pid), _comm(task), task_state_to_char(task), cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFacts:
+    """What the guest kernel says about its own death."""
+
+    release: str | None
+    build_id: str | None
+    debuginfo: str | None
+    taint: str | None
+    uptime_seconds: float | None
+    panic_message: str | None
+    dmesg: str | None
+    crashed_task: Task | None
+    crashed_cpu: int | None
+    stack: tuple[Frame, ...]
+    blocked_tasks: tuple[Task, ...]
+    skipped: tuple[str, ...]
+
+
+def read_facts(ctx: Context) -> KernelFacts:
+    """Everything :class:`KernelFacts` holds that the available debug info allows."""
+    prog = ctx.program
+    info = dump_vmcoreinfo(ctx)
+    release = info.get("OSRELEASE")
+    skipped: list[str] = []
+    has_types = ctx.vmlinux is not None
+    dmesg = message = taint = None
+    task = None
+    frames: tuple[Frame, ...] = ()
+    blocked: list[Task] = []
+    crash_cpu: int | None = None
+    uptime = None
+    if has_types:
+        dmesg = get_dmesg(prog).decode(errors="replace")
+        raw_message = panic_message(prog)
+        message = raw_message.decode(errors="replace").strip() if raw_message else None
+        taint = tainted(prog)
+        thread = prog.crashed_thread()
+        task = _task(thread.object)
+        crash_cpu = int(prog["panic_cpu"].counter.value_()) if "panic_cpu" in prog else None
+        if crash_cpu is not None and crash_cpu < 0:
+            crash_cpu = task.cpu
+        frames = stack(prog, thread)
+        blocked = [_task(t) for t in for_each_task(prog) if task_state_to_char(t) == "D"]
+        uptime = _uptime(prog)
+    else:
+        package = f"linux-image-{release}-dbg" if release else "the kernel's -dbg package"
+        skipped.append(
+            f"dmesg, panic message, crashed task, stacks: no debug info (install {package}, "
+            "or pass --vmlinux / --debuginfo-dir)"
+        )
+    return KernelFacts(
+        release=release,
+        build_id=info.get("BUILD-ID"),
+        debuginfo=str(ctx.vmlinux) if ctx.vmlinux else None,
+        taint=taint,
+        uptime_seconds=uptime,
+        panic_message=message,
+        dmesg=dmesg,
+        crashed_task=task,
+        crashed_cpu=crash_cpu,
+        stack=frames,
+        blocked_tasks=tuple(blocked),
+        skipped=tuple(skipped),
+    )
+
+
+def _uptime(prog: drgn.Program) -> float | None:
+    try:
+        return round(float(uptime(prog)), 3)
+    except (LookupError, drgn.FaultError, ValueError):
+        return None

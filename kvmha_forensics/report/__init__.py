@@ -1,0 +1,1 @@
+"""The report: the verdict, its signature, and the renderers (text, JSON, Markdown)."""

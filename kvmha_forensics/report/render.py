@@ -1,0 +1,73 @@
+"""The one place reports become text: JSON, Markdown, or a terminal view (rich)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+from rich.console import Console
+from rich.table import Table
+
+from .model import Report
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def to_markdown(report: Report) -> str:
+    v = report.verdict
+    out = [
+        f"## kvmha-forensics: {v.cause}",
+        "",
+        f"**{v.summary}**",
+        "",
+        f"- Culprit: `{v.culprit or 'unknown'}`",
+        f"- Signature: `{v.signature}`",
+        f"- Confidence: {v.confidence:.2f}",
+        f"- Crashed CPU: {v.crashed_cpu if v.crashed_cpu is not None else 'unknown'}",
+        f"- Target: `{report.target}` ({report.kind})",
+        "",
+        "### Evidence",
+        "",
+    ]
+    for ev in v.evidence:
+        out.append(f"- `{ev.artifact}` {ev.locator or ''}")
+        if ev.excerpt:
+            out += ["", "```", ev.excerpt, "```", ""]
+    out += ["", "### Analyzers", "", "| analyzer | status | time | note |", "|---|---|---|---|"]
+    for a in report.analyzers:
+        note = (a.reason or "; ".join(a.outcome.notes) or "").replace("|", "\\|")
+        out.append(f"| {a.name} | {a.status} | {a.seconds:.3f} s | {note} |")
+    if report.problems:
+        out += ["", "### Problems", ""] + [f"- {p}" for p in report.problems]
+    return "\n".join(out) + "\n"
+
+
+def to_text(report: Report, width: int = 100, color: bool = False) -> str:
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color)
+    v = report.verdict
+    console.print(f"[bold]{v.cause}[/bold]  {v.summary}", highlight=False)
+    console.print(f"  culprit     {v.culprit or 'unknown'}", markup=False, highlight=False)
+    console.print(f"  signature   {v.signature}", markup=False, highlight=False)
+    cpu = v.crashed_cpu if v.crashed_cpu is not None else "unknown"
+    console.print(f"  crashed cpu {cpu}   confidence {v.confidence:.2f}", highlight=False)
+    for ev in v.evidence:
+        console.print(f"\n  evidence: {ev.artifact} {ev.locator or ''}", markup=False)
+        for line in (ev.excerpt or "").splitlines()[:20]:
+            console.print(f"    {line}", markup=False, highlight=False)
+    table = Table(title="analyzers", title_justify="left", show_edge=False)
+    for column in ("analyzer", "status", "time", "note"):
+        table.add_column(column)
+    for a in report.analyzers:
+        note = a.reason or "; ".join(a.outcome.notes)
+        table.add_row(a.name, a.status, f"{a.seconds:.3f}s", note)
+    console.print()
+    console.print(table)
+    for problem in report.problems:
+        console.print(f"problem: {problem}", markup=False, highlight=False)
+    return buffer.getvalue()
+
+
+RENDERERS = {"json": to_json, "markdown": to_markdown, "text": to_text}

@@ -1,0 +1,351 @@
+"""Parse QEMU's stderr (or a log people pasted) for KVM failures and register dumps.
+
+Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tolerated):
+
+* ``KVM internal error. Suberror: N`` (QEMU ``kvm_handle_internal_error()``; old QEMU
+  printed ``KVM internal error.`` and `` Suberror: N`` as two writes, and pasted reports
+  show it glued as ``error.Suberror:``; without KVM_CAP_INTERNAL_ERROR_DATA there is no
+  suberror at all),
+* ``extra data[N]: 0x%016x`` (current QEMU) or bare ``%x`` (older QEMU),
+* ``emulation failure`` (suberror 1, followed by the register dump and ``Code=``),
+* ``KVM: entry failed, hardware error 0x...`` (``kvm_arch_handle_exit()``, KVM_EXIT_FAIL_ENTRY)
+  and the Intel hint QEMU prints after 0x80000021 when the host has VMX,
+* ``error: kvm run failed <strerror>``,
+* register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``.
+
+Bounded: at most ``max_records`` internal errors / dumps are kept, the rest are counted;
+:func:`parse_qemu_log_file` reads at most ``max_bytes`` and lines at most ``max_line`` long.
+Never raises on arbitrary text or bytes (decoded with ``errors="replace"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import BinaryIO
+
+from kvmha_forensics.sources.registers import CodeBytes, DumpBuilder, VcpuRegisters
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EntryFailure",
+    "KvmInternalError",
+    "QemuLog",
+    "RunFailure",
+    "parse_qemu_log",
+    "parse_qemu_log_file",
+]
+
+DEFAULT_MAX_RECORDS = 32
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_LINE = 64 * 1024
+_MAX_NOTES = 64
+_MAX_EXTRA_WORDS = 64  # kvm_run.internal.data[] has 16 entries; leave room for garbage
+
+_INTERNAL = re.compile(r"KVM internal error\.\s*(?:Suberror:\s*(\d+))?")
+_EXTRA = re.compile(r"extra data\[(\d+)\]:\s*(0[xX])?([0-9a-fA-F]+)")
+_EMULATION = re.compile(r"\bemulation failure\b")
+_ENTRY = re.compile(r"KVM: entry failed, hardware error (0[xX])?([0-9a-fA-F]+)")
+_ENTRY_HEAD = re.compile(r"KVM: entry failed, hardware error\s*$")
+_ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
+_INTEL_HINT = re.compile(r"running a guest on an Intel")
+_RUN_FAILED = re.compile(r"kvm run failed (.*\S)")
+_VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
+# Noise in front of a line: prompts, mail quotes, syslog/libvirt style timestamps.
+_PREFIX = re.compile(
+    r"^(?:\s*(?:\(qemu\)\s?|>+\s?"
+    r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?:?\s))+"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KvmInternalError:
+    """One ``KVM internal error`` block: KVM_EXIT_INTERNAL_ERROR as QEMU printed it.
+
+    ``data`` are the ``extra data[N]`` words in index order (``run->internal.data[]``);
+    ``register_dump`` indexes :attr:`QemuLog.register_dumps` for the dump that followed.
+    """
+
+    suberror: int | None
+    data: tuple[int, ...]
+    emulation_failure: bool
+    line: int
+    register_dump: int | None = None
+    data_style: str | None = None  # "0x%016" (current QEMU) or "bare" (older QEMU)
+    complete: bool = True  # False when data indices had gaps or the block was cut off
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFailure:
+    """``KVM: entry failed, hardware error 0x...`` (KVM_EXIT_FAIL_ENTRY).
+
+    ``intel_hint`` is True when QEMU also printed its "running a guest on an Intel machine"
+    text, which it does only for 0x80000021 on a host whose CPUID has VMX.
+    """
+
+    hardware_error: int
+    line: int
+    intel_hint: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailure:
+    """``error: kvm run failed <strerror>``: the KVM_RUN ioctl itself failed."""
+
+    message: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class QemuLog:
+    """Everything recognised in one QEMU log. Counts include records not kept."""
+
+    internal_errors: tuple[KvmInternalError, ...]
+    entry_failures: tuple[EntryFailure, ...]
+    run_failures: tuple[RunFailure, ...]
+    register_dumps: tuple[VcpuRegisters, ...]
+    qemu_version: str | None
+    notes: tuple[str, ...]
+    internal_errors_total: int = 0
+    register_dumps_total: int = 0
+    lines: int = 0
+    bytes_read: int = 0
+    truncated: bool = False
+
+    @property
+    def code(self) -> CodeBytes | None:
+        """The ``Code=`` bytes of the first dump that has them (the faulting vCPU)."""
+        for dump in self.register_dumps:
+            if dump.code is not None:
+                return dump.code
+        return None
+
+    @property
+    def first_internal_error(self) -> KvmInternalError | None:
+        """The first internal error, usually the one that stopped the guest."""
+        return self.internal_errors[0] if self.internal_errors else None
+
+
+@dataclass(slots=True)
+class _OpenError:
+    suberror: int | None
+    line: int
+    dump_index: int
+    words: dict[int, int] = field(default_factory=dict)
+    style: str | None = None
+    emulation: bool = False
+
+
+class _LogParser:
+    """Line-by-line state machine; see :func:`parse_qemu_log`."""
+
+    def __init__(self, max_records: int) -> None:
+        self.max_records = max_records
+        self.dumps = DumpBuilder(max_records=max_records)
+        self.errors: list[KvmInternalError] = []
+        self.errors_total = 0
+        self.entries: list[EntryFailure] = []
+        self.runs: list[RunFailure] = []
+        self.version: str | None = None
+        self.notes: list[str] = []
+        self.lines = 0
+        self._open: _OpenError | None = None
+        self._last_entry: int | None = None
+        self._entry_head: int | None = None
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < _MAX_NOTES:
+            self.notes.append(text)
+
+    def feed(self, raw: str) -> None:
+        number = self.lines
+        self.lines += 1
+        line = _PREFIX.sub("", raw.replace("\t", " ").rstrip("\r\n"))
+        if self.version is None:
+            m = _VERSION.search(line)
+            if m:
+                self.version = m.group(1)
+        m = _INTERNAL.search(line)
+        if m:
+            self.dumps.break_record()
+            self._close_error()
+            self.errors_total += 1
+            self._open = _OpenError(
+                int(m.group(1)) if m.group(1) else None, number, self.dumps.total
+            )
+            if m.group(1) is None:
+                self.note(f"line {number + 1}: internal error without a suberror number")
+            return
+        m = _EXTRA.search(line)
+        if m:
+            self._extra(m, number)
+            return
+        if _EMULATION.search(line):
+            if self._open is None:
+                self.note(f"line {number + 1}: 'emulation failure' without 'KVM internal error'")
+            else:
+                self._open.emulation = True
+            return
+        head, self._entry_head = self._entry_head, None
+        m = _ENTRY.search(line) or (_ENTRY_TAIL.match(line) if head is not None else None)
+        if m:
+            self._last_entry = len(self.entries)
+            if len(self.entries) < self.max_records:
+                line_no = number if head is None else head
+                self.entries.append(EntryFailure(int(m.group(2), 16), line_no))
+            return
+        if _ENTRY_HEAD.search(line):
+            self._entry_head = number  # the code was wrapped onto the next line
+            return
+        if _INTEL_HINT.search(line) and self._last_entry is not None:
+            if self._last_entry < len(self.entries):
+                entry = self.entries[self._last_entry]
+                self.entries[self._last_entry] = EntryFailure(
+                    entry.hardware_error, entry.line, True
+                )
+            return
+        m = _RUN_FAILED.search(line)
+        if m:
+            if len(self.runs) < self.max_records:
+                self.runs.append(RunFailure(m.group(1), number))
+            return
+        self.dumps.feed(line, number)
+
+    def _extra(self, m: re.Match[str], number: int) -> None:
+        if self._open is None:
+            self.note(f"line {number + 1}: 'extra data' without 'KVM internal error'")
+            return
+        index = int(m.group(1))
+        if index >= _MAX_EXTRA_WORDS or index in self._open.words:
+            self.note(f"line {number + 1}: extra data[{index}] ignored")
+            return
+        style = "0x%016" if m.group(2) else "bare"
+        if self._open.style not in (None, style):
+            self.note(f"line {number + 1}: extra data styles mixed")
+        self._open.style = style
+        self._open.words[index] = int(m.group(3), 16)
+
+    def _close_error(self) -> None:
+        err, self._open = self._open, None
+        if err is None:
+            return
+        indices = sorted(err.words)
+        complete = indices == list(range(len(indices)))
+        if not complete:
+            self.note(f"line {err.line + 1}: extra data indices {indices} have gaps")
+        # The dump builder numbers dumps in order; the first one closed after this error
+        # started (if any, and if kept) is the error's own dump.
+        kept = err.dump_index < min(self.dumps.total, len(self.dumps.records))
+        dump = err.dump_index if kept else None
+        if len(self.errors) < self.max_records:
+            self.errors.append(
+                KvmInternalError(
+                    suberror=err.suberror,
+                    data=tuple(err.words[i] for i in indices),
+                    emulation_failure=err.emulation,
+                    line=err.line,
+                    register_dump=dump,
+                    data_style=err.style,
+                    complete=complete,
+                )
+            )
+
+    def result(self, bytes_read: int, truncated: bool) -> QemuLog:
+        self.dumps.finish()
+        self._close_error()
+        for note in self.dumps.notes:
+            self.note(note)
+        if self.errors_total > len(self.errors):
+            self.note(f"{self.errors_total - len(self.errors)} more internal errors not kept")
+        if self.dumps.total > len(self.dumps.records):
+            self.note(f"{self.dumps.total - len(self.dumps.records)} more register dumps not kept")
+        for note in self.notes:
+            log.debug("qemu log: %s", note)
+        return QemuLog(
+            internal_errors=tuple(self.errors),
+            entry_failures=tuple(self.entries),
+            run_failures=tuple(self.runs),
+            register_dumps=tuple(record for _, record in self.dumps.records),
+            qemu_version=self.version,
+            notes=tuple(self.notes),
+            internal_errors_total=self.errors_total,
+            register_dumps_total=self.dumps.total,
+            lines=self.lines,
+            bytes_read=bytes_read,
+            truncated=truncated,
+        )
+
+
+def _text_lines(text: str | bytes) -> Iterator[str]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return iter(text.splitlines())
+
+
+def parse_qemu_log(
+    text: str | bytes | Iterable[str], max_records: int = DEFAULT_MAX_RECORDS
+) -> QemuLog:
+    """Parse a whole log held in memory (a string, bytes, or an iterable of lines)."""
+    parser = _LogParser(max_records)
+    lines: Iterable[str] = _text_lines(text) if isinstance(text, str | bytes) else text
+    size = 0
+    for line in lines:
+        size += len(line) + 1
+        parser.feed(line)
+    return parser.result(size, truncated=False)
+
+
+def parse_qemu_log_file(
+    path: str | PathLike[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_line: int = DEFAULT_MAX_LINE,
+) -> QemuLog:
+    """Stream a log file: read at most ``max_bytes``, cut lines at ``max_line`` bytes.
+
+    Memory stays bounded on multi-gigabyte logs (e.g. one emulation failure repeated
+    millions of times): the first ``max_records`` records are kept, the rest counted.
+    Raises ``OSError`` only if the file cannot be opened or read.
+    """
+    parser = _LogParser(max_records)
+    read = 0
+    truncated = False
+    cut_lines = 0
+    with open(path, "rb") as handle:
+        while True:
+            if read >= max_bytes:
+                truncated = bool(handle.read(1))
+                break
+            chunk = handle.readline(min(max_line, max_bytes - read))
+            if not chunk:
+                break
+            read += len(chunk)
+            if not chunk.endswith(b"\n"):
+                # Over-long line (or the last line): skip the rest of it.
+                rest = _skip_line(handle, max_bytes - read)
+                read += rest
+                if rest:
+                    cut_lines += 1
+            parser.feed(chunk.decode("utf-8", errors="replace"))
+    if cut_lines:
+        parser.note(f"{cut_lines} lines longer than {max_line} bytes were cut")
+    if truncated:
+        parser.note(f"stopped after {read} bytes (max_bytes={max_bytes})")
+    return parser.result(read, truncated)
+
+
+def _skip_line(handle: BinaryIO, budget: int) -> int:
+    """Discard the rest of the current line, reading at most ``budget`` bytes."""
+    skipped = 0
+    while budget > skipped:
+        part = handle.readline(min(DEFAULT_MAX_LINE, budget - skipped))
+        if not part:
+            break
+        skipped += len(part)
+        if part.endswith(b"\n"):
+            break
+    return skipped

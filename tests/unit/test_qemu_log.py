@@ -1,0 +1,149 @@
+"""kvmha_forensics.sources.qemu_log on recorded stderr, synthetic variants and a huge log."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from kvmha_forensics.sources.qemu_log import (
+    KvmInternalError,
+    QemuLog,
+    parse_qemu_log,
+    parse_qemu_log_file,
+)
+
+LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
+
+RECORDED_WORDS = (1, 0xFDEBF400EF0F660F, 0, 0x1000, 0, 0, 0, 0)
+
+
+def _log(name: str) -> QemuLog:
+    return parse_qemu_log_file(LOGS / name)
+
+
+def _comparable(log: QemuLog) -> tuple[object, ...]:
+    """Records without line numbers and raw text, which re-wrapping changes."""
+    errors = tuple(dataclasses.replace(e, line=0) for e in log.internal_errors)
+    dumps = tuple(dataclasses.replace(r, raw="") for r in log.register_dumps)
+    entries = tuple(dataclasses.replace(e, line=0) for e in log.entry_failures)
+    runs = tuple(dataclasses.replace(r, line=0) for r in log.run_failures)
+    return errors, dumps, entries, runs
+
+
+def test_recorded_emulation_failure() -> None:
+    log = _log("emulation-failure-kvm.stderr.log")
+    [err] = log.internal_errors
+    assert err.suberror == 1
+    assert err.data == RECORDED_WORDS
+    assert err.emulation_failure
+    assert err.data_style == "0x%016"
+    assert err.register_dump == 0
+    assert err.line == 1
+    [dump] = log.register_dumps
+    assert dump.rip == 0x7CC5
+    assert log.code is not None and log.code.rip_index == 20
+    assert log.entry_failures == () and log.run_failures == ()
+    assert log.notes == ()
+    assert log.internal_errors_total == 1 and log.register_dumps_total == 1
+
+
+def test_recorded_mmio_fetch() -> None:
+    log = _log("mmio-fetch-kvm.stderr.log")
+    [err] = log.internal_errors
+    assert err.suberror == 1
+    assert err.data == (0, 0x1000, 0, 0, 0, 0)
+    assert log.register_dumps[0].rip == 0xFED00000
+
+
+def test_triple_fault_stderr_has_no_errors() -> None:
+    log = _log("triple-fault-kvm.stderr.log")
+    assert log.internal_errors == () and log.register_dumps == ()
+
+
+def test_mail_wrapped_agrees_with_original() -> None:
+    original = _log("emulation-failure-kvm.stderr.log")
+    mangled = _log("synthetic-mail-wrapped.log")
+    assert _comparable(mangled) == _comparable(original)
+
+
+def test_old_spelling_bare_hex() -> None:
+    [err] = _log("synthetic-old-spelling-bare-hex.log").internal_errors
+    assert err.suberror == 3
+    assert err.data == (0x80000B0E, 0x31, 0, 0xFEE00300)
+    assert err.data_style == "bare"
+    assert not err.emulation_failure
+
+
+def test_entry_failure_with_intel_hint() -> None:
+    log = _log("synthetic-entry-failure-vmx.log")
+    [entry] = log.entry_failures
+    assert entry.hardware_error == 0x80000021 and entry.intel_hint
+    assert log.internal_errors == ()
+    [dump] = log.register_dumps
+    assert dump.rip == 0xFFF0 and dump.segments["DS"].limit == 0xFFFFFFFF
+
+
+def test_two_vcpus_each_error_gets_its_dump() -> None:
+    log = _log("synthetic-two-vcpus.log")
+    first, second = log.internal_errors
+    assert (first.suberror, second.suberror) == (1, 4)
+    assert second.data == (0xA5, 3)
+    assert (first.register_dump, second.register_dump) == (0, 1)
+    assert log.register_dumps[1].rip == 0xFD09A and log.register_dumps[1].width == 32
+    assert log.register_dumps[1].code is not None
+    assert log.register_dumps[1].code.from_rip()[:2] == b"\xf4\xeb"
+
+
+def test_cut_off_log_keeps_what_is_there() -> None:
+    log = _log("synthetic-cut-off.log")
+    [err] = log.internal_errors
+    assert err.data == RECORDED_WORDS
+    code = log.code
+    assert code is not None and code.rip_index == 20
+    assert code.from_rip() == bytes.fromhex("660f")
+    assert any("cut off" in note for note in log.notes)
+
+
+def test_run_failed() -> None:
+    log = _log("synthetic-run-failed.log")
+    assert [r.message for r in log.run_failures] == ["Bad address"]
+    assert log.register_dumps[0].rip == 0x7CC5
+
+
+def test_error_without_suberror_and_gaps() -> None:
+    text = "KVM internal error.\nextra data[0]: 5\nextra data[2]: 7\nemulation failure\n"
+    log = parse_qemu_log(text)
+    [err] = log.internal_errors
+    assert err.suberror is None and err.emulation_failure
+    assert err.data == (5, 7) and not err.complete
+    assert len(log.notes) == 2
+
+
+def test_stray_lines_are_noted_not_fatal() -> None:
+    log = parse_qemu_log(b"extra data[0]: 0x1\nemulation failure\n\xff\xfe garbage\n")
+    assert log.internal_errors == ()
+    assert len(log.notes) == 2
+
+
+def test_version_line() -> None:
+    log = parse_qemu_log("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n")
+    assert log.qemu_version == "7.2.22"
+
+
+def test_huge_log_is_bounded(tmp_path: Path) -> None:
+    block = (LOGS / "emulation-failure-kvm.stderr.log").read_bytes()
+    path = tmp_path / "huge.log"
+    with path.open("wb") as handle:
+        for _ in range(3000):
+            handle.write(block)
+        handle.write(b"x" * 300_000 + b"\n")  # one absurdly long line
+    log = parse_qemu_log_file(path, max_records=5, max_line=4096)
+    assert len(log.internal_errors) == 5 and log.internal_errors_total == 3000
+    assert len(log.register_dumps) == 5 and log.register_dumps_total == 3000
+    assert all(isinstance(e, KvmInternalError) for e in log.internal_errors)
+    assert all(e.data == RECORDED_WORDS for e in log.internal_errors)
+    assert [e.register_dump for e in log.internal_errors] == [0, 1, 2, 3, 4]
+    assert not log.truncated
+    limited = parse_qemu_log_file(path, max_bytes=len(block) * 10 + 5, max_records=5)
+    assert limited.truncated and limited.internal_errors_total == 10
+    assert limited.bytes_read <= len(block) * 10 + 5

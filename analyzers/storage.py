@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar, cast
 
-from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Cause, Context, Evidence, Finding, Outcome, Requirement
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class Storage:
         if not errors:
             return Outcome((), facts)
         first = errors[0]
-        cause = "storage-nospace" if first.nospace else "storage-io-error"
+        cause: Cause = "storage-nospace" if first.nospace else "storage-io-error"
         what = "ran out of space" if first.nospace else "returned an I/O error"
         op = f" on {first.operation}" if first.operation else ""
         reason = f" ({first.reason})" if first.reason else ""

@@ -1,14 +1,23 @@
 """Is the guest frozen, why, and is it failover-safe? Decided from QMP, never assumed.
 
 A guest is *failover-safe* when its vCPUs are stopped in an error runstate and nothing of the
-old instance can still write: no block job running (mirror and backup jobs go on while the
-guest is paused), no outgoing migration, and no block device with I/O still in flight.
+old instance can still write: no block job or other job running (mirror and backup jobs go on
+while the guest is paused), and no outgoing migration. Block devices need no separate check:
+QEMU drains and flushes every block device before it enters a stop runstate (``do_vm_stop``
+calls ``bdrv_drain_all`` then ``bdrv_flush_all``, softmmu/cpus.c), so a stopped runstate
+means no guest request is still in flight; only jobs keep writing after it.
+
+A guest is *gone* when its QEMU can no longer be reached; that is failover-safe only once its
+QEMU process is known to have exited (nothing left that could write).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, cast
 
 from .qmp import Event, JSONObject, QMPSession
@@ -72,6 +81,56 @@ class FreezeState:
             "details": self.details,
         }
 
+    @classmethod
+    def gone(
+        cls, why: str, pids: Sequence[int] | None, events: Sequence[Event] = ()
+    ) -> FreezeState:
+        """QEMU is unreachable (``why``); ``pids``: its processes that may remain, None when
+        they cannot be known (a TCP endpoint), which is not failover-safe."""
+        alive = [pid for pid in pids or () if process_alive(pid)]
+        reasons = [why]
+        reasons += [f"QEMU process {pid} is still alive" for pid in alive]
+        if pids is None:
+            reasons.append("cannot tell whether the QEMU behind a TCP endpoint exited")
+        shutdown = [e for e in events if e.name == "SHUTDOWN"]
+        cause = "qemu-exited"
+        if shutdown:
+            cause = f"qemu-exited-after-shutdown-{shutdown[-1].data.get('reason', 'unknown')}"
+        safe = pids is not None and not alive
+        return cls("gone", None, cause, safe, tuple(reasons), tuple(events))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (a zombie holds no files any more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def socket_owners(path: str) -> list[int]:
+    """Live processes serving the unix socket ``path``: QEMUs whose command line has it as
+    ``unix:PATH`` (``-qmp``) or ``path=PATH`` (``-chardev socket``)."""
+    forms = [f"{prefix}{path}".encode() for prefix in ("unix:", "path=")]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        named = any(
+            arg[arg.find(form) + len(form) :][:1] in (b"", b",")
+            for arg in argv
+            for form in forms
+            if form in arg
+        )
+        if named and process_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
 
 def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
     """The freeze cause, made more precise by the events (e.g. io-error → nospace)."""
@@ -88,23 +147,29 @@ def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
 
 
 async def assess(qmp: QMPSession, events: Sequence[Event] = ()) -> FreezeState:
-    """Query runstate, block jobs, migration and block devices; decide failover safety."""
-    status = cast(JSONObject, await qmp.execute("query-status"))
+    """Query runstate, jobs and migration (all at once); decide failover safety."""
+    commands = ("query-status", "query-block-jobs", "query-jobs", "query-migrate")
+    answers = await asyncio.gather(*(qmp.execute(c) for c in commands))
+    status, migration = cast(JSONObject, answers[0]), cast(JSONObject, answers[3])
+    block_jobs, all_jobs = cast(list[JSONObject], answers[1]), cast(list[JSONObject], answers[2])
     runstate = str(status.get("status"))
     state, _ = RUNSTATES.get(runstate, ("paused", None))
     cause = refine_cause(runstate, events)
-    jobs = cast(list[JSONObject], await qmp.execute("query-block-jobs"))
-    migration = cast(JSONObject, await qmp.execute("query-migrate"))
     reasons: list[str] = []
     if state != "frozen":
         reasons.append(f"runstate {runstate} is not an error stop")
-    for job in jobs:
+    for job in block_jobs:
         if job.get("status") in ACTIVE_JOB and not job.get("paused"):
             reasons.append(f"block job {job.get('device')} ({job.get('type')}) is still running")
+    block_ids = {job.get("device") for job in block_jobs}
+    for job in all_jobs:  # non-block jobs that write: snapshot-save, blockdev-create, amend
+        if job.get("id") not in block_ids and job.get("status") in ACTIVE_JOB:
+            reasons.append(f"job {job.get('id')} ({job.get('type')}) is still running")
     mig_status = str(migration.get("status", "none"))
     if mig_status in ACTIVE_MIGRATION:
         reasons.append(f"migration is {mig_status}")
-    details: JSONObject = {"block_jobs": list(jobs), "migration": mig_status}
+    details: JSONObject = {"block_jobs": list(block_jobs), "jobs": list(all_jobs),
+                           "migration": mig_status}  # fmt: skip
     return FreezeState(
         state=state,
         runstate=runstate,

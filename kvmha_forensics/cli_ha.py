@@ -1,0 +1,137 @@
+"""The HA commands, ``status`` and ``watch``: parse, call the library, render, exit code.
+
+Registered on the main app in :mod:`kvmha_forensics.cli`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+
+from .capture import MemoryFormat
+from .errors import InputError
+from .hooks import HookSpec
+from .qmp import Endpoint
+from .status import DEFAULT_TIMEOUT, status
+from .watch import Record, Watcher, WatchOptions
+
+
+def _quiet_qmp_library() -> None:
+    """qemu.qmp logs a cancelled handshake as an error; we report it ourselves."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+
+
+def _line(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def status_cmd(
+    qmp: Annotated[str, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.05, help="Seconds before answering 'busy'.")
+    ] = DEFAULT_TIMEOUT,
+) -> None:
+    """Say whether the guest is running, frozen, paused or gone, and if failover is safe.
+
+    Exit codes: 0 running, 10 frozen and failover-safe, 11 frozen but not safe, 12 paused,
+    13 gone, 9 busy (no answer in time), 5 QMP problem, 2 usage.
+    """
+    _quiet_qmp_library()
+    result = asyncio.run(status(Endpoint.parse(qmp), timeout))
+    if as_json:
+        _line(result.to_json())
+    else:
+        safe = "failover-safe" if result.failover_safe else "not failover-safe"
+        cause = f" ({result.cause})" if result.cause else ""
+        typer.echo(f"{result.state}{cause}, {safe}")
+        for reason in result.reasons:
+            typer.echo(f"  {reason}")
+    raise typer.Exit(int(result.exit_code))
+
+
+def watch_cmd(
+    qmp: Annotated[
+        list[str] | None, typer.Option("--qmp", help="A QMP socket to watch (repeatable).")
+    ] = None,
+    socket_dir: Annotated[
+        Path | None,
+        typer.Option("--socket-dir", help="Watch every QMP socket in DIR and DIR/*/ as it comes."),
+    ] = None,
+    pattern: Annotated[
+        str, typer.Option(help="With --socket-dir: socket file names to take (glob).")
+    ] = "*",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Capture frozen guests into DIR (else signal only)."),
+    ] = None,
+    hook: Annotated[
+        str | None, typer.Option(help="Command run on each signal and report (no shell).")
+    ] = None,
+    hook_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a hook may run.")] = 10.0,
+    memory_format: Annotated[
+        str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
+    ] = "elf",
+    capture_timeout: Annotated[float, typer.Option(min=1, help="Seconds per capture.")] = 600.0,
+    analyze: Annotated[bool, typer.Option(help="Analyze each bundle.")] = True,
+    debuginfo_dir: Annotated[
+        list[Path] | None, typer.Option("--debuginfo-dir", help="Where analysis finds vmlinux.")
+    ] = None,
+    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between status polls.")] = 0.5,
+    grace: Annotated[
+        float, typer.Option(min=0, help="On SIGTERM, seconds a capture may take to finish.")
+    ] = 30.0,
+) -> None:
+    """Watch guests; on a freeze: signal (stdout line + hook), capture, analyze, hook again.
+
+    Prints one JSON object per line: kind signal, state, capture, analysis or hook.
+    Runs until SIGTERM or SIGINT.
+    """
+    if not qmp and socket_dir is None:
+        raise typer.BadParameter("give --qmp SOCKET (repeatable) or --socket-dir DIR")
+    if socket_dir is not None and not socket_dir.is_dir():
+        raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
+    if memory_format not in ("elf", "kdump-zlib", "none"):
+        raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    hook_spec = None
+    if hook is not None:
+        argv = tuple(shlex.split(hook))
+        if not argv:
+            raise typer.BadParameter("the hook command is empty", param_hint="--hook")
+        hook_spec = HookSpec(argv, hook_timeout)
+    opts = WatchOptions(
+        endpoints=tuple(Endpoint.parse(q) for q in qmp or ()),
+        socket_dir=socket_dir,
+        pattern=pattern,
+        out=out,
+        memory_format=cast(MemoryFormat, memory_format),
+        capture_timeout=capture_timeout,
+        analyze=analyze,
+        debuginfo_dirs=tuple(debuginfo_dir or ()),
+        hook=hook_spec,
+        poll_interval=poll,
+        grace=grace,
+    )
+    _quiet_qmp_library()
+    asyncio.run(_watch(opts))
+
+
+async def _watch(opts: WatchOptions) -> None:
+    def emit(record: Record) -> None:
+        _line(record.to_json())
+
+    watcher = Watcher(opts, emit)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, watcher.stop)
+    await watcher.run()

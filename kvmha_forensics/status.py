@@ -1,0 +1,119 @@
+"""Passive status: is the guest running, frozen, paused or gone, and is it failover-safe?
+
+One short QMP conversation, bounded by a small timeout: a socket held by another client or a
+QEMU too busy to answer gives ``busy``, never a hang. The exit codes (:class:`StatusExit`) are
+a stable contract that resource agents branch on (docs/ha/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+from qemu.qmp import ExecInterruptedError
+
+from .errors import ExitCode, OperationTimeout, QMPProblem
+from .freeze import FreezeState, assess, socket_owners
+from .qmp import Endpoint, JSONObject, session
+
+log = logging.getLogger(__name__)
+
+StatusState = Literal["running", "frozen", "paused", "gone", "busy"]
+DEFAULT_TIMEOUT = 2.0
+
+
+class StatusExit(IntEnum):
+    """Exit codes of ``kvmha-forensics status``; they never change meaning."""
+
+    RUNNING = 0
+    BUSY = int(ExitCode.BUSY)  # 9: no answer in time (socket held, QEMU busy): unknown
+    FROZEN_SAFE = 10  # stopped on an error and nothing still writes: fail over, no fencing
+    FROZEN_UNSAFE = 11  # stopped on an error but a job or migration still writes
+    PAUSED = 12  # stopped on purpose (operator, migration, snapshot): not a failure
+    GONE = 13  # QEMU is not there (exited, killed, socket dead)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What ``status`` reports: the state, the cause, the failover-safe verdict and why."""
+
+    qmp: str
+    state: StatusState
+    runstate: str | None
+    cause: str | None
+    failover_safe: bool
+    reasons: tuple[str, ...]
+    qemu_pid: int | None
+    seconds: float
+
+    @classmethod
+    def from_freeze(cls, qmp: str, freeze: FreezeState, pid: int | None, seconds: float) -> Status:
+        return cls(
+            qmp, freeze.state, freeze.runstate, freeze.cause, freeze.failover_safe,
+            freeze.reasons, pid, seconds,
+        )  # fmt: skip
+
+    @property
+    def exit_code(self) -> StatusExit:
+        if self.state == "frozen":
+            return StatusExit.FROZEN_SAFE if self.failover_safe else StatusExit.FROZEN_UNSAFE
+        codes = {"running": StatusExit.RUNNING, "paused": StatusExit.PAUSED,
+                 "gone": StatusExit.GONE, "busy": StatusExit.BUSY}  # fmt: skip
+        return codes[self.state]
+
+    def to_json(self) -> JSONObject:
+        return {
+            "qmp": self.qmp,
+            "state": self.state,
+            "runstate": self.runstate,
+            "cause": self.cause,
+            "failover_safe": self.failover_safe,
+            "reasons": list(self.reasons),
+            "qemu_pid": self.qemu_pid,
+            "exit_code": int(self.exit_code),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def _gone(endpoint: Endpoint, why: str, start: float) -> Status:
+    owners = socket_owners(endpoint.path) if endpoint.path else None
+    freeze = FreezeState.gone(why, owners)
+    return Status.from_freeze(str(endpoint), freeze, None, time.monotonic() - start)
+
+
+def _busy(endpoint: Endpoint, why: str, start: float) -> Status:
+    return Status(str(endpoint), "busy", None, None, False, (why,), None, time.monotonic() - start)
+
+
+async def status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> Status:
+    """Ask the guest behind ``endpoint`` for its state; answer within about ``timeout`` s.
+
+    A missing socket or one nobody listens on gives ``gone``; a held socket or a QEMU that
+    does not answer in time gives ``busy``; other QMP problems raise :class:`QMPProblem`.
+    """
+    start = time.monotonic()
+
+    async def ask() -> Status:
+        async with session(endpoint, timeout) as qmp:
+            freeze = await assess(qmp)
+            return Status.from_freeze(str(endpoint), freeze, qmp.peer_pid, time.monotonic() - start)
+
+    try:
+        return await asyncio.wait_for(ask(), timeout)
+    except TimeoutError:
+        return _busy(endpoint, f"QEMU did not answer within {timeout:g}s", start)
+    except OperationTimeout as exc:
+        return _busy(endpoint, str(exc), start)
+    except QMPProblem as exc:
+        cause = exc.__cause__
+        if isinstance(cause, FileNotFoundError | ConnectionRefusedError):
+            return _gone(endpoint, exc.message, start)
+        if isinstance(cause, TimeoutError):
+            return _busy(endpoint, str(exc), start)
+        if isinstance(cause, ExecInterruptedError):
+            return _gone(endpoint, exc.message, start)
+        raise

@@ -1,0 +1,527 @@
+"""Watch guests over QMP; the moment one freezes, give HA the signal, then capture and analyze.
+
+Each guest has its own task and its own QMP connection. A task listens for events and also
+polls ``query-status``: an internal error stops the guest with a bare ``STOP`` and a dying
+QEMU may send nothing at all. On a freeze, in this order:
+
+1. the HA signal: a :class:`Signal` record (one JSON line from the CLI) and the hook started
+   with it; neither waits for anything below;
+2. capture into ``out`` over the watcher's own connection (no second client needed);
+3. analysis of the bundle;
+4. the hook again, with the bundle and the verdict (after the first hook run has ended).
+
+A lost connection is a ``gone`` signal; the task then reconnects with backoff, so a QEMU
+restart or a re-created socket is picked up. :meth:`Watcher.stop` (SIGTERM in the CLI) ends
+the watch; captures in flight get ``grace`` seconds to finish, then are finished *incomplete*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from qemu.qmp import Runstate
+from qemu.qmp.error import QMPError
+
+from .analyze import analyze, gather
+from .capture import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
+from .errors import BusyError, ForensicsError, QMPProblem
+from .freeze import FREEZE_EVENTS, FreezeState, assess, process_alive, socket_owners
+from .hooks import HookResult, HookSpec, run_hook
+from .qmp import Endpoint, Event, JSONObject, QMPSession, session
+
+log = logging.getLogger(__name__)
+
+SEEN_KEEP = 256  # events kept per connection while the guest runs
+GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    """What to watch and what to do on a freeze (``out=None``: signal only, no capture)."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    socket_dir: Path | None = None
+    pattern: str = "*"
+    out: Path | None = None
+    memory_format: MemoryFormat = "elf"
+    capture_timeout: float = 600.0
+    analyze: bool = True
+    debuginfo_dirs: tuple[Path, ...] = ()
+    hook: HookSpec | None = None
+    poll_interval: float = 0.5
+    connect_timeout: float = 2.0
+    retry_max: float = 10.0
+    grace: float = 30.0
+    max_captures: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The part of the analysis verdict HA software is handed (the bundle has the rest)."""
+
+    cause: str
+    summary: str
+    culprit: str | None
+    signature: str
+    confidence: float
+
+    def to_json(self) -> JSONObject:
+        return {
+            "cause": self.cause, "summary": self.summary, "culprit": self.culprit,
+            "signature": self.signature, "confidence": self.confidence,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """The HA signal: a guest froze (or is gone), why, and whether failing over is safe."""
+
+    guest: str
+    qmp: str
+    qemu_pid: int | None
+    state: str
+    runstate: str | None
+    cause: str | None
+    failover_safe: bool
+    reasons: tuple[str, ...]
+    detected_by: str
+    qemu_time: float | None
+    time: float
+
+    def to_json(self) -> JSONObject:
+        return {
+            "kind": "signal", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
+            "state": self.state, "runstate": self.runstate, "cause": self.cause,
+            "failover_safe": self.failover_safe, "reasons": list(self.reasons),
+            "detected_by": self.detected_by, "qemu_time": self.qemu_time, "time": self.time,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A guest's state seen on connecting, or a change that is not a freeze."""
+
+    guest: str
+    qmp: str
+    qemu_pid: int | None
+    state: str
+    runstate: str | None
+    detail: str | None = None
+
+    def to_json(self) -> JSONObject:
+        return {
+            "kind": "state", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
+            "state": self.state, "runstate": self.runstate, "detail": self.detail,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    """Step (2): the bundle (``status`` complete/incomplete) or why there is none."""
+
+    guest: str
+    qmp: str
+    status: Literal["complete", "incomplete", "failed", "skipped"]
+    bundle: str | None
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> JSONObject:
+        return {
+            "kind": "capture", "guest": self.guest, "qmp": self.qmp, "status": self.status,
+            "bundle": self.bundle, "reasons": list(self.reasons),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisRecord:
+    """Step (3): the verdict on a bundle, or why there is none."""
+
+    guest: str
+    bundle: str
+    status: Literal["ok", "failed", "skipped"]
+    verdict: Verdict | None
+    reason: str | None = None
+
+    def to_json(self) -> JSONObject:
+        return {
+            "kind": "analysis", "guest": self.guest, "bundle": self.bundle,
+            "status": self.status, "reason": self.reason,
+            "verdict": self.verdict.to_json() if self.verdict else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class HookRecord:
+    """How a hook run ended (also logged)."""
+
+    guest: str
+    result: HookResult
+
+    def to_json(self) -> JSONObject:
+        r = self.result
+        return {
+            "kind": "hook", "guest": self.guest, "phase": r.phase, "returncode": r.returncode,
+            "timed_out": r.timed_out, "seconds": round(r.seconds, 3), "error": r.error,
+        }  # fmt: skip
+
+
+Record = Signal | StateChange | CaptureRecord | AnalysisRecord | HookRecord
+Sink = Callable[[Record], None]
+Analyzer = Callable[[Path, tuple[Path, ...]], Verdict]
+
+
+def bundle_verdict(bundle: Path, debuginfo_dirs: tuple[Path, ...] = ()) -> Verdict:
+    """Step (3): analyze ``bundle`` (as ``kvmha-forensics analyze`` does) into a verdict."""
+    inputs, problems = gather(bundle, debuginfo_dirs=debuginfo_dirs)
+    v = analyze(inputs, problems).verdict
+    return Verdict(v.cause, v.summary, v.culprit, v.signature, v.confidence)
+
+
+def find_sockets(directory: Path, pattern: str) -> set[Path]:
+    """Unix sockets named like ``pattern`` in ``directory`` and its immediate subdirectories."""
+    found: set[Path] = set()
+    for candidate in (*directory.glob(pattern), *directory.glob(f"*/{pattern}")):
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(candidate.lstat().st_mode):
+                found.add(candidate)
+    return found
+
+
+@dataclass
+class Episode:
+    """One freeze of one QEMU: the events since it last ran, what was signaled."""
+
+    events: list[Event] = field(default_factory=list)
+    signaled: tuple[str | None, bool] | None = None
+    pipeline: asyncio.Task[None] | None = None
+
+
+class GuestWatch:
+    """The task watching one QMP endpoint, across reconnects."""
+
+    def __init__(self, watcher: Watcher, endpoint: Endpoint, *, from_dir: bool) -> None:
+        self.w = watcher
+        self.endpoint = endpoint
+        self.from_dir = from_dir
+        self.label = Path(endpoint.path).stem if endpoint.path else str(endpoint)
+        self.pid: int | None = None  # the QEMU of the current episode
+        self.last_problem: str | None = None
+        self.episode = Episode()
+
+    async def run(self) -> None:
+        backoff = self.w.opts.poll_interval
+        while not self.w.stopping.is_set():
+            if self.from_dir and not os.path.exists(str(self.endpoint)):
+                log.info("%s: socket removed, no longer watched", self.endpoint)
+                return
+            owned: int | None = None
+            lost: str | None = None
+            try:
+                async with session(self.endpoint, self.w.opts.connect_timeout) as qmp:
+                    backoff = self.w.opts.poll_interval
+                    owned = self._own(qmp.peer_pid)
+                    if owned is not None:
+                        await self._connected(qmp)
+                        lost = "QEMU closed the QMP connection"
+            except (ForensicsError, QMPError) as exc:  # QMPError: the client is disconnecting
+                lost = str(exc) if isinstance(exc, ForensicsError) else "QMP connection lost"
+                if owned is None:
+                    self._unreachable(lost)
+            except Exception as exc:  # a bug must not end this guest's watch
+                log.exception("%s: watch failed: %s", self.endpoint, exc)
+                lost = f"watch failed: {exc}"
+            finally:
+                if owned is not None and self.w.owners.get(owned) is self:
+                    del self.w.owners[owned]
+            if owned is not None and lost and not self.w.stopping.is_set():
+                await self._lost(lost)
+            await self.w.sleep(backoff)
+            backoff = min(backoff * 2, self.w.opts.retry_max)
+
+    def _own(self, pid: int | None) -> int | None:
+        """Claim the QEMU behind this socket (0 when its pid is unknown); None if another
+        socket of the same QEMU is already watched."""
+        owner = self.w.owners.get(pid) if pid else None
+        if owner is not None and owner is not self:
+            self._unreachable(f"QEMU {pid} is already watched through {owner.endpoint}")
+            return None
+        if pid:
+            self.w.owners[pid] = self
+        return pid or 0
+
+    def _unreachable(self, why: str) -> None:
+        if why != self.last_problem:
+            self.last_problem = why
+            self.w.emit(StateChange(self.label, str(self.endpoint), None, "unreachable", None, why))
+
+    async def _connected(self, qmp: QMPSession) -> None:
+        pid = qmp.peer_pid
+        if pid != self.pid or pid is None:
+            self.episode = Episode()
+        self.pid, self.last_problem = pid, None
+        name = cast(JSONObject, await qmp.execute("query-name")).get("name")
+        self.label = str(name) if name else self.label
+        self.episode.events.extend(qmp.events())
+        freeze = await assess(qmp, self.episode.events)
+        self.w.emit(StateChange(self.label, str(self.endpoint), pid, freeze.state,
+                                freeze.runstate, "connected"))  # fmt: skip
+        await self._judge(qmp, freeze, "connect", None)
+        try:
+            await self._loop(qmp, freeze.runstate)
+        finally:
+            if self.episode.pipeline is not None:  # it captures over this connection
+                await asyncio.wait([self.episode.pipeline])
+
+    async def _loop(self, qmp: QMPSession, runstate: str | None) -> None:
+        interval = self.w.opts.poll_interval
+        next_poll = time.monotonic() + interval
+        while not self.w.stopping.is_set():
+            if qmp.client.runstate != Runstate.RUNNING:
+                raise QMPProblem("QEMU closed the QMP connection")
+            event = await qmp.next_event(max(0.0, next_poll - time.monotonic()))
+            fresh = ([event] if event else []) + qmp.events()
+            self.episode.events.extend(fresh)
+            if runstate == "running":
+                del self.episode.events[:-SEEN_KEEP], qmp.seen[:-SEEN_KEEP]
+            trigger = next((e for e in fresh if e.name in FREEZE_EVENTS), None)
+            if trigger is None and time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + interval
+            status = cast(JSONObject, await qmp.execute("query-status"))
+            now = str(status.get("status"))
+            unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
+            if now == runstate and not unsafe:
+                continue
+            runstate = now
+            freeze = await assess(qmp, self.episode.events)
+            how = f"event {trigger.name}" if trigger else "poll"
+            await self._judge(qmp, freeze, how, trigger.timestamp if trigger else None)
+
+    async def _judge(
+        self, qmp: QMPSession, freeze: FreezeState, how: str, qemu_time: float | None
+    ) -> None:
+        ep = self.episode
+        if freeze.state != "frozen":
+            if how != "connect":
+                self.w.emit(StateChange(self.label, str(self.endpoint), self.pid, freeze.state,
+                                        freeze.runstate, how))  # fmt: skip
+            if freeze.state == "running" and (ep.pipeline is None or ep.pipeline.done()):
+                self.episode = Episode()
+            return
+        if ep.signaled == (freeze.runstate, freeze.failover_safe):
+            return
+        first = ep.signaled is None
+        ep.signaled = (freeze.runstate, freeze.failover_safe)
+        signal = Signal(
+            self.label, str(self.endpoint), self.pid, freeze.state, freeze.runstate,
+            freeze.cause, freeze.failover_safe, freeze.reasons, how, qemu_time, time.time(),
+        )  # fmt: skip
+        self.w.emit(signal)
+        hook = self.w.start_hook(self.label, "signal", signal.to_json())
+        if first:
+            ep.pipeline = self.w.spawn(self._pipeline(qmp, signal, hook, tuple(ep.events)))
+
+    async def _lost(self, why: str) -> None:
+        pid, self.pid = self.pid, None
+        deadline = time.monotonic() + GONE_WAIT
+        while pid and process_alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        path = self.endpoint.path
+        pids = [pid] if pid else socket_owners(path) if path else None
+        freeze = FreezeState.gone(why, pids, self.episode.events)
+        signal = Signal(
+            self.label, str(self.endpoint), pid, "gone", None, freeze.cause,
+            freeze.failover_safe, freeze.reasons, "connection lost", None, time.time(),
+        )  # fmt: skip
+        self.w.emit(signal)
+        self.w.start_hook(self.label, "signal", signal.to_json())
+        self.episode = Episode()
+
+    async def _pipeline(
+        self,
+        qmp: QMPSession,
+        signal: Signal,
+        hook: asyncio.Task[HookResult] | None,
+        events: tuple[Event, ...],
+    ) -> None:
+        capture = await self._capture(qmp, events) if self.w.opts.out else None
+        analysis = None
+        if capture is not None and capture.bundle is not None:
+            analysis = await self.w.analyze(self.label, Path(capture.bundle))
+        if hook is not None:
+            await hook
+        if self.w.opts.hook is None:
+            return
+        report = {**signal.to_json(), "kind": "report"}
+        report["bundle"] = capture.bundle if capture else None
+        report["bundle_status"] = capture.status if capture else None
+        report["capture_reasons"] = list(capture.reasons) if capture else []
+        verdict = analysis.verdict if analysis else None
+        report["verdict_cause"] = verdict.cause if verdict else None
+        report["verdict_summary"] = verdict.summary if verdict else None
+        report["verdict_culprit"] = verdict.culprit if verdict else None
+        report["verdict_signature"] = verdict.signature if verdict else None
+        report["analysis_status"] = analysis.status if analysis else None
+        await self.w.run_hook(self.w.opts.hook, self.label, "report", report)
+
+    async def _capture(self, qmp: QMPSession, events: tuple[Event, ...]) -> CaptureRecord:
+        out = self.w.opts.out
+        assert out is not None
+        where = str(self.endpoint)
+        opts = CaptureOptions(
+            self.endpoint, out, self.w.opts.memory_format, None, self.w.opts.capture_timeout
+        )
+        record: CaptureRecord
+        async with self.w.capture_slots:
+            try:
+                out.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with guest_lock(qmp.peer_pid, self.endpoint):
+                    cap = Capture(qmp, opts, self._progress)
+                    if self.w.stopping.is_set():
+                        cap.deadline = min(cap.deadline, time.monotonic() + self.w.opts.grace)
+                    self.w.in_flight.add(cap)
+                    try:
+                        result = await cap.run(events)
+                    finally:
+                        self.w.in_flight.discard(cap)
+            except (ForensicsError, OSError) as exc:
+                skipped = isinstance(exc, BusyError)
+                record = CaptureRecord(self.label, where, "skipped" if skipped else "failed",
+                                       None, (str(exc),))  # fmt: skip
+            else:
+                m = result.manifest
+                record = CaptureRecord(self.label, where, m.status, str(result.bundle),
+                                       tuple(m.reasons))  # fmt: skip
+        self.w.emit(record)
+        return record
+
+    def _progress(self, p: Progress) -> None:
+        if p.status != "progress":
+            log.debug("%s: capture %s %s %s", self.label, p.step, p.status, p.detail or "")
+
+
+class Watcher:
+    """Many :class:`GuestWatch` tasks, the socket-directory scan, and a clean stop."""
+
+    def __init__(
+        self, opts: WatchOptions, sink: Sink, analyzer: Analyzer | None = bundle_verdict
+    ) -> None:
+        self.opts = opts
+        self.sink = sink
+        self.analyzer = analyzer if opts.analyze else None
+        self.stopping = asyncio.Event()
+        self.owners: dict[int, GuestWatch] = {}
+        self.in_flight: set[Capture] = set()
+        self.capture_slots = asyncio.Semaphore(opts.max_captures)
+        self.analysis_slot = asyncio.Semaphore(1)
+        self.guests: dict[str, asyncio.Task[None]] = {}
+        self.background: set[asyncio.Task[None]] = set()
+        self.hooks: set[asyncio.Task[HookResult]] = set()
+
+    def emit(self, record: Record) -> None:
+        self.sink(record)
+
+    def stop(self) -> None:
+        """End the watch: no new work; captures in flight get ``grace`` seconds, then end
+        incomplete."""
+        if self.stopping.is_set():
+            return
+        log.info("stopping: %d capture(s) in flight", len(self.in_flight))
+        self.stopping.set()
+        limit = time.monotonic() + self.opts.grace
+        for cap in self.in_flight:
+            cap.deadline = min(cap.deadline, limit)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, or return early when the watcher stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("watch task failed: %r", task.exception(), exc_info=task.exception())
+
+    def start_hook(
+        self, guest: str, phase: str, payload: JSONObject
+    ) -> asyncio.Task[HookResult] | None:
+        """Start the hook, if there is one, without waiting for it."""
+        if self.opts.hook is None:
+            return None
+        task = asyncio.create_task(self.run_hook(self.opts.hook, guest, phase, payload))
+        self.hooks.add(task)
+        task.add_done_callback(self.hooks.discard)
+        return task
+
+    async def run_hook(
+        self, hook: HookSpec, guest: str, phase: str, payload: JSONObject
+    ) -> HookResult:
+        result = await run_hook(hook, phase, payload)
+        self.emit(HookRecord(guest, result))
+        return result
+
+    async def analyze(self, guest: str, bundle: Path) -> AnalysisRecord | None:
+        if self.analyzer is None:
+            return None
+        if self.stopping.is_set():
+            record = AnalysisRecord(guest, str(bundle), "skipped", None, "the watcher is stopping")
+        else:
+            async with self.analysis_slot:
+                try:
+                    verdict = await asyncio.to_thread(
+                        self.analyzer, bundle, self.opts.debuginfo_dirs
+                    )
+                except Exception as exc:  # a failing analysis must not end the watch
+                    log.warning("analysis of %s failed: %s", bundle, exc, exc_info=True)
+                    record = AnalysisRecord(guest, str(bundle), "failed", None, str(exc))
+                else:
+                    record = AnalysisRecord(guest, str(bundle), "ok", verdict)
+        self.emit(record)
+        return record
+
+    def _watch(self, endpoint: Endpoint, *, from_dir: bool) -> None:
+        key = str(endpoint)
+        if key in self.guests and not self.guests[key].done():
+            return
+        guest = GuestWatch(self, endpoint, from_dir=from_dir)
+        self.guests[key] = asyncio.create_task(guest.run())
+
+    async def _scan(self, directory: Path) -> None:
+        while not self.stopping.is_set():
+            try:
+                found = await asyncio.to_thread(find_sockets, directory, self.opts.pattern)
+            except OSError as exc:
+                log.warning("cannot scan %s: %s", directory, exc)
+                found = set()
+            for path in sorted(found):
+                self._watch(Endpoint(path=str(path)), from_dir=True)
+            for key, task in list(self.guests.items()):
+                if task.done():
+                    del self.guests[key]
+            await self.sleep(max(1.0, self.opts.poll_interval))
+
+    async def run(self) -> None:
+        """Watch until :meth:`stop`; then wait for captures, analyses and hooks in flight."""
+        for endpoint in self.opts.endpoints:
+            self._watch(endpoint, from_dir=False)
+        if self.opts.socket_dir is not None:
+            await self._scan(self.opts.socket_dir)
+        await self.stopping.wait()
+        await asyncio.gather(*self.guests.values(), return_exceptions=True)
+        while self.background or self.hooks:
+            await asyncio.gather(*self.background, *self.hooks, return_exceptions=True)

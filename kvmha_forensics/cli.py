@@ -23,6 +23,7 @@ from .analyze import analyze, gather
 from .bundle import Bundle
 from .capture import CaptureOptions, MemoryFormat, ProgressSink, capture
 from .capture import Progress as CaptureProgress
+from .cli_ha import status_cmd, watch_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import assets, launcher, scenarios
 from .lab.paths import cache_dir
@@ -291,6 +292,10 @@ def analyze_cmd(
         write_private(output, rendered)
     if report.verdict.cause == "unknown" or report.partial:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+app.command("status")(status_cmd)
+app.command("watch")(watch_cmd)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -205,9 +205,10 @@ class BundleWriter:
         os.mkdir(tmp, 0o700)
         self.tmp = tmp
 
-    def create(self, rel: str) -> int:
+    def create(self, rel: str, readable: bool = False) -> int:
         """A new file's descriptor (0600, never following a symlink, never overwriting)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        access = os.O_RDWR if readable else os.O_WRONLY
+        flags = access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(self.tmp / _safe_name(rel), flags, 0o600)
 
     def add(self, rel: str, kind: str, description: str, sha256: str | None = None) -> Artifact:

@@ -320,7 +320,7 @@ class Capture:
         finally:
             os.close(fd)
         rel = "memory.kdump"
-        out = w.create(rel)
+        out = w.create(rel, readable=True)
         try:
             await asyncio.to_thread(flattened.rearrange, w.tmp / stream, out)
             info = vmcoreinfo.scan(w.tmp / stream)

@@ -17,6 +17,7 @@ from typing import cast
 
 from qemu.qmp import ConnectError, EventListener, ExecInterruptedError, ExecuteError, QMPClient
 from qemu.qmp.error import QMPError
+from qemu.qmp.protocol import StateError
 
 from .errors import OperationTimeout, QMPProblem
 
@@ -129,7 +130,7 @@ class QMPSession:
             )
         except ExecuteError as exc:
             raise QMPProblem(f"QEMU refused {command}: {exc.error.error.desc}") from exc
-        except ExecInterruptedError as exc:
+        except (ExecInterruptedError, StateError) as exc:
             raise QMPProblem(
                 f"QEMU went away during {command}", "the QEMU process exited or closed QMP"
             ) from exc

@@ -150,16 +150,17 @@ def _disk_args(kind: str, directory: Path) -> list[str]:
 
 def qemu_argv(
     scenario: Scenario, directory: Path, sockets: tuple[Path, Path], accel: Accel,
-    memory_mb: int, vcpus: int, boot: list[str],
+    memory_mb: int, vcpus: int, boot: list[str], vmcoreinfo: bool = True,
 ) -> list[str]:  # fmt: skip
-    """The QEMU command line of a lab guest."""
+    """The QEMU command line of a lab guest (``vmcoreinfo=False`` leaves the device out, as
+    many real deployments do)."""
     qmp, spare = sockets
     argv = [
         QEMU, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", accel,
         "-m", str(memory_mb), "-smp", str(vcpus), "-display", "none",
         "-name", f"kvmha-lab-{scenario.name}",
         "-serial", f"file:{directory / 'console.log'}",
-        "-device", "pvpanic", "-device", "vmcoreinfo",
+        "-device", "pvpanic", *(["-device", "vmcoreinfo"] if vmcoreinfo else []),
         "-action", "panic=pause,reboot=shutdown,shutdown=pause",
         "-qmp", f"unix:{qmp},server=on,wait=off",
         "-qmp", f"unix:{spare},server=on,wait=off",
@@ -216,6 +217,7 @@ async def up(
     vcpus: int | None = None,
     accel: str = "auto",
     progress: assets.Progress = assets._quiet,
+    vmcoreinfo: bool = True,
 ) -> LabGuest:
     """Boot ``scenario`` in ``directory`` and return once the guest is in its frozen state."""
     if shutil.which(QEMU) is None:
@@ -241,7 +243,9 @@ async def up(
     for stale in (qmp_path, spare_path):
         stale.unlink(missing_ok=True)
     cpus = vcpus or scenario.vcpus
-    argv = qemu_argv(scenario, directory, (qmp_path, spare_path), chosen, memory_mb, cpus, boot)
+    argv = qemu_argv(
+        scenario, directory, (qmp_path, spare_path), chosen, memory_mb, cpus, boot, vmcoreinfo
+    )
     stderr_path, serial = directory / "qemu.stderr", directory / "console.log"
     (directory / "qemu.argv").write_text(json.dumps(argv) + "\n")
     with stderr_path.open("wb") as err:

@@ -54,10 +54,11 @@ def rearrange(source: Path, dest_fd: int) -> int:
 
 
 def fix_utsname(fd: int, release: str, machine: str = "x86_64") -> None:
-    """Fill the empty utsname of a kdump header (sysname, release, machine)."""
+    """Fill the empty fields of a kdump header's utsname. libkdumpfile takes a utsname with
+    an empty field for no utsname at all, and then cannot tell the architecture."""
     if os.pread(fd, len(KDUMP_SIGNATURE), 0) != KDUMP_SIGNATURE:
         raise InputError("not a kdump file (no 'KDUMP   ' signature)")
-    fields = {0: "Linux", 2: release, 4: machine}
+    fields = {0: "Linux", 1: "(none)", 2: release, 3: "unknown", 4: machine, 5: "(none)"}
     for index, value in fields.items():
         offset = UTSNAME_OFFSET + index * UTS_FIELD
         current = os.pread(fd, UTS_FIELD, offset)

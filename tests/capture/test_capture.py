@@ -1,0 +1,224 @@
+"""capture on real lab guests: whole, verified, private bundles; the guest never changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import drgn
+import pytest
+
+from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture import CaptureOptions, Progress, capture, guest_lock
+from kvmha_forensics.errors import ExitCode
+from kvmha_forensics.lab import assets, scenarios
+from kvmha_forensics.qmp import Endpoint, session
+from kvmha_forensics.sources.qemu_log import parse_qemu_log
+from tests.conftest import Lab, runstate
+
+pytestmark = pytest.mark.lab
+LINUX = [s.name for s in scenarios.SCENARIOS if s.guest == "linux"]
+CLI = [sys.executable, "-m", "kvmha_forensics"]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def kernel_release(dump: Path, vmcoreinfo: str | None = None) -> str:
+    prog = drgn.Program(vmcoreinfo=vmcoreinfo) if vmcoreinfo else drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    return prog["init_uts_ns"].name.release.string_().decode()
+
+
+@pytest.mark.parametrize("name", [s.name for s in scenarios.SCENARIOS])
+def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: str) -> None:
+    scenario = scenarios.get(name)
+    path = lab.bundle(name)
+    opened = Bundle.open(path)
+    assert opened.verify() == []
+    assert opened.manifest.status == "complete", opened.manifest.reasons
+    kinds = {a.kind for a in opened.manifest.artifacts}
+    assert {"freeze", "identity", "registers", "mtree", "memory-elf", "qemu-log"} <= kinds
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()} == {0o600}
+    assert runstate(lab.frozen(name).qmp_spare) == scenario.runstate
+    freeze = opened.read_json("freeze")
+    assert isinstance(freeze, dict) and freeze["runstate"] == scenario.runstate
+    identity = opened.read_json("identity")
+    assert isinstance(identity, dict)
+    assert len(identity["vcpus"]) == lab.frozen(name).vcpus  # type: ignore[arg-type]
+    assert identity["qemu_pid"] == lab.frozen(name).pid
+    assert not list(path.parent.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("name", ["panic", "oops"])
+def test_elf_dump_opens_in_drgn_with_debug_info(lab: Lab, name: str) -> None:
+    dump = Bundle.open(lab.bundle(name)).file("memory-elf")
+    assert dump is not None
+    assert kernel_release(dump) == assets.kernel().release
+
+
+def test_kdump_zlib_is_rearranged_and_opens_in_drgn(lab: Lab) -> None:
+    opened = Bundle.open(lab.bundle("panic", "kdump-zlib"))
+    assert opened.verify() == []
+    dump = opened.file("memory-kdump")
+    assert dump is not None and dump.read_bytes()[:8] == b"KDUMP   "
+    assert kernel_release(dump) == assets.kernel().release
+
+
+@pytest.mark.parametrize("name", ["emulation-failure", "mmio-fetch"])
+def test_kvm_bundles_hold_the_internal_error(lab: Lab, name: str) -> None:
+    text = Bundle.open(lab.bundle(name)).read_text("qemu-log")
+    assert text is not None
+    parsed = parse_qemu_log(text)
+    assert parsed.internal_errors, text[:400]
+    error = parsed.internal_errors[0]
+    assert error.suberror == 1 and len(error.data) >= 2
+    if name == "emulation-failure":
+        assert error.emulation_failure
+        assert parsed.register_dumps and parsed.register_dumps[0].rip is not None
+
+
+def test_vmcoreinfo_is_recovered_when_the_guest_gave_none(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.up("panic", "-novmcoreinfo", vmcoreinfo=False)
+    result = asyncio.run(capture(CaptureOptions(Endpoint(path=guest.qmp), tmp_path)))
+    opened = Bundle.open(result.bundle)
+    info = opened.read_text("vmcoreinfo")
+    assert info is not None and f"OSRELEASE={assets.kernel().release}" in info
+    step = next(s for s in opened.manifest.steps if s.name == "vmcoreinfo")
+    assert step.detail and "recovered" in step.detail
+    dump = opened.file("memory-elf")
+    assert dump is not None
+    with pytest.raises(ValueError):
+        kernel_release(dump)  # drgn refuses the dump alone ...
+    assert kernel_release(dump, info) == assets.kernel().release  # ... and opens it with this
+    lab.down(guest)
+
+
+def test_running_guest_is_refused_without_live(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("running")
+    done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path))
+    assert done.returncode == ExitCode.GUEST_STATE, done.stderr
+    assert "--live" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert runstate(guest.qmp_spare) == "running"
+
+
+def test_live_capture_puts_the_guest_back_to_running(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("running")
+    done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path), "--live", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "complete" and Path(result["bundle"]).is_dir()
+    assert runstate(guest.qmp_spare) == "running"
+
+
+def test_missing_socket(tmp_path: Path) -> None:
+    done = cli("capture", "--qmp", str(tmp_path / "nope.sock"), "--out", str(tmp_path))
+    assert done.returncode == ExitCode.QMP
+    assert "no QMP socket" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_refused_socket(tmp_path: Path) -> None:
+    path = tmp_path / "dead.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()
+    done = cli("capture", "--qmp", str(path), "--out", str(tmp_path))
+    assert done.returncode == ExitCode.QMP
+    assert "refused" in done.stderr
+
+
+def test_socket_that_is_not_qmp(tmp_path: Path) -> None:
+    path = tmp_path / "http.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    done = cli("capture", "--qmp", str(path), "--out", str(tmp_path / "out"))
+    server.close()
+    assert done.returncode == ExitCode.QMP
+    assert "does not speak QMP" in done.stderr
+
+
+def test_socket_held_by_another_client_does_not_hang(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("triple-fault")
+
+    async def hold_and_capture() -> subprocess.CompletedProcess[str]:
+        async with session(Endpoint(path=guest.qmp_spare)):
+            return await asyncio.to_thread(
+                cli, "capture", "--qmp", guest.qmp_spare, "--out", str(tmp_path), "--timeout", "2"
+            )
+
+    done = asyncio.run(hold_and_capture())
+    assert done.returncode == ExitCode.QMP
+    assert "another client" in done.stderr
+
+
+def test_second_capture_of_the_same_guest_is_refused(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("triple-fault")
+    with guest_lock(guest.pid, Endpoint(path=guest.qmp)):
+        done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path))
+    assert done.returncode == ExitCode.BUSY
+    assert "another capture" in done.stderr
+
+
+def test_timeout_leaves_an_incomplete_bundle_that_says_so(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.up("triple-fault", "-2g", memory_mb=2048)
+    done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path), "--timeout", "1", "--json")
+    assert done.returncode == ExitCode.INCOMPLETE, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "incomplete"
+    assert any("memory" in r and "timeout" in r for r in result["reasons"])
+    opened = Bundle.open(Path(result["bundle"]))
+    assert opened.verify() == [] and opened.file("memory-elf") is None
+    lab.down(guest)
+
+
+def test_qemu_dying_mid_dump_leaves_an_incomplete_bundle(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.up("triple-fault", "-dies", memory_mb=2048)
+    killed: list[int] = []
+
+    def kill_on_progress(p: Progress) -> None:
+        if p.status == "progress" and not killed:
+            os.kill(guest.pid, 9)
+            killed.append(guest.pid)
+
+    opts = CaptureOptions(Endpoint(path=guest.qmp), tmp_path)
+    result = asyncio.run(capture(opts, kill_on_progress))
+    assert killed
+    assert result.manifest.status == "incomplete"
+    assert any(r.startswith("memory") for r in result.manifest.reasons)
+    assert Bundle.open(result.bundle).verify() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_leaves_an_incomplete_bundle(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("panic")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(small)], check=True)
+    try:
+        result = asyncio.run(capture(CaptureOptions(Endpoint(path=guest.qmp), small)))
+        assert result.manifest.status == "incomplete"
+        reason = next(r for r in result.manifest.reasons if r.startswith("memory"))
+        assert "space" in reason.lower(), reason
+        assert Bundle.open(result.bundle).verify() == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert runstate(guest.qmp_spare) == "guest-panicked"

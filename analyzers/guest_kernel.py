@@ -46,7 +46,7 @@ class GuestKernel:
 
     name: ClassVar[str] = "guest-kernel"
     description: ClassVar[str] = "reads the guest kernel's state from the memory dump with drgn"
-    requires: ClassVar[frozenset[Requirement]] = frozenset({"memory"})
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"memory", "vmcoreinfo"})
 
     def run(self, ctx: Context) -> Outcome:
         facts = read_facts(ctx)

@@ -78,7 +78,7 @@ class Storage:
             cause=cause,
             summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; QEMU paused "
             "the guest as its werror/rerror policy asks.",
-            signature=f"{cause}: {'write' if first.operation != 'read' else 'read'} error",
+            signature=f"{cause}: {first.operation or 'unknown operation'} on disk",
             confidence=0.9,
             culprit=f"disk {culprit}",
             evidence=(

@@ -137,7 +137,7 @@ class Context:
         if requirement == "debuginfo":
             return self.vmlinux is not None
         if requirement == "vmcoreinfo":
-            return "vmcoreinfo" in self.inputs.files or self.memory is not None
+            return bool(self.vmcoreinfo)
         return requirement in self.inputs.files
 
     def path(self, kind: str) -> Path | None:
@@ -197,6 +197,13 @@ class Context:
             return tuple(parse_register_dumps(text))
         parsed = self.qemu_log
         return tuple(parsed.register_dumps) if parsed else ()
+
+    @cached_property
+    def vmcoreinfo(self) -> dict[str, str]:
+        """The dump's VMCOREINFO (empty when it is not a Linux dump, or there is no dump)."""
+        from .debuginfo import dump_vmcoreinfo
+
+        return dump_vmcoreinfo(self) if self.memory is not None else {}
 
     @cached_property
     def vmlinux(self) -> Path | None:

@@ -17,13 +17,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__
+from . import __version__, demo
 from .analysis import Vendor
 from .analyze import analyze, gather
 from .bundle import Bundle
 from .capture import CaptureOptions, MemoryFormat, ProgressSink, capture
 from .capture import Progress as CaptureProgress
 from .cli_ha import status_cmd, watch_cmd
+from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import assets, launcher, scenarios
 from .lab.paths import cache_dir
@@ -296,6 +297,34 @@ def analyze_cmd(
 
 app.command("status")(status_cmd)
 app.command("watch")(watch_cmd)
+app.command("triage")(triage_cmd)
+
+
+@app.command("demo")
+def demo_cmd(
+    scenario: Annotated[
+        str, typer.Option(help="The lab scenario (see 'lab scenarios').")
+    ] = "panic",
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where the guest and bundle go (default: a temp dir)."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+) -> None:
+    """Boot a lab guest, let it freeze, capture it, analyze it and print the report."""
+    if fmt not in RENDERERS:
+        raise typer.BadParameter("use text, json or markdown", param_hint="--format")
+    with progress_bar(True) as fetch, capture_progress(False) as sink:
+        result = asyncio.run(
+            demo.run(scenario, directory, lambda line: err.print(line, markup=False), fetch, sink)
+        )
+    report = result.report
+    rendered = (
+        to_text(report, color=out_console.is_terminal) if fmt == "text" else RENDERERS[fmt](report)
+    )
+    sys.stdout.write(rendered)
+    if report.verdict.cause == "unknown" and result.guest.runstate != "running":
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
 def write_private(path: Path, text: str) -> None:

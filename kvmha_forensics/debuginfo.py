@@ -63,7 +63,7 @@ def _candidates(release: str, wanted: str | None, dirs: tuple[Path, ...]) -> Ite
 
 def find_vmlinux(ctx: Context) -> Path | None:
     """The vmlinux matching the dump: ``--vmlinux`` (checked), else searched by build ID."""
-    info = dump_vmcoreinfo(ctx) if ctx.memory is not None else {}
+    info = ctx.vmcoreinfo
     wanted = info.get("BUILD-ID")
     explicit = ctx.inputs.vmlinux
     if explicit is not None:

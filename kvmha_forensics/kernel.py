@@ -19,7 +19,6 @@ from drgn.helpers.linux.printk import get_dmesg
 from drgn.helpers.linux.sched import task_state_to_char
 from drgn.helpers.linux.timekeeping import uptime
 
-from .debuginfo import dump_vmcoreinfo
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ class KernelFacts:
 def read_facts(ctx: Context) -> KernelFacts:
     """Everything :class:`KernelFacts` holds that the available debug info allows."""
     prog = ctx.program
-    info = dump_vmcoreinfo(ctx)
+    info = ctx.vmcoreinfo
     release = info.get("OSRELEASE")
     skipped: list[str] = []
     has_types = ctx.vmlinux is not None
@@ -142,12 +141,14 @@ def read_facts(ctx: Context) -> KernelFacts:
         raw_message = panic_message(prog)
         message = raw_message.decode(errors="replace").strip() if raw_message else None
         taint = tainted(prog)
-        thread = prog.crashed_thread()
-        task = _task(thread.object)
-        crash_cpu = int(prog["panic_cpu"].counter.value_()) if "panic_cpu" in prog else None
-        if crash_cpu is not None and crash_cpu < 0:
+        try:
+            thread = prog.crashed_thread()
+        except LookupError:  # the kernel did not crash (e.g. a guest paused on a disk error)
+            skipped.append("crashed task and stack: the kernel did not crash (panic_cpu unset)")
+        else:
+            task = _task(thread.object)
             crash_cpu = task.cpu
-        frames = stack(prog, thread)
+            frames = stack(prog, thread)
         blocked = [_task(t) for t in for_each_task(prog) if task_state_to_char(t) == "D"]
         uptime = _uptime(prog)
     else:

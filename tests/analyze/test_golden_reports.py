@@ -1,0 +1,37 @@
+"""Each lab scenario's bundle analyzes to the reviewed verdict in fixtures/reports/NAME.json.
+
+Regenerate with ``pytest tests/analyze --update-goldens`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kvmha_forensics.analyze import analyze, gather
+from kvmha_forensics.lab import scenarios
+from tests.conftest import Lab
+
+GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "reports"
+STABLE = ("cause", "culprit", "signature", "crashed_cpu")
+FROZEN = [s.name for s in scenarios.SCENARIOS if s.runstate != "running"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", FROZEN)
+def test_verdict_matches_the_golden(lab: Lab, name: str, update_goldens: bool) -> None:
+    inputs, problems = gather(lab.bundle(name))
+    report = analyze(inputs, problems).to_json()
+    verdict = report["verdict"]
+    assert isinstance(verdict, dict)
+    got = {key: verdict[key] for key in STABLE}
+    failed = [a["name"] for a in report["analyzers"] if a["status"] == "failed"]  # type: ignore[index, union-attr, attr-defined]
+    assert failed == [], report["analyzers"]
+    assert report["problems"] == []
+    path = GOLDEN / f"{name}.json"
+    if update_goldens:
+        path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(path.read_text())
+    assert verdict["summary"] and verdict["evidence"]  # type: ignore[index]

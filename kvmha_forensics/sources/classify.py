@@ -1,0 +1,97 @@
+"""Tell what a file is from its first bytes: a QEMU log, a guest console, a vmcore, or neither.
+
+Triage is handed whole directories of whatever CI kept; this decides which parser sees a file,
+and says why a file is skipped (empty, binary, UTF-16, JSON, no known markers). Only the head
+(:data:`HEAD_BYTES`) is read, so a file of any size costs the same. Never raises on content.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from . import flattened
+
+HEAD_BYTES = 256 * 1024
+
+Kind = Literal["qemu-log", "console", "qemu-log+console", "vmcore"]
+
+_ELF_MAGIC = b"\x7fELF"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
+_QEMU = re.compile(
+    r"KVM internal error|extra data\[\d+\]:|\bemulation failure\b|KVM: entry failed"
+    r"|kvm run failed|qemu-system-\w+:|QEMU emulator version"
+    r"|^\s*(?:\(qemu\)\s*)?(?:[RE]AX=[0-9a-fA-F]{8}|Code=[0-9a-fA-F?<]{2})",
+    re.MULTILINE,
+)
+_CONSOLE = re.compile(
+    r"^.{0,40}?\[\s*\d+\.\d{6}\]|Linux version \d|Kernel panic - not syncing|Call Trace:"
+    r"|\bBUG: |\bOops: |\bWARNING: CPU: |INFO: task .{1,64} blocked|rcu: INFO: |\bKASAN: "
+    r"|\bRIP: [0-9a-fA-F]{4}:",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """What a file is (``kind``), or why it is skipped (``skip``); ``notes`` qualify a kind."""
+
+    path: Path
+    kind: Kind | None
+    skip: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def classify_head(path: Path, head: bytes, size: int) -> Classified:
+    """Classify from ``head`` (the file's first bytes) and the file's ``size``."""
+    if size == 0 or not head:
+        return Classified(path, None, "empty file")
+    if head.startswith(_ELF_MAGIC) or head.startswith(flattened.KDUMP_SIGNATURE):
+        return Classified(path, "vmcore")
+    if head.startswith(flattened.SIGNATURE):
+        return Classified(
+            path, None, "a makedumpfile flattened stream: rearrange it with makedumpfile -R"
+        )
+    if head.startswith(_UTF16_BOMS):
+        return Classified(path, None, "UTF-16 text: convert it with iconv -f UTF-16 -t UTF-8")
+    if b"\0" in head or _control_ratio(head) > 0.1:
+        return Classified(path, None, "binary data, neither a log nor a vmcore")
+    text = head.decode("utf-8", errors="replace")
+    notes = []
+    # A multi-byte character cut by the end of the head is not an encoding problem.
+    replaced = text[:-3].count("\ufffd") if len(head) == HEAD_BYTES else text.count("\ufffd")
+    if replaced:
+        notes.append(f"not valid UTF-8: {replaced} undecodable bytes in the first "
+                     f"{len(head)} were replaced")  # fmt: skip
+    if text.lstrip().startswith("{"):
+        return Classified(path, None, "a JSON document, not a log")
+    qemu = _QEMU.search(text) is not None
+    console = _CONSOLE.search(text) is not None
+    if qemu and console:
+        return Classified(path, "qemu-log+console", None, tuple(notes))
+    if qemu:
+        return Classified(path, "qemu-log", None, tuple(notes))
+    if console:
+        return Classified(path, "console", None, tuple(notes))
+    return Classified(
+        path, None, f"no QEMU log or kernel console markers in the first {len(head)} bytes"
+    )
+
+
+def classify(path: Path) -> Classified:
+    """Classify a file by its content; an unreadable file is skipped with the reason."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+            size = path.stat().st_size
+    except OSError as exc:
+        return Classified(path, None, f"cannot read: {exc.strerror}")
+    return classify_head(path, head, size)
+
+
+def _control_ratio(head: bytes) -> float:
+    """The share of bytes that are C0 controls other than tab, newline, CR, FF and ESC."""
+    return (len(head) - len(head.translate(None, _CONTROLS))) / len(head)

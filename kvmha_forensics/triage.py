@@ -1,0 +1,451 @@
+"""Triage: many crashes (bundles, QEMU logs, consoles, vmcores) → groups by signature.
+
+Each input is analyzed to the same verdict as ``analyze``; inputs with one signature form a
+group (count, first and last seen, a representative, all members). An earlier triage record
+(``--known``) marks which signatures are new, so CI can gate on new crashes only. A bad input
+(unreadable, binary, empty, a damaged bundle) becomes a note and the rest goes on. The record's
+JSON schema is documented in ``docs/triage.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from . import __version__
+from .analysis import Analyzer, Context, Inputs, Vendor, run_all, select
+from .analyze import gather
+from .bundle import MANIFEST, Bundle
+from .errors import ExitCode, ForensicsError, InputError
+from .report.model import Report
+from .report.signature import signature_id
+from .report.verdict import decide
+from .sources.classify import Classified, classify
+from .triage_cache import (
+    CachedAnalysis,
+    TriageCache,
+    bundle_key,
+    code_fingerprint,
+    file_key,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT = "kvmha-forensics-triage"
+SCHEMA_VERSION = 1
+#: A console log larger than this is analyzed by its last this-many bytes (where the crash is).
+MAX_CONSOLE_BYTES = 64 * 1024 * 1024
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+MemberKind = Literal["bundle", "qemu-log", "console", "qemu-log+console", "vmcore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One analyzed input of a group."""
+
+    path: str
+    kind: MemberKind
+    seen: str
+    analysis: CachedAnalysis
+    cached: bool
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "seen": self.seen,
+            "partial": self.analysis.partial,
+            "cached": self.cached,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """All inputs with one signature; ``new`` when the known record lacks it."""
+
+    signature: str
+    members: tuple[Member, ...]
+    new: bool
+
+    @property
+    def signature_id(self) -> str:
+        return signature_id(self.signature)
+
+    @property
+    def representative(self) -> Member:
+        """The first complete (not partial) member seen, else the first seen."""
+        return min(self.members, key=lambda m: (m.analysis.partial, m.seen, m.path))
+
+    @property
+    def first_seen(self) -> str:
+        return min(m.seen for m in self.members)
+
+    @property
+    def last_seen(self) -> str:
+        return max(m.seen for m in self.members)
+
+    def to_json(self) -> dict[str, object]:
+        rep = self.representative
+        verdict = rep.analysis.verdict
+        return {
+            "signature": self.signature,
+            "signature_id": self.signature_id,
+            "cause": verdict.cause,
+            "summary": verdict.summary,
+            "culprit": verdict.culprit,
+            "new": self.new,
+            "count": len(self.members),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "representative": rep.path,
+            "verdict": verdict.to_json(),
+            "members": [m.to_json() for m in self.members],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An input triage could not analyze, and why."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSignature:
+    """A signature some triage has seen: the record CI carries from run to run."""
+
+    signature: str
+    cause: str
+    first_seen: str
+    last_seen: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "signature": self.signature,
+            "signature_id": signature_id(self.signature),
+            "cause": self.cause,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts of one run; ``cache_misses`` counts the analyses actually run."""
+
+    inputs: int
+    analyzed: int
+    skipped: int
+    cache_hits: int
+    cache_misses: int
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "inputs": self.inputs,
+            "analyzed": self.analyzed,
+            "skipped": self.skipped,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TriageResult:
+    """Groups (new first, then by count), skipped inputs, the cumulative known set, stats."""
+
+    groups: tuple[Group, ...]
+    skipped: tuple[Skipped, ...]
+    known: tuple[KnownSignature, ...]
+    stats: Stats
+    created: str = field(default_factory=lambda: time.strftime(TIME_FORMAT, time.gmtime()))
+
+    @property
+    def new_groups(self) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.new)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """``NEW_SIGNATURES`` when any group is new, else ``OK``."""
+        return ExitCode.NEW_SIGNATURES if self.new_groups else ExitCode.OK
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "kvmha-forensics", "version": __version__},
+            "created": self.created,
+            "stats": {**self.stats.to_json(), "groups": len(self.groups),
+                      "new_groups": len(self.new_groups)},
+            "groups": [g.to_json() for g in self.groups],
+            "skipped": [s.to_json() for s in self.skipped],
+            "known": [k.to_json() for k in self.known],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What else analysis gets; part of every cache key."""
+
+    cpu_vendor: Vendor | None = None
+    debuginfo_dirs: tuple[Path, ...] = ()
+
+    def key(self) -> str:
+        return json.dumps([self.cpu_vendor, [str(d) for d in self.debuginfo_dirs]])
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """An input found by walking: a bundle directory, or a classified file."""
+
+    path: Path
+    classified: Classified | None  # None for a bundle
+
+
+def triage(
+    inputs: Sequence[Path],
+    known: Path | None = None,
+    *,
+    cache: TriageCache | None = None,
+    options: Options | None = None,
+) -> TriageResult:
+    """Analyze every input (walking directories), group by signature, mark new signatures.
+
+    A named input that does not exist, or a ``known`` file that is not a triage record, is an
+    :class:`InputError`; a bad file inside is skipped with the reason.
+    """
+    start = time.perf_counter()
+    opts = options or Options()
+    known_set = load_known(known) if known else {}
+    for path in inputs:
+        if not path.exists():
+            raise InputError(f"{path} does not exist")
+    analyzers = tuple(select(None))
+    fingerprint = code_fingerprint(analyzers)
+    members: list[Member] = []
+    skipped: list[Skipped] = []
+    found = list(_walk(inputs))
+    for item in found:
+        if item.classified is not None and item.classified.kind is None:
+            skipped.append(Skipped(str(item.path), item.classified.skip or "not recognised"))
+            continue
+        try:
+            members.append(_member(item, analyzers, fingerprint, opts, cache))
+        except ForensicsError as exc:
+            skipped.append(Skipped(str(item.path), str(exc)))
+        except OSError as exc:
+            skipped.append(Skipped(str(item.path), f"cannot read: {exc.strerror or exc}"))
+    groups = _group(members, known_set)
+    hits = sum(m.cached for m in members)
+    stats = Stats(len(found), len(members), len(skipped), hits, len(members) - hits,
+                  time.perf_counter() - start)  # fmt: skip
+    return TriageResult(groups, tuple(skipped), _merge_known(known_set, groups), stats)
+
+
+def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
+    """Bundles and classified files under ``inputs``, each once, in a stable order."""
+    seen: set[Path] = set()
+
+    def once(path: Path) -> bool:
+        real = path.resolve()
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
+    for top in inputs:
+        if top.is_file():
+            if once(top):
+                yield _Found(top, classify(top))
+            continue
+        if (top / MANIFEST).is_file():
+            if once(top):
+                yield _Found(top, None)
+            continue
+        for root, dirs, files in os.walk(top):
+            here = Path(root)
+            dirs.sort()
+            for d in list(dirs):
+                if (here / d / MANIFEST).is_file():
+                    dirs.remove(d)
+                    if once(here / d):
+                        yield _Found(here / d, None)
+            for name in sorted(files):
+                path = here / name
+                if path.is_file() and not path.is_symlink() and once(path):
+                    yield _Found(path, classify(path))
+
+
+def _member(
+    item: _Found,
+    analyzers: tuple[type[Analyzer], ...],
+    fingerprint: str,
+    opts: Options,
+    cache: TriageCache | None,
+) -> Member:
+    """Analyze one input, or take its cached verdict."""
+    bundle: Bundle | None = None
+    if item.classified is None:
+        bundle = Bundle.open(item.path)
+        kind: MemberKind = "bundle"
+        seen = _manifest_time(bundle.manifest.created) or _mtime(item.path / MANIFEST)
+        key = bundle_key(bundle.manifest, opts.key(), fingerprint)
+        notes: tuple[str, ...] = ()
+    else:
+        assert item.classified.kind is not None
+        kind = item.classified.kind
+        seen = _mtime(item.path)
+        key = file_key(item.path, kind, opts.key(), fingerprint)
+        notes = item.classified.notes
+    hit = cache.get(key) if cache is not None else None
+    # A bundle whose artifacts changed size since is analyzed again, which says how.
+    if hit is not None and (bundle is None or _sizes_match(bundle)):
+        return Member(str(item.path), kind, seen, hit, True, notes + hit.problems)
+    with ExitStack() as stack:
+        inputs, problems, extra = _inputs(item, opts, stack)
+        report = _analyze(inputs, problems, analyzers)
+    analysis = CachedAnalysis(report.verdict, report.problems + extra, report.partial)
+    if cache is not None:
+        cache.put(key, analysis)
+    return Member(str(item.path), kind, seen, analysis, False, notes + analysis.problems)
+
+
+def _inputs(
+    item: _Found, opts: Options, stack: ExitStack
+) -> tuple[Inputs, list[str], tuple[str, ...]]:
+    """``gather``'s inputs for an item, and notes about what was left out of it."""
+    dirs = opts.debuginfo_dirs
+    if item.classified is None or item.classified.kind == "vmcore":
+        inputs, problems = gather(item.path, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor)
+        return inputs, problems, ()
+    kind = item.classified.kind
+    qemu_log = item.path if kind in ("qemu-log", "qemu-log+console") else None
+    console: Path | None = None
+    extra: tuple[str, ...] = ()
+    if kind in ("console", "qemu-log+console"):
+        console, extra = _bounded_console(item.path, stack)
+    inputs, problems = gather(
+        None, qemu_log=qemu_log, console=console, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor
+    )
+    return inputs, problems, extra
+
+
+def _bounded_console(path: Path, stack: ExitStack) -> tuple[Path, tuple[str, ...]]:
+    """The console to analyze: the file, or a private copy of its last
+    :data:`MAX_CONSOLE_BYTES` (from a line start) when it is larger."""
+    size = path.stat().st_size
+    if size <= MAX_CONSOLE_BYTES:
+        return path, ()
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvmha-triage-")))
+    copy = tmp / "console.tail"
+    with path.open("rb") as src, copy.open("wb") as dst:
+        src.seek(size - MAX_CONSOLE_BYTES)
+        src.readline(64 * 1024)  # to the next line start (bounded: a line may be huge)
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    note = f"console log is {size} bytes: only its last {MAX_CONSOLE_BYTES} were analyzed"
+    return copy, (note,)
+
+
+def _analyze(inputs: Inputs, problems: list[str], analyzers: Sequence[type[Analyzer]]) -> Report:
+    """``analyze.analyze`` with the analyzers selected once for the whole triage."""
+    results = run_all(Context(inputs), analyzers)
+    return Report(inputs.label, inputs.kind, decide(results), tuple(results), tuple(problems))
+
+
+def _sizes_match(bundle: Bundle) -> bool:
+    """A cheap check that a cached bundle's artifacts are still there, at their sizes."""
+    for art in bundle.manifest.artifacts:
+        try:
+            if (bundle.path / art.path).stat().st_size != art.size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _group(members: list[Member], known: dict[str, KnownSignature]) -> tuple[Group, ...]:
+    by_signature: dict[str, list[Member]] = {}
+    for member in members:
+        by_signature.setdefault(member.analysis.verdict.signature, []).append(member)
+    groups = [
+        Group(sig, tuple(sorted(ms, key=lambda m: (m.seen, m.path))), sig not in known)
+        for sig, ms in by_signature.items()
+    ]
+    return tuple(sorted(groups, key=lambda g: (not g.new, -len(g.members), g.signature)))
+
+
+def _merge_known(
+    known: dict[str, KnownSignature], groups: tuple[Group, ...]
+) -> tuple[KnownSignature, ...]:
+    merged = dict(known)
+    for g in groups:
+        old = merged.get(g.signature)
+        first = min(g.first_seen, old.first_seen) if old else g.first_seen
+        last = max(g.last_seen, old.last_seen) if old else g.last_seen
+        cause = g.representative.analysis.verdict.cause
+        merged[g.signature] = KnownSignature(g.signature, cause, first, last)
+    return tuple(sorted(merged.values(), key=lambda k: k.signature))
+
+
+def load_known(path: Path) -> dict[str, KnownSignature]:
+    """The signatures of an earlier triage record: its ``known`` list (which includes its
+    groups)."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read the known record {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InputError(f"{path} is not JSON: {exc}", "give a triage --json record") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{path} is not a triage record", "give the file of a triage --json")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(
+            f"{path} has triage schema version {version!r}",
+            f"this kvmha-forensics reads versions 1 to {SCHEMA_VERSION}: upgrade it",
+        )
+    entries = doc.get("known")
+    if not isinstance(entries, list):
+        raise InputError(f"{path} has no 'known' list")
+    found: dict[str, KnownSignature] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("signature"), str):
+            raise InputError(f"{path}: a 'known' entry lacks its signature")
+        sig = entry["signature"]
+        found[sig] = KnownSignature(
+            sig, str(entry.get("cause")), str(entry.get("first_seen")),
+            str(entry.get("last_seen")),
+        )  # fmt: skip
+    return found
+
+
+def _mtime(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(TIME_FORMAT)
+
+
+def _manifest_time(created: str) -> str | None:
+    try:
+        when = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime(TIME_FORMAT)

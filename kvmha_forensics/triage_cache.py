@@ -1,0 +1,177 @@
+"""The triage cache: one verdict per analyzed input, keyed by what the input holds.
+
+A bundle's key is its manifest's artifact checksums (plus the manifest facts analysis reads);
+a file's key is its content's SHA-256. Both also cover the analysis options and the code
+fingerprint (tool version, report schema, the analyzers and their source files), so a new
+version or a changed analyzer never serves an old verdict. Entries live under
+``$XDG_CACHE_HOME/kvmha-forensics/triage/`` (directory 0700, files 0600: verdicts quote guest
+memory); an entry that cannot be read or does not fit the schema is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import cast
+
+from . import __version__
+from .analysis import CAUSES, Analyzer, Cause, Evidence
+from .bundle import HASH_CHUNK, Manifest
+from .report.model import REPORT_SCHEMA_VERSION, Verdict
+
+log = logging.getLogger(__name__)
+
+ENTRY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnalysis:
+    """What triage keeps of one analysis: the verdict and what was wrong with the input."""
+
+    verdict: Verdict
+    problems: tuple[str, ...]
+    partial: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": ENTRY_VERSION,
+            "verdict": self.verdict.to_json(),
+            "problems": list(self.problems),
+            "partial": self.partial,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> CachedAnalysis:
+        """Load an entry; anything off-schema raises ``ValueError``."""
+        if not isinstance(doc, dict) or doc.get("version") != ENTRY_VERSION:
+            raise ValueError("not a triage cache entry of this version")
+        problems, partial = doc.get("problems"), doc.get("partial")
+        if not isinstance(problems, list) or not isinstance(partial, bool):
+            raise ValueError("problems or partial missing")
+        return cls(verdict_from_json(doc.get("verdict")), tuple(map(str, problems)), partial)
+
+
+def verdict_from_json(doc: object) -> Verdict:
+    """The inverse of :meth:`Verdict.to_json`; raises ``ValueError`` on anything else."""
+    if not isinstance(doc, dict):
+        raise ValueError("verdict is not an object")
+    try:
+        cause = doc["cause"]
+        if cause not in CAUSES:
+            raise ValueError(f"unknown cause {cause!r}")
+        evidence = tuple(
+            Evidence(str(e["artifact"]), _opt_str(e["locator"]), _opt_str(e["excerpt"]))
+            for e in cast(list[dict[str, object]], doc["evidence"])
+        )
+        crashed = doc["crashed_cpu"]
+        return Verdict(
+            cast(Cause, cause),
+            str(doc["summary"]),
+            _opt_str(doc["culprit"]),
+            str(doc["signature"]),
+            float(doc["confidence"]),
+            None if crashed is None else int(crashed),
+            evidence,
+            _opt_str(doc["analyzer"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"verdict: {type(exc).__name__}: {exc}") from exc
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@cache
+def code_fingerprint(analyzers: tuple[type[Analyzer], ...]) -> str:
+    """Tool version, report schema, and each analyzer's and the package's source files
+    (name, size, mtime): changing any of them retires every cache entry."""
+    parts = [__version__, str(REPORT_SCHEMA_VERSION)]
+    sources = set(Path(__file__).parent.rglob("*.py"))
+    for cls in analyzers:
+        parts.append(f"{cls.__module__}:{cls.__qualname__}")
+        module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        if module_file:
+            sources.add(Path(module_file))
+    for path in sorted(sources):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def bundle_key(manifest: Manifest, options: str, fingerprint: str) -> str:
+    """A bundle's key: its artifacts' checksums and the manifest facts analysis reads."""
+    doc = {
+        "artifacts": sorted([a.kind, a.path, a.size, a.sha256] for a in manifest.artifacts),
+        "status": manifest.status,
+        "reasons": list(manifest.reasons),
+        "cpu_vendor": manifest.host.get("cpu_vendor"),
+        "options": options,
+        "code": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def file_key(path: Path, kind: str, options: str, fingerprint: str) -> str:
+    """A file's key: the SHA-256 of its content (streamed), its kind, options and code."""
+    digest = hashlib.sha256(f"{kind}\0{options}\0{fingerprint}\0".encode())
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/kvmha-forensics/triage`` (``~/.cache`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kvmha-forensics" / "triage"
+
+
+@dataclass(frozen=True, slots=True)
+class TriageCache:
+    """Verdicts by key, one small JSON file each."""
+
+    root: Path
+
+    def _entry(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> CachedAnalysis | None:
+        path = self._entry(key)
+        try:
+            entry = CachedAnalysis.from_json(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.info("ignoring the corrupt triage cache entry %s: %s", path, exc)
+            return None
+        return entry
+
+    def put(self, key: str, entry: CachedAnalysis) -> None:
+        """Store atomically; a cache that cannot be written is logged and otherwise ignored."""
+        path = self._entry(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            _private_dir(self.root)
+            _private_dir(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(entry.to_json(), f, sort_keys=True)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write the triage cache entry %s: %s", path, exc.strerror)
+
+
+def _private_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)

@@ -1,0 +1,83 @@
+"""The ``triage`` command: group many crashes by signature, gate CI on new ones.
+
+Registered on the main app in :mod:`kvmha_forensics.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+
+from .analysis import Vendor
+from .errors import InputError
+from .report.junit import to_junit
+from .report.triage_render import to_markdown, to_table
+from .triage import Options, triage
+from .triage_cache import TriageCache, default_cache_dir
+
+
+def triage_cmd(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Bundles, QEMU logs, console logs, vmcores, or directories of them."),
+    ],
+    known: Annotated[
+        Path | None,
+        typer.Option("--known", help="An earlier triage --json record: its signatures are known."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the triage record (JSON) here.")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write JUnit XML (a test case per group).")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown summary (PR comment).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Analyze everything again; write no cache.")
+    ] = False,
+    cpu_vendor: Annotated[
+        str | None, typer.Option("--cpu-vendor", help="intel or amd, for text inputs.")
+    ] = None,
+    debuginfo_dir: Annotated[
+        list[Path] | None, typer.Option("--debuginfo-dir", help="Where to look for vmlinux.")
+    ] = None,
+) -> None:
+    """Analyze every input, group by crash signature, and say which signatures are new.
+
+    Exit codes: 0 no new signature, 10 new signatures (every signature is new without
+    --known), 3 an input or the --known file cannot be used, 2 usage.
+    """
+    if cpu_vendor not in (None, "intel", "amd"):
+        raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
+    options = Options(cast(Vendor | None, cpu_vendor), tuple(debuginfo_dir or ()))
+    cache = None if no_cache else TriageCache(default_cache_dir())
+    result = triage(inputs, known, cache=cache, options=options)
+    if json_out:
+        _write(json_out, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
+    if junit:
+        _write(junit, to_junit(result))
+    if markdown:
+        _write(markdown, to_markdown(result))
+    sys.stdout.write(to_table(result))
+    for skipped in result.skipped:
+        typer.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+    raise typer.Exit(int(result.exit_code))
+
+
+def _write(path: Path, text: str) -> None:
+    """Write an output file (0600: verdicts quote guest memory), replacing it atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc

@@ -1,0 +1,352 @@
+"""KVM exit: what KVM could not do, from the failure QEMU printed on stderr.
+
+Reads ``KVM internal error`` blocks (suberror and ``extra data`` words), ``KVM: entry failed,
+hardware error`` lines and ``kvm run failed`` lines; decodes them with
+:mod:`kvmha_forensics.x86.decode` for the CPU vendor of the host that ran the guest. The vendor
+comes from the inputs (``--cpu-vendor``, or the capture host's in a bundle); for an entry
+failure QEMU's "running a guest on an Intel machine" hint also tells it. Otherwise every
+vendor-specific word is given both readings, marked "vendor unknown".
+
+The first failure in the log (by line) is the one that stopped the guest; the finding is
+about it, the facts list them all. ``docs/analyze-kvm.md`` documents the facts and the
+signature rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
+
+from kvmha_forensics.analysis import (
+    JSON,
+    Cause,
+    Context,
+    Evidence,
+    Finding,
+    Outcome,
+    Requirement,
+    Vendor,
+)
+from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
+from kvmha_forensics.sources.registers import VcpuRegisters
+from kvmha_forensics.x86.decode import (
+    DecodedEntryFailure,
+    DecodedInternalError,
+    decode_entry_failure,
+    decode_internal_error,
+)
+
+CONFIDENCE = 0.8
+RUN_FAILED_CONFIDENCE = 0.6
+
+#: What KVM could not do, per suberror (``include/uapi/linux/kvm.h``).
+COULD_NOT: dict[int, str] = {
+    1: "KVM could not emulate an instruction",
+    2: "KVM could not deliver an event: an exception occurred while another was being delivered",
+    3: "KVM could not handle a VM exit that happened while delivering an event through the "
+    "guest IDT",
+    4: "KVM has no handler for the VM exit reason the CPU reported",
+}
+#: Suberrors whose signature carries the exit reason (it is what tells two of them apart).
+SIGNATURE_EXIT_REASON = frozenset({3, 4})
+VENDOR_NAMES: dict[Vendor, str] = {"intel": "Intel", "amd": "AMD"}
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryFailure:
+    """The failure that stopped the guest: the earliest of the log's first internal error,
+    first entry failure and first ``kvm run failed``."""
+
+    kind: Literal["internal-error", "entry-failure", "run-failure"]
+    line: int
+    internal: KvmInternalError | None = None
+    entry: EntryFailure | None = None
+    run: RunFailure | None = None
+
+
+def primary_failure(log: QemuLog) -> PrimaryFailure | None:
+    """The earliest KVM failure in ``log``, or ``None`` when it has none."""
+    candidates: list[PrimaryFailure] = []
+    if log.internal_errors:
+        err = log.internal_errors[0]
+        candidates.append(PrimaryFailure("internal-error", err.line, internal=err))
+    if log.entry_failures:
+        entry = log.entry_failures[0]
+        candidates.append(PrimaryFailure("entry-failure", entry.line, entry=entry))
+    if log.run_failures:
+        run = log.run_failures[0]
+        candidates.append(PrimaryFailure("run-failure", run.line, run=run))
+    return min(candidates, key=lambda c: c.line) if candidates else None
+
+
+def failing_dump(log: QemuLog, failure: PrimaryFailure) -> VcpuRegisters | None:
+    """The register dump QEMU printed for ``failure``: the one linked to an internal error,
+    else the log's first dump (entry and run failures are followed by theirs)."""
+    if failure.internal is not None:
+        index = failure.internal.register_dump
+        return log.register_dumps[index] if index is not None else None
+    return log.register_dumps[0] if log.register_dumps else None
+
+
+def failing_cpu(ctx: Context, dump: VcpuRegisters | None) -> int | None:
+    """The vCPU number of ``dump``: its own ``CPU#N``, or the captured ``registers.txt``
+    dump with the same RIP and general registers (stderr dumps carry no CPU number)."""
+    if dump is None:
+        return None
+    if dump.cpu is not None:
+        return dump.cpu
+    if not ctx.has("registers"):
+        return None
+    same = [r.cpu for r in ctx.registers if r.rip == dump.rip and r.gprs == dump.gprs]
+    return same[0] if len(same) == 1 else None
+
+
+def log_evidence(ctx: Context, line: int, excerpt: str) -> Evidence:
+    """A pointer to ``line`` (0-based) of the QEMU log."""
+    path = ctx.path("qemu-log")
+    return Evidence(path.name if path else "qemu-log", f"line {line + 1}", excerpt)
+
+
+@dataclass(frozen=True, slots=True)
+class WordFact:
+    """One ``extra data[index]`` word; ``value`` in hex (64-bit words overflow JSON numbers)."""
+
+    index: int
+    value: str
+    field: str
+    title: str
+    meaning: str
+    decoded: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InternalErrorFact:
+    """A decoded ``KVM internal error`` block (``line`` is 1-based)."""
+
+    line: int
+    suberror: int | None
+    name: str | None
+    meaning: str
+    could_not: str
+    emulation_failure: bool
+    data_style: str | None
+    complete: bool
+    layout: str | None
+    exit_reason: str | None
+    exit_reason_text: str | None
+    instruction_bytes: str | None
+    words: list[WordFact]
+    notes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFailureFact:
+    """A decoded ``KVM: entry failed, hardware error`` line (``line`` is 1-based)."""
+
+    line: int
+    hardware_error: str
+    vendor: Vendor | None
+    name: str | None
+    meaning: str
+    entry_failure: bool
+    basic_reason: int | None
+    alternatives: list[str]
+    intel_hint: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailureFact:
+    """``error: kvm run failed <strerror>`` (``line`` is 1-based)."""
+
+    line: int
+    message: str
+
+
+def _could_not(decoded: DecodedInternalError) -> str:
+    if decoded.suberror in COULD_NOT:
+        return COULD_NOT[decoded.suberror]
+    return "KVM stopped the guest with an internal error it did not name"
+
+
+def _internal_fact(err: KvmInternalError, decoded: DecodedInternalError) -> InternalErrorFact:
+    insn = decoded.instruction_bytes
+    return InternalErrorFact(
+        line=err.line + 1,
+        suberror=decoded.suberror,
+        name=decoded.name,
+        meaning=decoded.meaning,
+        could_not=_could_not(decoded),
+        emulation_failure=err.emulation_failure,
+        data_style=err.data_style,
+        complete=err.complete,
+        layout=decoded.layout,
+        exit_reason=None if decoded.exit_reason is None else f"{decoded.exit_reason:#x}",
+        exit_reason_text=decoded.exit_reason_text,
+        instruction_bytes=insn.hex(" ") if insn is not None else None,
+        words=[
+            WordFact(w.index, f"{w.value:#x}", w.field, w.title, w.meaning, w.decoded)
+            for w in decoded.words
+        ],
+        notes=list(decoded.notes),
+    )
+
+
+def _entry_fact(entry: EntryFailure, decoded: DecodedEntryFailure) -> EntryFailureFact:
+    return EntryFailureFact(
+        line=entry.line + 1,
+        hardware_error=f"{entry.hardware_error:#x}",
+        vendor=decoded.vendor,
+        name=decoded.name,
+        meaning=decoded.meaning,
+        entry_failure=decoded.entry_failure,
+        basic_reason=decoded.basic_reason,
+        alternatives=list(decoded.alternatives),
+        intel_hint=entry.intel_hint,
+    )
+
+
+def entry_vendor(entry: EntryFailure, vendor: Vendor | None) -> Vendor | None:
+    """The inputs' vendor, else Intel when QEMU printed its VMX-only hint."""
+    if vendor is not None:
+        return vendor
+    return "intel" if entry.intel_hint else None
+
+
+def _internal_finding(
+    ctx: Context, err: KvmInternalError, decoded: DecodedInternalError, cpu: int | None
+) -> Finding:
+    suberror = decoded.suberror
+    cause: Cause = "kvm-emulation-failure" if suberror == 1 else "kvm-internal-error"
+    label = decoded.name or (f"suberror {suberror}" if suberror is not None else "no suberror")
+    details = []
+    if decoded.instruction_bytes:
+        details.append(f"instruction bytes {decoded.instruction_bytes.hex(' ')}")
+    if decoded.exit_reason is not None:
+        details.append(f"exit reason {decoded.exit_reason:#x}: {decoded.exit_reason_text}")
+    event = next((w.decoded for w in decoded.words if w.field == "vectoring_info"), None)
+    if event:
+        details.append(f"event being delivered: {event}")
+    number = f", suberror {suberror}" if suberror is not None and decoded.name else ""
+    tail = f"; {'; '.join(details)}" if details else ""
+    signature = f"{cause}: {label}"
+    if suberror in SIGNATURE_EXIT_REASON and decoded.exit_reason is not None:
+        signature += f" exit {decoded.exit_reason:#x}"
+    return Finding(
+        cause=cause,
+        summary=f"{_could_not(decoded)} ({label}{number}){tail}.",
+        signature=signature,
+        confidence=CONFIDENCE,
+        culprit=label,
+        crashed_cpu=cpu,
+        evidence=(log_evidence(ctx, err.line, f"KVM internal error. Suberror: {suberror}"),),
+    )
+
+
+def _entry_finding(
+    ctx: Context, entry: EntryFailure, decoded: DecodedEntryFailure, cpu: int | None
+) -> Finding:
+    value = f"{entry.hardware_error:#x}"
+    if decoded.vendor is None:
+        reading = f"vendor unknown: {'; '.join(decoded.alternatives)}"
+    else:
+        reading = f"{VENDOR_NAMES[decoded.vendor]}: {decoded.meaning}"
+    return Finding(
+        cause="kvm-entry-failure",
+        summary=f"The CPU refused to enter the guest: VM entry failed with hardware error "
+        f"{value} ({reading}).",
+        signature=f"kvm-entry-failure: hardware error {value}",
+        confidence=CONFIDENCE,
+        culprit=decoded.name or f"hardware error {value}",
+        crashed_cpu=cpu,
+        evidence=(log_evidence(ctx, entry.line, f"KVM: entry failed, hardware error {value}"),),
+    )
+
+
+def _run_finding(ctx: Context, run: RunFailure, cpu: int | None) -> Finding:
+    return Finding(
+        cause="kvm-internal-error",
+        summary=f"The KVM_RUN ioctl failed ({run.message}); QEMU stopped the guest.",
+        signature=f"kvm-internal-error: kvm run failed {run.message}",
+        confidence=RUN_FAILED_CONFIDENCE,
+        culprit=f"KVM_RUN: {run.message}",
+        crashed_cpu=cpu,
+        evidence=(log_evidence(ctx, run.line, f"kvm run failed {run.message}"),),
+    )
+
+
+class KvmExit:
+    """Names the KVM failure QEMU printed and decodes its data words for the host's vendor."""
+
+    name: ClassVar[str] = "kvm-exit"
+    description: ClassVar[str] = "KVM internal errors, VM-entry failures and KVM_RUN failures"
+    requires: ClassVar[frozenset[Requirement]] = frozenset({"qemu-log"})
+
+    def run(self, ctx: Context) -> Outcome:
+        log = ctx.qemu_log
+        if log is None:
+            return Outcome()
+        vendor = ctx.inputs.cpu_vendor
+        decoded_errors = [decode_internal_error(e, vendor) for e in log.internal_errors]
+        decoded_entries = [
+            decode_entry_failure(e.hardware_error, entry_vendor(e, vendor))
+            for e in log.entry_failures
+        ]
+        primary = primary_failure(log)
+        facts: dict[str, JSON] = {
+            "vendor": vendor,
+            "vendor_source": "inputs" if vendor else None,
+            "failure": primary.kind if primary else None,
+            "suberror": None,
+            "exit_reason": None,
+            "could_not": None,
+            "internal_errors": [
+                asdict(_internal_fact(e, d))
+                for e, d in zip(log.internal_errors, decoded_errors, strict=True)
+            ],
+            "internal_errors_total": log.internal_errors_total,
+            "entry_failures": [
+                asdict(_entry_fact(e, d))
+                for e, d in zip(log.entry_failures, decoded_entries, strict=True)
+            ],
+            "run_failures": [
+                asdict(RunFailureFact(r.line + 1, r.message)) for r in log.run_failures
+            ],
+            "qemu_version": log.qemu_version,
+            "log_notes": list(log.notes),
+        }
+        if primary is None:
+            return Outcome((), facts, ("no KVM failure in the QEMU log",))
+        cpu = failing_cpu(ctx, failing_dump(log, primary))
+        notes: tuple[str, ...] = ()
+        if primary.internal is not None:
+            decoded = decoded_errors[0]
+            finding = _internal_finding(ctx, primary.internal, decoded, cpu)
+            facts["suberror"] = {
+                "number": decoded.suberror,
+                "name": decoded.name,
+                "meaning": decoded.meaning,
+            }
+            if decoded.exit_reason is not None:
+                facts["exit_reason"] = {
+                    "value": f"{decoded.exit_reason:#x}",
+                    "text": decoded.exit_reason_text,
+                }
+            facts["could_not"] = _could_not(decoded)
+            notes = decoded.notes
+        elif primary.entry is not None:
+            decoded_entry = decoded_entries[0]
+            finding = _entry_finding(ctx, primary.entry, decoded_entry, cpu)
+            if vendor is None and decoded_entry.vendor is not None:
+                facts["vendor"] = decoded_entry.vendor
+                facts["vendor_source"] = "qemu-intel-hint"
+            facts["could_not"] = "the CPU refused to enter the guest (VM entry failed)"
+        else:
+            assert primary.run is not None
+            finding = _run_finding(ctx, primary.run, cpu)
+            facts["could_not"] = "the KVM_RUN ioctl failed"
+        if facts["vendor"] is None:
+            notes += (
+                "vendor unknown: exit reasons are given as both VMX and SVM readings; "
+                "pass --cpu-vendor intel|amd to name them",
+            )
+        return Outcome((finding,), facts, notes)

@@ -13,6 +13,8 @@ from .report.verdict import decide
 from .sources import flattened
 
 ELF_MAGIC = b"\x7fELF"
+# The capture host's KVM module names the exit-reason family; PVM and unknown hosts get none.
+VENDOR_OF_KVM: dict[str, Vendor] = {"kvm_intel": "intel", "kvm_amd": "amd"}
 
 
 def _memory_kind(path: Path) -> str:
@@ -67,10 +69,7 @@ def gather(
         problems += [f"bundle: {p}" for p in quick_verify(bundle)]
         problems += [f"capture: {r}" for r in bundle.manifest.reasons]
         files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra
-        host_vendor = bundle.manifest.host.get("cpu_vendor")
-        vendor: Vendor | None = cpu_vendor
-        if vendor is None and host_vendor in ("intel", "amd"):
-            vendor = "intel" if host_vendor == "intel" else "amd"
+        vendor = cpu_vendor or VENDOR_OF_KVM.get(bundle.manifest.host.get("kvm_module", ""))
         return Inputs(str(target), "bundle", files, bundle, vmlinux, dirs, vendor), problems
     files = {_memory_kind(target): target, **extra}
     return Inputs(str(target), "vmcore", files, None, vmlinux, dirs, cpu_vendor), problems

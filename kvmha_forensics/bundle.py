@@ -178,7 +178,17 @@ def host_info() -> dict[str, str]:
         "kernel": platform.release(),
         "machine": platform.machine(),
         "cpu_vendor": vendor,
+        "kvm_module": kvm_module(),
     }
+
+
+def kvm_module() -> str:
+    """Which KVM backs guests here: kvm_intel (VMX), kvm_amd (SVM), kvm_pvm (PVM), or none.
+    Exit reasons are named after it, not after the CPU: PVM has exit reasons of its own."""
+    for name in ("kvm_intel", "kvm_amd", "kvm_pvm"):
+        if Path("/sys/module", name).exists():
+            return name
+    return "none"
 
 
 def _safe_name(rel: str) -> str:

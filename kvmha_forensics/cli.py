@@ -11,25 +11,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__, demo
-from .analysis import Vendor
-from .analyze import analyze, gather
-from .bundle import Bundle
-from .capture import CaptureOptions, MemoryFormat, ProgressSink, capture
-from .capture import Progress as CaptureProgress
+from . import __version__
 from .cli_ha import status_cmd, watch_cmd
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
-from .lab import assets, launcher, scenarios
-from .lab.paths import cache_dir
-from .qmp import Endpoint
-from .report.render import RENDERERS, to_text
+from .lab import scenarios
+
+if TYPE_CHECKING:
+    from .capture import Progress as CaptureProgress
+    from .capture import ProgressSink
+
+# The heavy modules (drgn, capstone, the analyzers) are imported by the commands that use them,
+# so that quick commands (status, lab down) start fast.
+FORMATS = ("text", "json", "markdown")
 
 app = typer.Typer(
     name="kvmha-forensics",
@@ -98,6 +98,9 @@ def lab_scenarios(as_json: JsonOpt = False) -> None:
 @lab_app.command("fetch")
 def lab_fetch(as_json: JsonOpt = False) -> None:
     """Fetch and build every guest asset once (cached outside the repository)."""
+    from .lab import assets
+    from .lab.paths import cache_dir
+
     with progress_bar(not as_json) as progress:
         linux = assets.linux(progress)
         boot_sectors = {s.name: str(assets.baremetal(s.name)) for s in scenarios.baremetal()}
@@ -126,6 +129,8 @@ def lab_up(
     as_json: JsonOpt = False,
 ) -> None:
     """Boot SCENARIO's guest, wait until it is frozen, and leave it frozen."""
+    from .lab import launcher
+
     chosen = scenarios.get(scenario)
     target = directory or Path(f"kvmha-lab-{chosen.name}")
     with progress_bar(not as_json) as progress:
@@ -159,6 +164,8 @@ def lab_up(
 @lab_app.command("down")
 def lab_down(directory: Annotated[Path, typer.Argument(help="The guest's --dir.")]) -> None:
     """End the QEMU of the lab guest in DIRECTORY, and only it."""
+    from .lab import launcher
+
     guest = launcher.down(directory)
     err.print(f"stopped {guest.scenario} (qemu pid {guest.pid})")
 
@@ -186,6 +193,9 @@ def capture_cmd(
     ] = False,
 ) -> None:
     """Capture a frozen guest into a bundle, never changing its state."""
+    from .capture import CaptureOptions, MemoryFormat, capture
+    from .qmp import Endpoint
+
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
     opts = CaptureOptions(
@@ -238,6 +248,8 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
 @bundle_app.command("verify")
 def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle directory.")]) -> None:
     """Re-check every artifact's size and sha256 against the manifest."""
+    from .bundle import Bundle
+
     opened = Bundle.open(directory)
     problems = opened.verify()
     for problem in problems:
@@ -270,6 +282,10 @@ def analyze_cmd(
     ] = None,
 ) -> None:
     """Explain why the guest froze: verdict, culprit, signature and evidence."""
+    from .analysis import Vendor
+    from .analyze import analyze, gather
+    from .report.render import RENDERERS, to_text
+
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     if cpu_vendor not in (None, "intel", "amd"):
@@ -312,6 +328,9 @@ def demo_cmd(
     fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
 ) -> None:
     """Boot a lab guest, let it freeze, capture it, analyze it and print the report."""
+    from . import demo
+    from .report.render import RENDERERS, to_text
+
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     with progress_bar(True) as fetch, capture_progress(False) as sink:

@@ -1,0 +1,62 @@
+"""Shared benchmark plumbing: timed child processes with their peak RSS, lab guests, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvmha_forensics.lab import launcher, scenarios
+from kvmha_forensics.lab.launcher import LabGuest
+
+PYTHON = sys.executable
+ROUNDS = int(os.environ.get("KVMHA_BENCH_ROUNDS", "3"))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    max_rss_mb: float
+
+
+def run(argv: Sequence[str]) -> Run:
+    """Run ``argv`` to completion; its wall time and peak RSS (from wait4, this child only).
+
+    Dirty pages of earlier runs are synced first, so one run's writeback never lands on the
+    next one's clock."""
+    os.sync()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0,):
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{argv[:3]} failed: {err.strip()[-300:]}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def median(runs: Sequence[Run]) -> Run:
+    return Run(statistics.median(r.seconds for r in runs), max(r.max_rss_mb for r in runs))
+
+
+@contextmanager
+def guest(name: str, directory: Path, memory_mb: int) -> Iterator[LabGuest]:
+    up = asyncio.run(launcher.up(scenarios.get(name), directory, memory_mb=memory_mb))
+    try:
+        yield up
+    finally:
+        launcher.down(directory)
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]  # fmt: skip
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ a stable contract that resource agents branch on (docs/ha/README.md).
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+import stat
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -19,8 +20,6 @@ from qemu.qmp import ExecInterruptedError
 from .errors import ExitCode, OperationTimeout, QMPProblem
 from .freeze import FreezeState, assess, socket_owners
 from .qmp import Endpoint, JSONObject, session
-
-log = logging.getLogger(__name__)
 
 StatusState = Literal["running", "frozen", "paused", "gone", "busy"]
 DEFAULT_TIMEOUT = 2.0
@@ -79,6 +78,13 @@ class Status:
         }
 
 
+def _not_a_socket(path: str) -> bool:
+    try:
+        return not stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False  # missing: gone
+
+
 def _gone(endpoint: Endpoint, why: str, start: float) -> Status:
     owners = socket_owners(endpoint.path) if endpoint.path else None
     freeze = FreezeState.gone(why, owners)
@@ -86,7 +92,9 @@ def _gone(endpoint: Endpoint, why: str, start: float) -> Status:
 
 
 def _busy(endpoint: Endpoint, why: str, start: float) -> Status:
-    return Status(str(endpoint), "busy", None, None, False, (why,), None, time.monotonic() - start)
+    owners = socket_owners(endpoint.path) if endpoint.path else []
+    pid = owners[0] if len(owners) == 1 else None  # so an agent can still end that QEMU
+    return Status(str(endpoint), "busy", None, None, False, (why,), pid, time.monotonic() - start)
 
 
 async def status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> Status:
@@ -96,6 +104,8 @@ async def status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> Status
     does not answer in time gives ``busy``; other QMP problems raise :class:`QMPProblem`.
     """
     start = time.monotonic()
+    if endpoint.path is not None and _not_a_socket(endpoint.path):
+        raise QMPProblem(f"{endpoint.path} is not a socket", "give QEMU's -qmp unix socket")
 
     async def ask() -> Status:
         async with session(endpoint, timeout) as qmp:

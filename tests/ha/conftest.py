@@ -1,0 +1,40 @@
+"""HA fixtures: guests a test owns (it may pause, kill or load them), ended after the test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kvmha_forensics.errors import ForensicsError
+from kvmha_forensics.lab import launcher, scenarios
+from kvmha_forensics.lab.launcher import LabGuest
+from tests.conftest import Lab, require_kvm
+
+OwnGuest = Callable[..., LabGuest]
+
+
+@pytest.fixture
+def own(lab: Lab) -> Iterator[OwnGuest]:
+    """``own(scenario, directory=None, **up_kwargs)``: a fresh guest for this test only (in
+    ``directory`` when given), ended at the test's end."""
+    mine: list[Path] = []
+
+    def up(name: str, directory: Path | None = None, **kwargs: object) -> LabGuest:
+        if directory is None:
+            guest = lab.up(name, "-ha", **kwargs)
+        else:
+            scenario = scenarios.get(name)
+            require_kvm(scenario)
+            mine.append(directory)
+            guest = asyncio.run(launcher.up(scenario, directory, **kwargs))  # type: ignore[arg-type]
+        mine.append(Path(guest.dir))
+        return guest
+
+    yield up
+    for directory in mine:
+        with contextlib.suppress(ForensicsError):
+            launcher.down(directory)

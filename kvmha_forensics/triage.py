@@ -242,6 +242,27 @@ def triage(
     members: list[Member] = []
     skipped: list[Skipped] = []
     found = list(_walk(inputs))
+    try:
+        _analyze_all(found, analyzers, fingerprint, opts, cache, members, skipped)
+    finally:
+        if cache is not None:
+            cache.flush()
+    groups = _group(members, known_set)
+    hits = sum(m.cached for m in members)
+    stats = Stats(len(found), len(members), len(skipped), hits, len(members) - hits,
+                  time.perf_counter() - start)  # fmt: skip
+    return TriageResult(groups, tuple(skipped), _merge_known(known_set, groups), stats)
+
+
+def _analyze_all(
+    found: list[_Found],
+    analyzers: tuple[type[Analyzer], ...],
+    fingerprint: str,
+    opts: Options,
+    cache: TriageCache | None,
+    members: list[Member],
+    skipped: list[Skipped],
+) -> None:
     for item in found:
         if item.classified is not None and item.classified.kind is None:
             skipped.append(Skipped(str(item.path), item.classified.skip or "not recognised"))
@@ -252,11 +273,10 @@ def triage(
             skipped.append(Skipped(str(item.path), str(exc)))
         except OSError as exc:
             skipped.append(Skipped(str(item.path), f"cannot read: {exc.strerror or exc}"))
-    groups = _group(members, known_set)
-    hits = sum(m.cached for m in members)
-    stats = Stats(len(found), len(members), len(skipped), hits, len(members) - hits,
-                  time.perf_counter() - start)  # fmt: skip
-    return TriageResult(groups, tuple(skipped), _merge_known(known_set, groups), stats)
+        except Exception as exc:  # one input's unforeseen failure must not end the triage
+            log.debug("analysis of %s failed", item.path, exc_info=True)
+            reason = f"analysis failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            skipped.append(Skipped(str(item.path), reason))
 
 
 def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:

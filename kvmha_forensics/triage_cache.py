@@ -4,8 +4,9 @@ A bundle's key is its manifest's artifact checksums (plus the manifest facts ana
 a file's key is its content's SHA-256. Both also cover the analysis options and the code
 fingerprint (tool version, report schema, the analyzers and their source files), so a new
 version or a changed analyzer never serves an old verdict. Entries live under
-``$XDG_CACHE_HOME/kvmha-forensics/triage/`` (directory 0700, files 0600: verdicts quote guest
-memory); an entry that cannot be read or does not fit the schema is ignored and rewritten.
+``$XDG_CACHE_HOME/kvmha-forensics/triage/cache.sqlite`` (directory 0700, file 0600: verdicts
+quote guest memory; one SQLite file, because creating one small file per input costs more than
+analyzing it); an entry that cannot be read or does not fit the schema is ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import cast
@@ -28,6 +30,7 @@ from .report.model import REPORT_SCHEMA_VERSION, Verdict
 log = logging.getLogger(__name__)
 
 ENTRY_VERSION = 1
+DB_NAME = "cache.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,39 +139,87 @@ def default_cache_dir() -> Path:
     return Path(base) / "kvmha-forensics" / "triage"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class TriageCache:
-    """Verdicts by key, one small JSON file each."""
+    """Verdicts by key in one SQLite file, ``cache.sqlite`` under ``root``.
+
+    Writes are batched: :meth:`flush` commits them (triage calls it at the end). A database
+    that cannot be opened or read is logged and the cache is off for the run; a file that is
+    not a database is replaced.
+    """
 
     root: Path
+    _db: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+    _broken: bool = field(default=False, init=False, repr=False)
 
-    def _entry(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
+    @property
+    def path(self) -> Path:
+        return self.root / DB_NAME
 
-    def get(self, key: str) -> CachedAnalysis | None:
-        path = self._entry(key)
-        try:
-            entry = CachedAnalysis.from_json(json.loads(path.read_bytes()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.info("ignoring the corrupt triage cache entry %s: %s", path, exc)
-            return None
-        return entry
-
-    def put(self, key: str, entry: CachedAnalysis) -> None:
-        """Store atomically; a cache that cannot be written is logged and otherwise ignored."""
-        path = self._entry(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is not None or self._broken:
+            return self._db
         try:
             _private_dir(self.root)
-            _private_dir(path.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(entry.to_json(), f, sort_keys=True)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write the triage cache entry %s: %s", path, exc.strerror)
+            for attempt in range(2):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                os.close(fd)
+                db = sqlite3.connect(self.path, timeout=30)
+                try:
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, doc TEXT)"
+                    )
+                    self._db = db
+                    break
+                except sqlite3.DatabaseError as exc:
+                    db.close()
+                    if attempt:
+                        raise
+                    log.warning("replacing the unreadable triage cache %s: %s", self.path, exc)
+                    self.path.unlink()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("triage cache %s unusable, analyzing without it: %s", self.path, exc)
+            self._broken = True
+        return self._db
+
+    def get(self, key: str) -> CachedAnalysis | None:
+        """The entry for ``key``; ``None`` when absent or corrupt (the next put replaces it)."""
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT doc FROM entries WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("cannot read the triage cache %s: %s", self.path, exc)
+            return None
+        if row is None:
+            return None
+        try:
+            return CachedAnalysis.from_json(json.loads(row[0]))
+        except (TypeError, ValueError) as exc:
+            log.info("ignoring the corrupt triage cache entry %s: %s", key, exc)
+            return None
+
+    def put(self, key: str, entry: CachedAnalysis) -> None:
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO entries (key, doc) VALUES (?, ?)",
+                (key, json.dumps(entry.to_json(), sort_keys=True)),
+            )
+        except sqlite3.Error as exc:
+            log.warning("cannot write the triage cache %s: %s", self.path, exc)
+
+    def flush(self) -> None:
+        """Commit what was put; a cache that cannot be written is logged and ignored."""
+        if self._db is None:
+            return
+        try:
+            self._db.commit()
+        except sqlite3.Error as exc:
+            log.warning("cannot write the triage cache %s: %s", self.path, exc)
 
 
 def _private_dir(path: Path) -> None:

@@ -22,6 +22,7 @@ import json
 import random
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -100,12 +101,13 @@ def copy_bundles(source: Path, target: Path, count: int) -> None:
         (dest / "manifest.json").write_text(json.dumps(doc))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
+    """Run both benchmarks; the Markdown table (``python -m bench`` prints it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--bundles", type=int, default=200)
     parser.add_argument("--bundle", type=Path, help="a bundle to copy (default: capture one)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv or [])
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-triage-") as tmp_name:
         tmp = Path(tmp_name)
@@ -138,12 +140,12 @@ def main() -> None:
             (f"triage {args.bundles} bundles, first run (baseline)", first, None),
             (f"triage {args.bundles} bundles, second run (cache)", second, first),
         ]
-    print("| what | seconds | ratio to baseline |")
-    print("|---|---:|---:|")
+    lines = ["### triage", "", "| what | seconds | ratio to baseline |", "|---|---:|---:|"]
     for what, seconds, base in rows:
         ratio = f"{seconds / base:.2f}x" if base else "-"
-        print(f"| {what} | {seconds:.2f} | {ratio} |")
+        lines.append(f"| {what} | {seconds:.2f} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    print(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ import pytest
 from kvmha_forensics.errors import ForensicsError
 from kvmha_forensics.lab import launcher, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
+from kvmha_forensics.qmp import Endpoint, session
 from tests.conftest import Lab, require_kvm
 
 OwnGuest = Callable[..., LabGuest]
@@ -38,3 +39,13 @@ def own(lab: Lab) -> Iterator[OwnGuest]:
     for directory in mine:
         with contextlib.suppress(ForensicsError):
             launcher.down(directory)
+
+
+def qmp(path: str, command: str, arguments: dict[str, object] | None = None) -> object:
+    """Run one QMP command on a guest the test owns."""
+
+    async def run() -> object:
+        async with session(Endpoint(path=path)) as s:
+            return await s.execute(command, arguments)
+
+    return asyncio.run(run())

@@ -15,10 +15,10 @@ import pytest
 
 from kvmha_forensics.errors import ExitCode
 from kvmha_forensics.lab import scenarios
-from kvmha_forensics.qmp import Endpoint, session
+from kvmha_forensics.qmp import Endpoint
 from kvmha_forensics.status import Status, StatusExit, status
 from tests.conftest import KVM_OK, KVM_WHY, Lab
-from tests.ha.conftest import OwnGuest
+from tests.ha.conftest import OwnGuest, qmp
 
 pytestmark = pytest.mark.lab
 CLI = [sys.executable, "-m", "kvmha_forensics"]
@@ -31,14 +31,6 @@ def ask(path: str, timeout: float = 2.0) -> Status:
 def cli_status(path: str, *extra: str) -> subprocess.CompletedProcess[str]:
     argv = [*CLI, "status", "--qmp", path, *extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-
-
-def qmp(path: str, command: str, arguments: dict[str, object] | None = None) -> object:
-    async def run() -> object:
-        async with session(Endpoint(path=path)) as s:
-            return await s.execute(command, arguments)
-
-    return asyncio.run(run())
 
 
 FROZEN = [

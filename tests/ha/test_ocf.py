@@ -1,0 +1,112 @@
+"""The Pacemaker resource agent (checked by ocf-tester on a real guest) and the alert agent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kvmha_forensics.bundle import Bundle
+from tests.conftest import Lab
+from tests.ha.conftest import OwnGuest, qmp
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "ha" / "ocf" / "kvmha-guest"
+ALERT = ROOT / "ha" / "alert" / "kvmha-alert"
+BINARY = str(Path(sys.executable).with_name("kvmha-forensics"))
+OCF_ROOT = Path("/usr/lib/ocf")
+
+
+def need_resource_agents() -> None:
+    if not (OCF_ROOT / "lib" / "heartbeat" / "ocf-shellfuncs").exists():
+        pytest.skip("no ocf-shellfuncs: apt-get install resource-agents")
+    if shutil.which("ocf-tester") is None:
+        pytest.skip("no ocf-tester: apt-get install resource-agents")
+    if shutil.which("xmllint") is None:
+        pytest.skip("ocf-tester checks meta-data with xmllint: apt-get install libxml2-utils")
+
+
+def agent(action: str, **params: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCF_ROOT": str(OCF_ROOT), "OCF_RESOURCE_INSTANCE": "guest",
+           "OCF_RESKEY_binary": BINARY, "OCF_RESKEY_CRM_meta_timeout": "120000"}  # fmt: skip
+    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    return subprocess.run(
+        [str(AGENT), action], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_ocf_tester_passes_on_a_real_guest(tmp_path: Path) -> None:
+    need_resource_agents()
+    if os.geteuid() != 0:
+        pytest.skip("ocf-tester checks the agent's permissions as root")
+    directory = tmp_path / "g"
+    up = f"{BINARY} lab up running --dir {directory}"
+    down = f"{BINARY} lab down {directory}"
+    try:
+        done = subprocess.run(
+            ["ocf-tester", "-n", "guest", "-o", f"qmp={directory / 'qmp.sock'}",
+             "-o", f"start_cmd={up}", "-o", f"stop_cmd={down}", "-o", f"binary={BINARY}",
+             "-o", f"capture_dir={tmp_path / 'b'}", str(AGENT)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        if (directory / "lab.json").exists():
+            subprocess.run([BINARY, "lab", "down", str(directory)], check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{AGENT} passed all tests" in done.stdout
+
+
+def test_monitor_fails_a_frozen_guest_and_stop_captures_it(own: OwnGuest, tmp_path: Path) -> None:
+    need_resource_agents()
+    guest = own("panic")
+    out = tmp_path / "bundles"
+    params = {"qmp": guest.qmp, "start_cmd": "true", "capture_dir": str(out)}
+    monitor = agent("monitor", **params)
+    assert monitor.returncode == 1, monitor.stderr  # OCF_ERR_GENERIC
+    assert "guest frozen: guest-panicked (failover_safe=true)" in monitor.stderr
+    stop = agent("stop", **params)
+    assert stop.returncode == 0, stop.stderr
+    (bundle,) = out.iterdir()
+    opened = Bundle.open(bundle)
+    assert opened.manifest.status == "complete" and opened.verify() == []
+    assert opened.manifest.guest["runstate"] == "guest-panicked"
+    assert agent("monitor", **params).returncode == 7  # OCF_NOT_RUNNING: QEMU ended
+
+
+def test_monitor_running_and_operator_paused(own: OwnGuest) -> None:
+    need_resource_agents()
+    guest = own("running")
+    params = {"qmp": guest.qmp, "start_cmd": "true"}
+    assert agent("monitor", **params).returncode == 0
+    qmp(guest.qmp, "stop")  # an operator's pause is not a failure, unless configured so
+    paused = agent("monitor", **params)
+    assert paused.returncode == 0 and "guest paused (runstate paused)" in paused.stderr
+    assert agent("monitor", **params, paused_is_failure="true").returncode == 1
+
+
+def test_alert_agent_captures_a_frozen_guest(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("triple-fault")
+    sockets, out = tmp_path / "run", tmp_path / "bundles"
+    sockets.mkdir()
+    (sockets / "vm1.sock").symlink_to(guest.qmp)  # the alert finds DIR/RSC.sock
+    env = {**os.environ, "PATH": f"{Path(BINARY).parent}:{os.environ['PATH']}",
+           "CRM_alert_kind": "resource", "CRM_alert_rsc": "vm1", "CRM_alert_task": "monitor",
+           "CRM_alert_rc": "1", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
+           "CRM_alert_recipient": str(out), "kvmha_socket_dir": str(sockets)}  # fmt: skip
+    done = subprocess.run([str(ALERT)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 120  # the capture runs detached; wait for it to publish
+    while time.monotonic() < deadline and not any(out.glob("kvmha-*")):
+        time.sleep(0.2)
+    (bundle,) = out.glob("kvmha-*")
+    assert Bundle.open(bundle).manifest.guest["runstate"] == "shutdown"
+    # an expected result is no failure: nothing is captured
+    calm = {**env, "CRM_alert_rc": "0", "CRM_alert_recipient": str(tmp_path / "none")}
+    subprocess.run([str(ALERT)], env=calm, check=True, timeout=60)
+    assert not (tmp_path / "none").exists()

@@ -12,16 +12,20 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from .capture import MemoryFormat
 from .errors import InputError
 from .hooks import HookSpec
 from .qmp import Endpoint
 from .status import DEFAULT_TIMEOUT, status
-from .watch import Record, Watcher, WatchOptions
+
+if TYPE_CHECKING:
+    from .capture import MemoryFormat
+    from .watch import WatchOptions
+
+# watch (capture, analysis) is imported by the watch command only: status stays quick to start
 
 
 def _quiet_qmp_library() -> None:
@@ -103,6 +107,8 @@ def watch_cmd(
         raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    from .watch import WatchOptions
+
     hook_spec = None
     if hook is not None:
         argv = tuple(shlex.split(hook))
@@ -114,7 +120,7 @@ def watch_cmd(
         socket_dir=socket_dir,
         pattern=pattern,
         out=out,
-        memory_format=cast(MemoryFormat, memory_format),
+        memory_format=cast("MemoryFormat", memory_format),
         capture_timeout=capture_timeout,
         analyze=analyze,
         debuginfo_dirs=tuple(debuginfo_dir or ()),
@@ -127,6 +133,8 @@ def watch_cmd(
 
 
 async def _watch(opts: WatchOptions) -> None:
+    from .watch import Record, Watcher
+
     def emit(record: Record) -> None:
         _line(record.to_json())
 

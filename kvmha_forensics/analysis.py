@@ -259,7 +259,11 @@ def select(names: Iterable[str] | None) -> list[type[Analyzer]]:
 
 def run_one(cls: type[Analyzer], ctx: Context) -> AnalyzerResult:
     start = time.perf_counter()
-    missing = sorted(r for r in cls.requires if not ctx.has(r))
+    try:
+        missing = sorted(r for r in cls.requires if not ctx.has(r))
+    except Exception as exc:  # an input too damaged to even tell what it holds
+        reason = f"cannot read its inputs: {type(exc).__name__}: {exc}"
+        return AnalyzerResult(cls.name, "failed", time.perf_counter() - start, reason, Outcome())
     if missing:
         reason = f"needs {', '.join(missing)}, which this input lacks"
         return AnalyzerResult(cls.name, "skipped", time.perf_counter() - start, reason, Outcome())

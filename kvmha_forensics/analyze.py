@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
 
 from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
 from .bundle import MANIFEST, Bundle, sha256_file
@@ -39,6 +43,20 @@ def _memory_kind(path: Path) -> str:
     )
 
 
+def elf_truncation(path: Path) -> str | None:
+    """Why an ELF dump is unusable (truncated, or not ELF at all), or None when it looks whole."""
+    try:
+        with path.open("rb") as f:
+            elf = ELFFile(f)
+            end = max((s["p_offset"] + s["p_filesz"] for s in elf.iter_segments()), default=0)
+    except (ELFError, struct.error, ValueError) as exc:
+        return f"{path.name} is not a valid ELF dump ({exc})"
+    size = path.stat().st_size
+    if end > size:
+        return f"{path.name} is truncated: {size} bytes, its segments need {end}"
+    return None
+
+
 def gather(
     target: Path | None,
     *,
@@ -68,10 +86,17 @@ def gather(
         bundle = Bundle.open(target)
         problems += [f"bundle: {p}" for p in quick_verify(bundle)]
         problems += [f"capture: {r}" for r in bundle.manifest.reasons]
+        dump = next((bundle.path / a.path for a in bundle.manifest.artifacts
+                     if a.kind == "memory-elf"), None)  # fmt: skip
+        damage = elf_truncation(dump) if dump and dump.is_file() else None
+        problems += [damage] if damage else []
         files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra
         vendor = cpu_vendor or VENDOR_OF_KVM.get(bundle.manifest.host.get("kvm_module", ""))
         return Inputs(str(target), "bundle", files, bundle, vmlinux, dirs, vendor), problems
-    files = {_memory_kind(target): target, **extra}
+    kind = _memory_kind(target)
+    damage = elf_truncation(target) if kind == "memory-elf" else None
+    problems += [damage] if damage else []
+    files = {kind: target, **extra}
     return Inputs(str(target), "vmcore", files, None, vmlinux, dirs, cpu_vendor), problems
 
 
@@ -100,5 +125,8 @@ def analyze(
 ) -> Report:
     """Run the analyzers on ``inputs`` and decide the verdict."""
     chosen = select(analyzers)
-    results = run_all(Context(inputs), chosen, on_result)
+    ctx = Context(inputs)
+    if inputs.vmlinux is not None and ctx.memory is not None:
+        _ = ctx.vmlinux  # a mismatched --vmlinux is refused here, before any analyzer uses it
+    results = run_all(ctx, chosen, on_result)
     return Report(inputs.label, inputs.kind, decide(results), tuple(results), tuple(problems))

@@ -77,6 +77,8 @@ def _root(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # drgn warns about what the report already states (e.g. no module list)
+        logging.getLogger("drgn").setLevel(logging.ERROR)
 
 
 @app.command()

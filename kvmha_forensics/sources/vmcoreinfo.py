@@ -7,8 +7,10 @@ guest's ``qemu_fw_cfg`` driver). When it did not, the text still sits in guest m
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import NoteSegment
 
@@ -34,7 +36,14 @@ def _plausible(blob: bytes) -> str | None:
 
 
 def from_elf_note(path: Path) -> str | None:
-    """The VMCOREINFO note QEMU wrote into an ELF dump, if any."""
+    """The VMCOREINFO note QEMU wrote into an ELF dump, if any (None for a damaged ELF)."""
+    try:
+        return _note(path)
+    except (ELFError, struct.error, ValueError, OSError):
+        return None
+
+
+def _note(path: Path) -> str | None:
     with path.open("rb") as f:
         elf = ELFFile(f)
         for segment in elf.iter_segments():

@@ -51,7 +51,7 @@ def triage_cmd(
 ) -> None:
     """Analyze every input, group by crash signature, and say which signatures are new.
 
-    Exit codes: 0 no new signature, 10 new signatures (every signature is new without
+    Exit codes: 0 no new signature, 20 new signatures (every signature is new without
     --known), 3 an input or the --known file cannot be used, 2 usage.
     """
     if cpu_vendor not in (None, "intel", "amd"):

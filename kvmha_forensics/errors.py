@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
     INCOMPLETE = 7  # the result was produced but lacks parts (see its reasons)
     GUEST_STATE = 8  # the guest is not in a state the command accepts
     BUSY = 9  # another kvmha-forensics operation holds the guest or directory
-    NEW_SIGNATURES = 10  # triage found crash signatures its --known record lacks
+    NEW_SIGNATURES = 20  # triage found crash signatures its --known record lacks
 
 
 class ForensicsError(Exception):

@@ -108,8 +108,17 @@ def _cached_release(root: Path) -> str | None:
     return ready[-1] if ready else None
 
 
+def manual_debs() -> Path:
+    """Where a user puts .deb files fetched by hand when the Debian archive is unreachable."""
+    return cache_dir() / "debs"
+
+
 def _download(package: str, into: Path, progress: Progress) -> Path:
-    """``apt-get download`` with its progress (APT::Status-Fd) reported to ``progress``."""
+    """``package``'s .deb: one put in :func:`manual_debs` by hand, else ``apt-get download``
+    with its progress (APT::Status-Fd) reported to ``progress``."""
+    by_hand = sorted(manual_debs().glob(f"{package}_*.deb"))
+    if by_hand:
+        return by_hand[-1]
     read_fd, write_fd = os.pipe()
     argv = ["apt-get", "download", "-q", "-o", f"APT::Status-Fd={write_fd}", package]
     try:
@@ -129,8 +138,8 @@ def _download(package: str, into: Path, progress: Progress) -> Path:
         errors = [ln for ln in stderr.splitlines() if ln.startswith("E:")] or ["no error text"]
         raise EnvironmentProblem(
             f"could not download {package} from Debian's archive ({errors[-1]})",
-            f"check apt's sources and network, or fetch {package}'s .deb by hand and run "
-            f"'dpkg-deb -x' on it as docs/lab.md shows",
+            f"check apt's sources and network, or fetch {package}_*.deb by hand into "
+            f"{manual_debs()}/ and run the command again",
         )
     found = sorted(into.glob(f"{package}_*.deb"))
     if not found:

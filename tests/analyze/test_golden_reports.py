@@ -35,3 +35,17 @@ def test_verdict_matches_the_golden(lab: Lab, name: str, update_goldens: bool) -
         path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
     assert got == json.loads(path.read_text())
     assert verdict["summary"] and verdict["evidence"]  # type: ignore[index]
+
+
+GUEST_CRASHES = [
+    s.name for s in scenarios.SCENARIOS if s.guest == "linux" and s.runstate == "guest-panicked"
+]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", GUEST_CRASHES)
+def test_console_alone_gives_the_bundles_cause_and_signature(lab: Lab, name: str) -> None:
+    golden = json.loads((GOLDEN / f"{name}.json").read_text())
+    inputs, problems = gather(None, console=Path(lab.frozen(name).serial))
+    verdict = analyze(inputs, problems).verdict
+    assert (verdict.cause, verdict.signature) == (golden["cause"], golden["signature"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
 
@@ -11,9 +12,8 @@ MODULES = ("bench.bench_capture_analyze", "bench.bench_ha", "bench.bench_triage"
 
 def main() -> None:
     wanted = sys.argv[1:] or MODULES
-    print(
-        f"## kvmha-forensics benchmarks ({platform.node()}, {platform.processor() or platform.machine()})\n"
-    )
+    cpu = platform.processor() or platform.machine()
+    print(f"## kvmha-forensics benchmarks ({platform.node()}, {cpu}, {os.cpu_count()} cores)\n")
     for name in wanted:
         try:
             module = importlib.import_module(name)

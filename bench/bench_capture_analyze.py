@@ -17,6 +17,12 @@ from kvmha_forensics.lab import assets
 SIZES = (256, 2048)
 
 
+def row(size: int, bare: Run, ours: Run) -> tuple[str, ...]:
+    ratio = ours.seconds / bare.seconds
+    return (f"{size} MB", f"{bare.seconds:.2f} s", f"{ours.seconds:.2f} s", f"{ratio:.2f}x",
+            f"{ours.max_rss_mb:.0f} MB")  # fmt: skip
+
+
 def main() -> str:
     out = []
     vmlinux = assets.kernel().vmlinux
@@ -43,28 +49,28 @@ def main() -> str:
                         bundles[size] = next(target.iterdir())
                     else:
                         shutil.rmtree(target)
-                b, o = median(bare), median(ours)
-                capture_rows.append((f"{size} MB", f"{b.seconds:.2f} s", f"{o.seconds:.2f} s",
-                                     f"{o.seconds / b.seconds:.2f}x", f"{o.max_rss_mb:.0f} MB"))  # fmt: skip
+                capture_rows.append(row(size, median(bare), median(ours)))
         for size, path in bundles.items():
             dump = Bundle.open(path).file("memory-elf")
-            bare = [run([drgn, "-q", "-c", str(dump), "-s", str(vmlinux), str(here / "bare_drgn.py")])
-                    for _ in range(ROUNDS)]  # fmt: skip
-            ours = [run([PYTHON, "-m", "kvmha_forensics", "analyze", str(path), "--format", "json"])
-                    for _ in range(ROUNDS)]  # fmt: skip
-            b, o = median(bare), median(ours)
-            analyze_rows.append((f"{size} MB", f"{b.seconds:.2f} s", f"{o.seconds:.2f} s",
-                                 f"{o.seconds / b.seconds:.2f}x", f"{o.max_rss_mb:.0f} MB"))  # fmt: skip
-    out.append(table(
-        f"capture (ELF, median of {ROUNDS}) vs bare dump-guest-memory",
-        ("guest", "bare dump", "capture", "ratio (target ≤ 1.15x)", "capture peak RSS (≤ 150 MB)"),
-        capture_rows,
-    ))  # fmt: skip
-    out.append(table(
-        f"analyze (median of {ROUNDS}) vs bare drgn (dmesg + crashed stack)",
-        ("guest", "bare drgn", "analyze", "ratio (target ≤ 1.5x)", "analyze peak RSS (≤ 500 MB)"),
-        analyze_rows,
-    ))  # fmt: skip
+            bare_argv = [
+                drgn,
+                "-q",
+                "-c",
+                str(dump),
+                "-s",
+                str(vmlinux),
+                str(here / "bare_drgn.py"),
+            ]
+            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(path), "--format", "json"]
+            bare = [run(bare_argv) for _ in range(ROUNDS)]
+            ours = [run(our_argv) for _ in range(ROUNDS)]
+            analyze_rows.append(row(size, median(bare), median(ours)))
+    title = f"capture (ELF, median of {ROUNDS}) vs bare dump-guest-memory"
+    header = ("guest", "bare dump", "capture", "ratio (≤ 1.15x)", "capture peak RSS (≤ 150 MB)")
+    out.append(table(title, header, capture_rows))
+    title = f"analyze (median of {ROUNDS}) vs bare drgn (dmesg + crashed stack)"
+    header = ("guest", "bare drgn", "analyze", "ratio (≤ 1.5x)", "analyze peak RSS (≤ 500 MB)")
+    out.append(table(title, header, analyze_rows))
     small, large = (float(r[2].split()[0]) for r in analyze_rows)
     out.append(f"analyze 2 GB / 256 MB: {large / small:.2f}x (target ≤ 1.3x)\n")
     return "\n".join(out)

@@ -22,6 +22,7 @@ from .cli_ha import status_cmd, watch_cmd
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import scenarios
+from .private import write_private
 
 if TYPE_CHECKING:
     from .capture import Progress as CaptureProgress
@@ -346,18 +347,6 @@ def demo_cmd(
     sys.stdout.write(rendered)
     if report.verdict.cause == "unknown" and result.guest.runstate != "running":
         raise typer.Exit(int(ExitCode.INCOMPLETE))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a report file (0600: it quotes guest memory), replacing it atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def parse_size_mb(text: str) -> int:

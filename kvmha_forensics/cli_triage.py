@@ -6,19 +6,16 @@ Registered on the main app in :mod:`kvmha_forensics.cli`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from .analysis import Vendor
-from .errors import InputError
-from .report.junit import to_junit
-from .report.triage_render import to_markdown, to_table
-from .triage import Options, triage
-from .triage_cache import TriageCache, default_cache_dir
+from .private import write_private
+
+if TYPE_CHECKING:
+    from .analysis import Vendor
 
 
 def triage_cmd(
@@ -54,30 +51,23 @@ def triage_cmd(
     Exit codes: 0 no new signature, 20 new signatures (every signature is new without
     --known), 3 an input or the --known file cannot be used, 2 usage.
     """
+    from .report.junit import to_junit
+    from .report.triage_render import to_markdown, to_table
+    from .triage import Options, triage
+    from .triage_cache import TriageCache, default_cache_dir
+
     if cpu_vendor not in (None, "intel", "amd"):
         raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
     options = Options(cast(Vendor | None, cpu_vendor), tuple(debuginfo_dir or ()))
     cache = None if no_cache else TriageCache(default_cache_dir())
     result = triage(inputs, known, cache=cache, options=options)
     if json_out:
-        _write(json_out, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
+        write_private(json_out, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
     if junit:
-        _write(junit, to_junit(result))
+        write_private(junit, to_junit(result))
     if markdown:
-        _write(markdown, to_markdown(result))
+        write_private(markdown, to_markdown(result))
     sys.stdout.write(to_table(result))
     for skipped in result.skipped:
         typer.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
     raise typer.Exit(int(result.exit_code))
-
-
-def _write(path: Path, text: str) -> None:
-    """Write an output file (0600: verdicts quote guest memory), replacing it atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from exc

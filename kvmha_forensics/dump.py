@@ -25,7 +25,7 @@ Format = Literal["elf", "kdump-zlib"]
 DumpProgress = Callable[[int, int], None]
 """Called with (bytes completed, bytes total) as QEMU reports them."""
 POLL = 0.05
-CHUNK = 4 << 20
+CHUNK = 8 << 20
 
 
 class DumpFailed(ForensicsError):
@@ -50,17 +50,19 @@ class GrowingFileHasher(threading.Thread):
         self.size = 0
 
     def run(self) -> None:
-        with self._path.open("rb") as f:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        with self._path.open("rb", buffering=0) as f:
             while True:
                 finishing = self._done.is_set()
-                chunk = f.read(CHUNK)
-                if chunk:
-                    self._digest.update(chunk)
-                    self.size += len(chunk)
+                got = f.readinto(buffer)
+                if got:
+                    self._digest.update(view[:got])
+                    self.size += got
                 elif finishing:
                     return
                 else:
-                    time.sleep(0.005)
+                    time.sleep(0.002)
 
     def finish(self) -> str:
         self._done.set()

@@ -6,9 +6,13 @@ import json
 from io import StringIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .model import Report
+
+TEXT_EXCERPTS = 2  # evidence items shown with their excerpt on a terminal
+TEXT_EXCERPT_LINES = 12
 
 
 def to_json(report: Report) -> str:
@@ -48,15 +52,19 @@ def to_text(report: Report, width: int = 100, color: bool = False) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color)
     v = report.verdict
-    console.print(f"[bold]{v.cause}[/bold]  {v.summary}", highlight=False)
+    console.print(f"[bold]{v.cause}[/bold]  {escape(v.summary)}", highlight=False)
     console.print(f"  culprit     {v.culprit or 'unknown'}", markup=False, highlight=False)
     console.print(f"  signature   {v.signature}", markup=False, highlight=False)
     cpu = v.crashed_cpu if v.crashed_cpu is not None else "unknown"
     console.print(f"  crashed cpu {cpu}   confidence {v.confidence:.2f}", highlight=False)
-    for ev in v.evidence:
+    for index, ev in enumerate(v.evidence):
         console.print(f"\n  evidence: {ev.artifact} {ev.locator or ''}", markup=False)
-        for line in (ev.excerpt or "").splitlines()[:20]:
+        lines = (ev.excerpt or "").splitlines()
+        shown = lines[:TEXT_EXCERPT_LINES] if index < TEXT_EXCERPTS else []
+        for line in shown:
             console.print(f"    {line}", markup=False, highlight=False)
+        if len(lines) > len(shown):
+            console.print(f"    ({len(lines) - len(shown)} more lines: --format json)")
     table = Table(title="analyzers", title_justify="left", show_edge=False)
     for column in ("analyzer", "status", "time", "note"):
         table.add_column(column)

@@ -363,7 +363,7 @@ def parse_size_mb(text: str) -> int:
 def main() -> None:
     """Entry point: run the app; a :class:`ForensicsError` becomes one line and its exit code."""
     try:
-        app()
+        app(prog_name="kvmha-forensics")
     except ForensicsError as exc:
         err.print(f"kvmha-forensics: error: {exc}", markup=False, highlight=False)
         if exc.details:

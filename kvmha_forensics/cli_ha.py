@@ -19,7 +19,7 @@ import typer
 from .errors import InputError
 from .hooks import HookSpec
 from .qmp import Endpoint
-from .status import DEFAULT_TIMEOUT, status
+from .status import DEFAULT_TIMEOUT, render, status
 
 if TYPE_CHECKING:
     from .capture import MemoryFormat
@@ -53,14 +53,7 @@ def status_cmd(
     """
     _quiet_qmp_library()
     result = asyncio.run(status(Endpoint.parse(qmp), timeout))
-    if as_json:
-        _line(result.to_json())
-    else:
-        safe = "failover-safe" if result.failover_safe else "not failover-safe"
-        cause = f" ({result.cause})" if result.cause else ""
-        typer.echo(f"{result.state}{cause}, {safe}")
-        for reason in result.reasons:
-            typer.echo(f"  {reason}")
+    sys.stdout.write(render(result, as_json))
     raise typer.Exit(int(result.exit_code))
 
 

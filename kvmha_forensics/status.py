@@ -8,6 +8,7 @@ a stable contract that resource agents branch on (docs/ha/README.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import time
@@ -76,6 +77,15 @@ class Status:
             "exit_code": int(self.exit_code),
             "seconds": round(self.seconds, 4),
         }
+
+
+def render(result: Status, as_json: bool) -> str:
+    """What ``kvmha-forensics status`` prints: one JSON object, or a line and the reasons."""
+    if as_json:
+        return json.dumps(result.to_json(), sort_keys=True) + "\n"
+    safe = "failover-safe" if result.failover_safe else "not failover-safe"
+    cause = f" ({result.cause})" if result.cause else ""
+    return "".join([f"{result.state}{cause}, {safe}\n", *(f"  {r}\n" for r in result.reasons)])
 
 
 def _not_a_socket(path: str) -> bool:

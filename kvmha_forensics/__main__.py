@@ -1,5 +1,5 @@
 """``python -m kvmha_forensics``: the same as the ``kvmha-forensics`` command."""
 
-from .cli import main
+from .entry import main
 
 main()

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Lab
 
 SCRIPT = str(Path(sys.executable).with_name("kvmha-forensics"))  # kvmha_forensics.entry:main
-TYPER = [sys.executable, "-m", "kvmha_forensics"]  # always the typer app
+TYPER = [sys.executable, "-c", "from kvmha_forensics.cli import main; main()"]  # the typer app
 
 
 def both(*args: str) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:

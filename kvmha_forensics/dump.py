@@ -47,13 +47,14 @@ class GrowingFileHasher(threading.Thread):
         self._path = path
         self._digest = hashlib.sha256()
         self._done = threading.Event()
+        self._abort = threading.Event()
         self.size = 0
 
     def run(self) -> None:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         with self._path.open("rb", buffering=0) as f:
-            while True:
+            while not self._abort.is_set():
                 finishing = self._done.is_set()
                 got = f.readinto(buffer)
                 if got:
@@ -65,9 +66,15 @@ class GrowingFileHasher(threading.Thread):
                     time.sleep(0.002)
 
     def finish(self) -> str:
+        """Hash what is left once the writer is done; the digest."""
         self._done.set()
         self.join()
         return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        """Stop now: the dump failed or was abandoned, and QEMU may still be writing."""
+        self._abort.set()
+        self.join()
 
 
 async def dump_memory(
@@ -90,12 +97,14 @@ async def dump_memory(
     )
     if hasher:
         hasher.start()
+    completed = False
     try:
         while True:
             info = cast(JSONObject, await qmp.execute("query-dump"))
             status = info.get("status")
             progress(int(cast(int, info.get("completed", 0))), int(cast(int, info.get("total", 0))))
             if status == "completed":
+                completed = True
                 break
             if status == "failed":
                 raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(qmp)})")
@@ -103,7 +112,9 @@ async def dump_memory(
                 raise OperationTimeout("the memory dump did not finish before --timeout")
             await asyncio.sleep(POLL)
     finally:
-        digest = hasher.finish() if hasher else None
+        if hasher and not completed:
+            await asyncio.to_thread(hasher.abort)
+    digest = await asyncio.to_thread(hasher.finish) if hasher else None
     size = os.fstat(fd).st_size
     if hasher and hasher.size != size:
         digest = None  # QEMU did not write sequentially after all: hash again later

@@ -338,7 +338,7 @@ class Capture:
             self.sink(Progress("memory", "progress", done, total))
 
         try:
-            result = await dump_memory(self.qmp, fd, path, fmt, self.deadline, report)
+            result = await dump_memory(self.qmp, fd, path, fmt, lambda: self.deadline, report)
         except (DumpFailed, OperationTimeout, ForensicsError):
             path.unlink(missing_ok=True)
             raise

@@ -82,10 +82,12 @@ async def dump_memory(
     fd: int,
     path: Path,
     fmt: Format,
-    deadline: float,
+    deadline: Callable[[], float],
     progress: DumpProgress,
 ) -> DumpResult:
-    """Dump guest memory to ``fd`` (at ``path``); raise :class:`DumpFailed` or a timeout."""
+    """Dump guest memory to ``fd`` (at ``path``); raise :class:`DumpFailed` or a timeout.
+
+    ``deadline`` is asked at every poll: a watcher that is stopping shortens it mid-dump."""
     start = time.monotonic()
     fdname = f"kvmha-dump-{os.getpid()}"
     qmp.send_fd(fd)
@@ -108,7 +110,7 @@ async def dump_memory(
                 break
             if status == "failed":
                 raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(qmp)})")
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline():
                 raise OperationTimeout("the memory dump did not finish before --timeout")
             await asyncio.sleep(POLL)
     finally:

@@ -230,10 +230,15 @@ def test_failing_or_hanging_hook_is_logged_not_fatal(
 def test_sigterm_finishes_capture_in_flight_incomplete(
     own: OwnGuest, watch: Callable[..., Watch], tmp_path: Path
 ) -> None:
-    guest = own("panic", memory_mb=1024)  # a 1 GiB ELF dump takes seconds: still in flight
+    guest = own("panic", memory_mb=2048)  # a 2 GiB ELF dump takes a second or more
     out = tmp_path / "b"
     w = watch("--qmp", guest.qmp_spare, "--out", str(out), "--no-analyze", "--grace", "0")
     w.wait(kind("signal", state="frozen"), "signal")
+    # SIGTERM only once QEMU is writing the dump: the capture is then surely in flight
+    end = time.monotonic() + WAIT
+    while not any(p.stat().st_size for p in out.glob(".*.partial-*/memory.elf")):
+        assert time.monotonic() < end, "the capture never started its dump"
+        time.sleep(0.005)
     code, err = w.stop()
     assert code == 0, err
     captured = w.wait(kind("capture"), "capture")

@@ -26,6 +26,8 @@ from .errors import BusyError, ForensicsError, GuestStateError, InputError, Oper
 from .freeze import FreezeState, assess
 from .qmp import Endpoint, Event, JSONObject, QMPSession, session
 from .sources import flattened, vmcoreinfo
+from .sources.registers import parse_register_dumps
+from .x86.code import code_at_rip
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,7 @@ class Capture:
         self.sink = sink
         self.deadline = time.monotonic() + opts.timeout
         self.writer: bundle_mod.BundleWriter | None = None
+        self.registers_text = ""
 
     @contextmanager
     def step(self, name: str) -> Iterator[bundle_mod.StepRecorder]:
@@ -219,6 +222,7 @@ class Capture:
             await self._qemu_log(identity)
             await self._mtree()
             await self._memory()
+            await self._code()
             await self._after(before)
         except BaseException:
             self._abandon()
@@ -237,6 +241,7 @@ class Capture:
         assert self.writer
         with self.step("registers"):
             text = await self.qmp.hmp("info registers -a")
+            self.registers_text = text
             self.writer.write_bytes(
                 "registers.txt", text.encode(), "registers", "HMP 'info registers -a'"
             )
@@ -292,6 +297,19 @@ class Capture:
                 await self._dump_elf(w)
             else:
                 await self._dump_kdump(w)
+
+    async def _code(self) -> None:
+        w = self.writer
+        assert w
+        with self.step("code") as rec:
+            dump = next((w.tmp / a.path for a in w.artifacts if a.kind == "memory-elf"), None)
+            if dump is None:
+                rec.skip("needs the ELF memory dump (the log's Code= line may still have them)")
+                return
+            vcpus = parse_register_dumps(self.registers_text)
+            found = await asyncio.to_thread(code_at_rip, dump, vcpus)
+            what = "bytes around each vCPU's RIP, from guest RAM via its page tables"
+            w.write_json("code.json", [c.to_json() for c in found], "code", what)
 
     async def _dump_elf(self, w: bundle_mod.BundleWriter) -> None:
         rel = "memory.elf"

@@ -222,3 +222,37 @@ def test_full_disk_leaves_an_incomplete_bundle(lab: Lab, tmp_path: Path) -> None
     finally:
         subprocess.run(["umount", str(small)], check=True)
     assert runstate(guest.qmp_spare) == "guest-panicked"
+
+
+def code_at_rip(lab: Lab, name: str) -> dict[str, str]:
+    code = Bundle.open(lab.bundle(name)).read_json("code")
+    assert isinstance(code, list) and code
+    first = code[0]
+    assert isinstance(first, dict)
+    return first
+
+
+def test_code_at_rip_walks_linux_page_tables_like_drgn(lab: Lab) -> None:
+    first = code_at_rip(lab, "panic")
+    assert first["mode"] == "long-64" and int(first["rip"], 16) >= 0xFFFF_8000_0000_0000
+    dump = Bundle.open(lab.bundle("panic")).file("memory-elf")
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    assert prog.read(int(first["rip"], 16), 16).hex() == first["at_rip"]
+    assert prog.read(int(first["rip"], 16) - 16, 16).hex() == first["before"]
+
+
+def test_code_at_rip_of_the_triple_fault_is_its_ud2(lab: Lab) -> None:
+    first = code_at_rip(lab, "triple-fault")
+    assert first["mode"] == "protected-32" and first["at_rip"].startswith("0f0b")
+
+
+@pytest.mark.kvm
+def test_code_at_rip_agrees_with_the_kvm_log(lab: Lab) -> None:
+    first = code_at_rip(lab, "emulation-failure")
+    text = Bundle.open(lab.bundle("emulation-failure")).read_text("qemu-log")
+    assert text is not None
+    code = parse_qemu_log(text).code
+    assert code is not None
+    assert bytes.fromhex(first["at_rip"]).startswith(code.from_rip()[:4])

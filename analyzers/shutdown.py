@@ -10,9 +10,23 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
-from kvmha_forensics.x86.modes import mode_of
+from kvmha_forensics.x86.disasm import Instruction, disassemble
+from kvmha_forensics.x86.modes import CpuMode, mode_of
 
 GATE_SIZE = {"real": 4, "long-64": 16}
+# Instructions whose only job is to raise an exception, and the exception.
+EXCEPTION_OF = {"ud2": "#UD", "ud1": "#UD", "ud0": "#UD", "int3": "#BP", "into": "#OF"}
+
+
+def instruction_at_rip(ctx: Context, mode: CpuMode | None) -> Instruction | None:
+    """vCPU 0's instruction at RIP, from the bytes capture read through the page tables."""
+    code = ctx.json("code")
+    if mode is None or not isinstance(code, list) or not code or not isinstance(code[0], dict):
+        return None
+    at_rip, rip = code[0].get("at_rip"), code[0].get("rip")
+    if not isinstance(at_rip, str) or not isinstance(rip, str):
+        return None
+    return disassemble(bytes.fromhex(at_rip), mode, int(rip, 16))
 
 
 class Shutdown:
@@ -32,23 +46,35 @@ class Shutdown:
         mode_name = str(mode) if mode is not None else "unknown"
         gate = GATE_SIZE.get(mode_name, 8)
         broken_idt = idt is not None and idt.limit < gate * 32 - 1
+        insn = instruction_at_rip(ctx, mode)
         facts = {
             "runstate": "shutdown",
             "cpu_mode": mode_name,
             "rip": regs.rip if regs else None,
             "idt": {"base": idt.base, "limit": idt.limit} if idt else None,
+            "instruction_at_rip": insn.text if insn else None,
         }
+        raised = EXCEPTION_OF.get(insn.mnemonic) if insn else None
+        what = f"the {raised} raised by `{insn.text}`" if insn and raised else "an exception"
         if broken_idt and idt is not None:
             summary = (
-                f"The guest triple-faulted: an exception in {mode_name} mode could not be "
+                f"The guest triple-faulted: {what} in {mode_name} mode could not be "
                 f"delivered through an IDT of limit {idt.limit:#x}."
             )
-            confidence, culprit = 0.9, f"IDT limit {idt.limit:#x}"
+            confidence = 0.9
+            culprit = (
+                f"{insn.text} with IDT limit {idt.limit:#x}"
+                if insn
+                else f"IDT limit {idt.limit:#x}"
+            )
         else:
             summary = "The guest reset itself (triple fault or reboot request); kept in shutdown."
             confidence, culprit = 0.5, None
         kind = "empty IDT" if broken_idt else "guest reset"
         rip = f"RIP={regs.rip:#x}" if regs and regs.rip is not None else "registers"
+        evidence = [Evidence("registers.txt", "vCPU 0", rip)]
+        if insn:
+            evidence.append(Evidence("code.json", "vCPU 0, bytes at RIP", insn.text))
         finding = Finding(
             cause="triple-fault",
             summary=summary,
@@ -56,6 +82,6 @@ class Shutdown:
             confidence=confidence,
             culprit=culprit,
             crashed_cpu=regs.cpu if regs else None,
-            evidence=(Evidence("registers.txt", "vCPU 0", rip),),
+            evidence=tuple(evidence),
         )
         return Outcome((finding,), facts)

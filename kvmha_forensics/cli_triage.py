@@ -58,7 +58,7 @@ def triage_cmd(
 
     if cpu_vendor not in (None, "intel", "amd"):
         raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
-    options = Options(cast(Vendor | None, cpu_vendor), tuple(debuginfo_dir or ()))
+    options = Options(cast("Vendor | None", cpu_vendor), tuple(debuginfo_dir or ()))
     cache = None if no_cache else TriageCache(default_cache_dir())
     result = triage(inputs, known, cache=cache, options=options)
     if json_out:

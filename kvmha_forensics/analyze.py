@@ -10,15 +10,13 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
-from .bundle import MANIFEST, Bundle, sha256_file
+from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle, sha256_file
 from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide
 from .sources import flattened
 
 ELF_MAGIC = b"\x7fELF"
-# The capture host's KVM module names the exit-reason family; PVM and unknown hosts get none.
-VENDOR_OF_KVM: dict[str, Vendor] = {"kvm_intel": "intel", "kvm_amd": "amd"}
 
 
 def _memory_kind(path: Path) -> str:

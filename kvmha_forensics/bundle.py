@@ -182,6 +182,10 @@ def host_info() -> dict[str, str]:
     }
 
 
+# The capture host's KVM module names the exit-reason family; PVM and unknown hosts get none.
+VENDOR_OF_KVM: dict[str, Literal["intel", "amd"]] = {"kvm_intel": "intel", "kvm_amd": "amd"}
+
+
 def kvm_module() -> str:
     """Which KVM backs guests here: kvm_intel (VMX), kvm_amd (SVM), kvm_pvm (PVM), or none.
     Exit reasons are named after it, not after the CPU: PVM has exit reasons of its own."""

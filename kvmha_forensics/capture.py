@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Literal, cast
 
 from . import bundle as bundle_mod
+from .bundle import VENDOR_OF_KVM, kvm_module
 from .dump import DumpFailed, dump_memory
 from .errors import BusyError, ForensicsError, GuestStateError, InputError, OperationTimeout
 from .freeze import FreezeState, assess
 from .qmp import Endpoint, Event, JSONObject, QMPSession, session
 from .sources import flattened, vmcoreinfo
+from .sources.records import kvm_exit_record, registers_record
 from .sources.registers import parse_register_dumps
 from .x86.code import code_at_rip
 
@@ -245,6 +247,10 @@ class Capture:
             self.writer.write_bytes(
                 "registers.txt", text.encode(), "registers", "HMP 'info registers -a'"
             )
+            parsed = registers_record(parse_register_dumps(text))
+            self.writer.write_json(
+                "registers.json", parsed, "registers-parsed", "registers.txt as typed fields"
+            )
         with self.step("vcpu-stats") as rec:
             try:
                 stats = await self.qmp.execute("query-stats", {"target": "vcpu"})
@@ -269,8 +275,13 @@ class Capture:
                     data = bounded_read(source)
                 except OSError as exc:
                     raise InputError(f"cannot read the QEMU log {source}: {exc.strerror}") from exc
-                self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {source}")
+                log = self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {source}")
                 rec.detail = str(source)
+                vendor = VENDOR_OF_KVM.get(kvm_module())
+                exit_record = kvm_exit_record(self.writer.tmp / log.path, vendor)
+                if exit_record is not None:
+                    what = "the KVM failures in QEMU's log, parsed and decoded"
+                    self.writer.write_json("kvm-exit.json", exit_record, "kvm-exit", what)
         with self.step("console") as rec:
             serial = find_serial(argv)
             if serial is None or not serial.is_file():

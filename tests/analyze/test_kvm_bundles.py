@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from kvmha_forensics.analyze import VENDOR_OF_KVM
-from kvmha_forensics.bundle import kvm_module
+from kvmha_forensics.bundle import VENDOR_OF_KVM, kvm_module
 from tests.conftest import Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.kvm]

@@ -76,16 +76,26 @@ def test_kdump_zlib_is_rearranged_and_opens_in_drgn(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("name", ["emulation-failure", "mmio-fetch"])
-def test_kvm_bundles_hold_the_internal_error(lab: Lab, name: str) -> None:
-    text = Bundle.open(lab.bundle(name)).read_text("qemu-log")
+def test_kvm_bundles_hold_the_parsed_internal_error(lab: Lab, name: str) -> None:
+    opened = Bundle.open(lab.bundle(name))
+    text = opened.read_text("qemu-log")
     assert text is not None
     parsed = parse_qemu_log(text)
     assert parsed.internal_errors, text[:400]
-    error = parsed.internal_errors[0]
-    assert error.suberror == 1 and len(error.data) >= 2
+    record = opened.read_json("kvm-exit")
+    assert isinstance(record, dict)
+    error = record["internal_errors"][0]  # type: ignore[index]
+    assert error["suberror"] == 1 and error["data"] == list(parsed.internal_errors[0].data)
+    assert error["decoded"]["name"] == "KVM_INTERNAL_ERROR_EMULATION"
+    code = record["code"]  # type: ignore[index]
     if name == "emulation-failure":
-        assert error.emulation_failure
-        assert parsed.register_dumps and parsed.register_dumps[0].rip is not None
+        assert error["emulation_failure"]
+        assert error["decoded"]["instruction_bytes"].startswith("660fef00")  # pxor xmm0,[rax]
+        assert code["bytes"][code["rip_index"]] == "66"
+    else:
+        assert set(code["bytes"]) == {"??"}  # RIP is in MMIO: QEMU could not read the code
+    registers = opened.read_json("registers-parsed")
+    assert isinstance(registers, list) and registers[0]["rip"] == parsed.register_dumps[0].rip  # type: ignore[index]
 
 
 def test_vmcoreinfo_is_recovered_when_the_guest_gave_none(lab: Lab, tmp_path: Path) -> None:

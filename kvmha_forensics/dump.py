@@ -1,7 +1,9 @@
 """Drive ``dump-guest-memory`` over QMP into a file the bundle owns, hashing as QEMU writes.
 
 The file is created by us (0600, no symlink followed) and handed to QEMU by descriptor
-(``getfd`` over SCM_RIGHTS, then ``protocol: "fd:NAME"``); QEMU runs the dump detached
+(``getfd`` over SCM_RIGHTS, then ``protocol: "fd:NAME"``); over QMP on TCP, which cannot pass
+descriptors, QEMU opens the same file by its path (it must share this host's file system and
+may write there as its user). QEMU runs the dump detached
 and we poll ``query-dump`` for progress. ELF output is written sequentially, so a reader
 thread hashes it while it grows and no second pass over guest-sized data is needed.
 """
@@ -89,13 +91,17 @@ async def dump_memory(
 
     ``deadline`` is asked at every poll: a watcher that is stopping shortens it mid-dump."""
     start = time.monotonic()
-    fdname = f"kvmha-dump-{os.getpid()}"
-    qmp.send_fd(fd)
-    await qmp.execute("getfd", {"fdname": fdname})
+    if qmp.endpoint.path is not None:
+        fdname = f"kvmha-dump-{os.getpid()}"
+        qmp.send_fd(fd)
+        await qmp.execute("getfd", {"fdname": fdname})
+        protocol = f"fd:{fdname}"
+    else:  # no descriptor passing over TCP: QEMU opens our (already 0600) file by its path
+        protocol = f"file:{path}"
     hasher = GrowingFileHasher(path) if fmt == "elf" else None
     await qmp.execute(
         "dump-guest-memory",
-        {"paging": False, "protocol": f"fd:{fdname}", "detach": True, "format": fmt},
+        {"paging": False, "protocol": protocol, "detach": True, "format": fmt},
     )
     if hasher:
         hasher.start()

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import drgn
@@ -18,7 +19,7 @@ import pytest
 from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.capture import CaptureOptions, Progress, capture, guest_lock
 from kvmha_forensics.errors import ExitCode
-from kvmha_forensics.lab import assets, scenarios
+from kvmha_forensics.lab import assets, launcher, scenarios
 from kvmha_forensics.qmp import Endpoint, session
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from tests.conftest import Lab, runstate
@@ -266,3 +267,46 @@ def test_code_at_rip_agrees_with_the_kvm_log(lab: Lab) -> None:
     code = parse_qemu_log(text).code
     assert code is not None
     assert bytes.fromhex(first["at_rip"]).startswith(code.from_rip()[:4])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_capture_over_qmp_tcp(tmp_path: Path) -> None:
+    """QMP over TCP (HOST:PORT): no peer pid there, so no stderr file is found by itself."""
+    scenario = scenarios.get("triple-fault")
+    port = free_port()
+    sockets = (tmp_path / "qmp.sock", tmp_path / "spare.sock")
+    boot = ["-drive", f"file={assets.baremetal(scenario.name)},format=raw,if=ide,snapshot=on"]
+    argv = launcher.qemu_argv(scenario, tmp_path, sockets, "tcg", 64, 1, boot)
+    argv += ["-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"]
+    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not sockets[0].exists():
+            assert qemu.poll() is None, "QEMU exited"
+            time.sleep(0.02)
+
+        async def start() -> None:
+            async with session(Endpoint(path=str(sockets[0]))) as qmp:
+                await qmp.execute("cont")
+                while (await qmp.execute("query-status"))["status"] != "shutdown":  # type: ignore[index]
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(start())
+        done = cli("capture", "--qmp", f"127.0.0.1:{port}", "--out", str(tmp_path / "b"), "--json")
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["runstate"] == "shutdown"
+        opened = Bundle.open(Path(result["bundle"]))
+        dump = opened.file("memory-elf")
+        assert opened.verify() == [] and dump is not None
+        assert stat.S_IMODE(dump.stat().st_mode) == 0o600  # QEMU wrote into our 0600 file
+        step = next(s for s in opened.manifest.steps if s.name == "qemu-log")
+        assert step.status == "skipped" and step.detail and "--qemu-log" in step.detail
+        assert runstate(str(sockets[1])) == "shutdown"
+    finally:
+        qemu.kill()
+        qemu.wait()

@@ -17,11 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
+from types import ModuleType
 from typing import Any
-
-import capstone  # type: ignore[import-untyped, unused-ignore]
-from capstone import x86 as cs_x86
 
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
 from kvmha_forensics.x86.modes import CpuMode, address_bits, capstone_mode, mode_of
@@ -63,6 +61,16 @@ class InstructionClass(StrEnum):
     MEMORY = "memory"
     OTHER = "other"
     UNDECODABLE = "undecodable"
+
+
+@cache
+def _capstone() -> ModuleType:
+    """capstone, imported on first use: most analyses never decode an instruction."""
+    import capstone  # type: ignore[import-untyped, unused-ignore]
+    import capstone.x86  # type: ignore[import-untyped, unused-ignore]
+
+    module: ModuleType = capstone
+    return module
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,7 @@ class FaultingInstruction:
 
 @lru_cache(maxsize=4)
 def _engine(cs_mode: int) -> Any:
+    capstone = _capstone()
     engine = capstone.Cs(capstone.CS_ARCH_X86, cs_mode)
     engine.detail = True
     return engine
@@ -158,7 +167,7 @@ def disassemble(
     notes: tuple[str, ...] = ()
     if address_bits(mode) == 16:
         alt_code = _sse_in_16bit(code)
-        alt = _first(capstone.CS_MODE_32, alt_code, address) if alt_code else None
+        alt = _first(_capstone().CS_MODE_32, alt_code, address) if alt_code else None
         if alt_code is not None and alt is not None and _is_vector(alt):
             redone = (alt.mnemonic, alt.op_str)
             if insn is None or (insn.mnemonic, insn.op_str) != redone:
@@ -214,6 +223,7 @@ def _classify(insn: Any, memory: MemoryOperand | None, groups: tuple[str, ...]) 
 
 
 def _access(op: Any) -> str:
+    capstone = _capstone()
     read = bool(op.access & capstone.CS_AC_READ)
     write = bool(op.access & capstone.CS_AC_WRITE)
     return {(True, True): "read-write", (True, False): "read", (False, True): "write"}.get(
@@ -224,7 +234,7 @@ def _access(op: Any) -> str:
 def _memory_operand(
     insn: Any, raw: bytes, mode: CpuMode, registers: VcpuRegisters | None
 ) -> MemoryOperand | None:
-    op = next((o for o in insn.operands if o.type == cs_x86.X86_OP_MEM), None)
+    op = next((o for o in insn.operands if o.type == _capstone().x86.X86_OP_MEM), None)
     if op is None or insn.mnemonic in ("lea", "nop"):
         return None
     mem = op.mem

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-import capstone  # type: ignore[import-untyped, unused-ignore]
-
 from kvmha_forensics.sources.registers import VcpuRegisters
 
 __all__ = ["CpuMode", "address_bits", "capstone_mode", "cpu_mode", "mode_of"]
@@ -46,7 +44,6 @@ _BITS = {
     CpuMode.COMPAT_32: 32,
     CpuMode.LONG_64: 64,
 }
-_CAPSTONE = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
 
 
 def cpu_mode(cr0: int, efer: int, cs_flags: int, rflags: int = 0) -> CpuMode:
@@ -84,5 +81,8 @@ def address_bits(mode: CpuMode) -> int:
 
 
 def capstone_mode(mode: CpuMode) -> int:
-    """capstone's ``CS_MODE_16/32/64`` for decoding code in this mode."""
-    return int(_CAPSTONE[_BITS[mode]])
+    """capstone's ``CS_MODE_16/32/64`` for decoding code in this mode (imported on use)."""
+    import capstone  # type: ignore[import-untyped, unused-ignore]
+
+    modes = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
+    return int(modes[_BITS[mode]])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -132,6 +131,8 @@ def lab_up(
     as_json: JsonOpt = False,
 ) -> None:
     """Boot SCENARIO's guest, wait until it is frozen, and leave it frozen."""
+    import asyncio
+
     from .lab import launcher
 
     chosen = scenarios.get(scenario)
@@ -196,6 +197,8 @@ def capture_cmd(
     ] = False,
 ) -> None:
     """Capture a frozen guest into a bundle, never changing its state."""
+    import asyncio
+
     from .capture import CaptureOptions, MemoryFormat, capture
     from .qmp import Endpoint
 
@@ -331,6 +334,8 @@ def demo_cmd(
     fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
 ) -> None:
     """Boot a lab guest, let it freeze, capture it, analyze it and print the report."""
+    import asyncio
+
     from . import demo
     from .report.render import RENDERERS, to_text
 

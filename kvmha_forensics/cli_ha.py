@@ -5,11 +5,9 @@ Registered on the main app in :mod:`kvmha_forensics.cli`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
@@ -17,9 +15,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from .errors import InputError
-from .hooks import HookSpec
-from .qmp import Endpoint
-from .status import DEFAULT_TIMEOUT, render, status
+from .limits import STATUS_TIMEOUT
 
 if TYPE_CHECKING:
     from .capture import MemoryFormat
@@ -44,13 +40,18 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     timeout: Annotated[
         float, typer.Option(min=0.05, help="Seconds before answering 'busy'.")
-    ] = DEFAULT_TIMEOUT,
+    ] = STATUS_TIMEOUT,
 ) -> None:
     """Say whether the guest is running, frozen, paused or gone, and if failover is safe.
 
     Exit codes: 0 running, 10 frozen and failover-safe, 11 frozen but not safe, 12 paused,
     13 gone, 9 busy (no answer in time), 5 QMP problem, 2 usage.
     """
+    import asyncio
+
+    from .qmp import Endpoint
+    from .status import render, status
+
     _quiet_qmp_library()
     result = asyncio.run(status(Endpoint.parse(qmp), timeout))
     sys.stdout.write(render(result, as_json))
@@ -100,6 +101,10 @@ def watch_cmd(
         raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    import asyncio
+
+    from .hooks import HookSpec
+    from .qmp import Endpoint
     from .watch import WatchOptions
 
     hook_spec = None
@@ -126,6 +131,9 @@ def watch_cmd(
 
 
 async def _watch(opts: WatchOptions) -> None:
+    import asyncio
+    import signal
+
     from .watch import Record, Watcher
 
     def emit(record: Record) -> None:

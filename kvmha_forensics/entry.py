@@ -8,9 +8,6 @@ whose imports alone cost about 0.15 s. Its options and output are those of the t
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import logging
 import sys
 
 FAST = "status"
@@ -18,14 +15,19 @@ HELP = frozenset({"-h", "--help"})
 
 
 def _status(argv: list[str]) -> int:
+    import argparse
+    import asyncio
+    import logging
+
     from .errors import ForensicsError
+    from .limits import STATUS_TIMEOUT
     from .qmp import Endpoint
-    from .status import DEFAULT_TIMEOUT, render, status
+    from .status import render, status
 
     parser = argparse.ArgumentParser(prog="kvmha-forensics status", add_help=False)
     parser.add_argument("--qmp")
     parser.add_argument("--json", action="store_true", dest="as_json")
-    parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT))
+    parser.add_argument("--timeout", default=str(STATUS_TIMEOUT))
     args, unknown = parser.parse_known_args(argv)
     try:
         timeout = float(args.timeout)

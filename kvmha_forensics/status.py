@@ -20,10 +20,10 @@ from qemu.qmp import ExecInterruptedError
 
 from .errors import ExitCode, OperationTimeout, QMPProblem
 from .freeze import FreezeState, assess, socket_owners
+from .limits import STATUS_TIMEOUT
 from .qmp import Endpoint, JSONObject, session
 
 StatusState = Literal["running", "frozen", "paused", "gone", "busy"]
-DEFAULT_TIMEOUT = 2.0
 
 
 class StatusExit(IntEnum):
@@ -107,7 +107,7 @@ def _busy(endpoint: Endpoint, why: str, start: float) -> Status:
     return Status(str(endpoint), "busy", None, None, False, (why,), pid, time.monotonic() - start)
 
 
-async def status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> Status:
+async def status(endpoint: Endpoint, timeout: float = STATUS_TIMEOUT) -> Status:
     """Ask the guest behind ``endpoint`` for its state; answer within about ``timeout`` s.
 
     A missing socket or one nobody listens on gives ``gone``; a held socket or a QEMU that

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import ClassVar
 
 from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
-from kvmha_forensics.kernel import KernelFacts, read_facts
-from kvmha_forensics.sources.console import CrashReport, parse_console
+from kvmha_forensics.kernel import Frame, KernelFacts, read_facts
+from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, parse_console
 
 DMESG_TAIL = 40
+# The console table's never-the-culprit frames (printing, trapping, panicking, watchdogs).
+NOT_CULPRIT = re.compile("|".join(f"(?:{p})" for p in GENERIC_SKIP))
 
 
 def _dmesg_tail(dmesg: str | None, lines: int = DMESG_TAIL) -> list[str]:
     return dmesg.splitlines()[-lines:] if dmesg else []
 
 
+def stack_culprit(stack: tuple[Frame, ...]) -> str | None:
+    """The first frame below the crash machinery (panic, oops, exception entry, watchdog):
+    the code that failed, as drgn unwinds it."""
+    generic = [i for i, f in enumerate(stack) if NOT_CULPRIT.fullmatch(f.function.split(".")[0])]
+    below = stack[generic[-1] + 1 :] if generic else stack
+    return str(below[0]) if below else None
+
+
 def _finding(facts: KernelFacts, report: CrashReport, artifact: str) -> Finding:
-    stack_culprit = next((str(f) for f in facts.stack if f.module), None)
-    culprit = report.culprit or stack_culprit
+    culprit = report.culprit or stack_culprit(facts.stack)
     task = facts.crashed_task
     where = f" on CPU {facts.crashed_cpu}" if facts.crashed_cpu is not None else ""
     who = f" (task {task.comm}, pid {task.pid}{where})" if task else where

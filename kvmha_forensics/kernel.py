@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import drgn
 from drgn.helpers.linux.kallsyms import load_module_kallsyms, load_vmlinux_kallsyms
+from drgn.helpers.linux.module import address_to_module
 from drgn.helpers.linux.panic import panic_message, tainted
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_dmesg
@@ -73,22 +74,31 @@ class Task:
     cpu: int | None
 
 
+def _module_of(prog: drgn.Program, pc: int) -> str | None:
+    """The name of the module whose code holds ``pc`` (None for vmlinux)."""
+    try:
+        module = address_to_module(prog, pc)
+    except (LookupError, drgn.FaultError, ValueError):
+        return None
+    if not module:
+        return None
+    return bytes(module.name.string_()).decode(errors="replace")
+
+
 def _frame(prog: drgn.Program, frame: drgn.StackFrame) -> Frame:
     name = frame.name
-    module = None
     try:
         symbol = prog.symbol(frame.pc)
     except LookupError:
         symbol = None
     if name is None and symbol is not None:
         name = f"{symbol.name}+{frame.pc - symbol.address:#x}"
-    if symbol is not None and getattr(symbol, "module", None):
-        module = str(symbol.module)
     try:
         filename, line, _col = frame.source()
         source = f"{filename}:{line}"
     except LookupError:
         source = None
+    module = _module_of(prog, frame.pc) if source is None else None
     return Frame(name or f"{frame.pc:#x}", module, source)
 
 

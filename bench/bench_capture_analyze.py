@@ -7,6 +7,7 @@ analyze vs. bare drgn printing dmesg and the crashed thread's stack.
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -15,19 +16,35 @@ from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.lab import assets
 
 SIZES = (256, 2048)
+HERE = Path(__file__).parent
 
 
-def row(size: int, bare: Run, ours: Run) -> tuple[str, ...]:
-    ratio = ours.seconds / bare.seconds
-    return (f"{size} MB", f"{bare.seconds:.2f} s", f"{ours.seconds:.2f} s", f"{ratio:.2f}x",
-            f"{ours.max_rss_mb:.0f} MB")  # fmt: skip
+def row(size: int, bare: list[Run], ours: list[Run]) -> tuple[str, ...]:
+    """Medians, and the median of the per-round ratios (each round's two runs back to back:
+    steadier than a ratio of medians when the disk's speed wanders between rounds)."""
+    b, o = median(bare), median(ours)
+    ratios = sorted(x.seconds / y.seconds for x, y in zip(ours, bare, strict=True))
+    spread = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f})"
+    return (f"{size} MB", f"{b.seconds:.2f} s", f"{o.seconds:.2f} s", spread,
+            f"{o.max_rss_mb:.0f} MB")  # fmt: skip
+
+
+# Each output is deleted right after its timed run, before the next sync: neither side's
+# writeback then lands on the other's clock (the last bundle is kept: it is small to sync).
+def bare_dump(qmp: str, dump: Path) -> Run:
+    result = run([PYTHON, str(HERE / "bare_dump.py"), qmp, str(dump), "elf"])
+    dump.unlink()
+    return result
+
+
+def capture(qmp: str, target: Path) -> Run:
+    return run([PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)])
 
 
 def main() -> str:
     out = []
     vmlinux = assets.kernel().vmlinux
     drgn = str(Path(PYTHON).with_name("drgn"))
-    here = Path(__file__).parent
     capture_rows, analyze_rows = [], []
     with tempfile.TemporaryDirectory(prefix="kvmha-bench-") as tmp:
         root = Path(tmp)
@@ -36,40 +53,36 @@ def main() -> str:
             with guest("panic", root / f"g{size}", size) as g:
                 bare: list[Run] = []
                 ours: list[Run] = []
-                for i in range(ROUNDS):  # alternate who goes first: the disk remembers
-                    dump = root / f"bare-{size}-{i}.elf"
-                    target = root / f"bundles-{size}-{i}"
-                    bare_argv = [PYTHON, str(here / "bare_dump.py"), g.qmp, str(dump), "elf"]
-                    our_argv = [PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", g.qmp,
-                                "--out", str(target)]  # fmt: skip
-                    for who in (bare_argv, our_argv) if i % 2 == 0 else (our_argv, bare_argv):
-                        (bare if who is bare_argv else ours).append(run(who))
-                    dump.unlink()
-                    if i == 0:
+                for i in range(ROUNDS):  # alternate who goes first
+                    dump, target = root / f"bare-{i}.elf", root / f"bundles-{size}-{i}"
+                    if i % 2 == 0:
+                        bare.append(bare_dump(g.qmp, dump))
+                        ours.append(capture(g.qmp, target))
+                    else:
+                        ours.append(capture(g.qmp, target))
+                        bare.append(bare_dump(g.qmp, dump))
+                    if i == ROUNDS - 1:  # the last round's bundle is analyzed below
                         bundles[size] = next(target.iterdir())
                     else:
                         shutil.rmtree(target)
-                capture_rows.append(row(size, median(bare), median(ours)))
+                capture_rows.append(row(size, bare, ours))
         for size, path in bundles.items():
             dump = Bundle.open(path).file("memory-elf")
-            bare_argv = [
-                drgn,
-                "-q",
-                "-c",
-                str(dump),
-                "-s",
-                str(vmlinux),
-                str(here / "bare_drgn.py"),
-            ]
+            script = str(HERE / "bare_drgn.py")
+            bare_argv = [drgn, "-q", "-c", str(dump), "-s", str(vmlinux), script]
             our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(path), "--format", "json"]
-            bare = [run(bare_argv) for _ in range(ROUNDS)]
-            ours = [run(our_argv) for _ in range(ROUNDS)]
-            analyze_rows.append(row(size, median(bare), median(ours)))
-    title = f"capture (ELF, median of {ROUNDS}) vs bare dump-guest-memory"
-    header = ("guest", "bare dump", "capture", "ratio (≤ 1.15x)", "capture peak RSS (≤ 150 MB)")
+            bare, ours = [], []
+            for _ in range(ROUNDS):
+                bare.append(run(bare_argv))
+                ours.append(run(our_argv))
+            analyze_rows.append(row(size, bare, ours))
+    title = f"capture (ELF, {ROUNDS} rounds) vs bare dump-guest-memory"
+    header = ("guest", "bare dump (median)", "capture (median)", "ratio: median (range) ≤ 1.15x",
+              "capture peak RSS (≤ 150 MB)")  # fmt: skip
     out.append(table(title, header, capture_rows))
-    title = f"analyze (median of {ROUNDS}) vs bare drgn (dmesg + crashed stack)"
-    header = ("guest", "bare drgn", "analyze", "ratio (≤ 1.5x)", "analyze peak RSS (≤ 500 MB)")
+    title = f"analyze ({ROUNDS} rounds) vs bare drgn (dmesg + crashed stack)"
+    header = ("guest", "bare drgn (median)", "analyze (median)", "ratio: median (range) ≤ 1.5x",
+              "analyze peak RSS (≤ 500 MB)")  # fmt: skip
     out.append(table(title, header, analyze_rows))
     small, large = (float(r[2].split()[0]) for r in analyze_rows)
     out.append(f"analyze 2 GB / 256 MB: {large / small:.2f}x (target ≤ 1.3x)\n")

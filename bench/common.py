@@ -17,7 +17,8 @@ from kvmha_forensics.lab import launcher, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
 
 PYTHON = sys.executable
-ROUNDS = int(os.environ.get("KVMHA_BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("KVMHA_BENCH_ROUNDS", "5"))
+SETTLE = 0.5  # seconds after sync before a timed run, for the disk to go quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +30,10 @@ class Run:
 def run(argv: Sequence[str]) -> Run:
     """Run ``argv`` to completion; its wall time and peak RSS (from wait4, this child only).
 
-    Dirty pages of earlier runs are synced first, so one run's writeback never lands on the
-    next one's clock."""
+    Dirty pages of earlier runs are synced first (and the disk given a moment), so one run's
+    writeback never lands on the next one's clock."""
     os.sync()
+    time.sleep(SETTLE)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)

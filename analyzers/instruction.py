@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from kvmha_forensics.analysis import JSON, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.sources.mtree import MemoryMap, parse_mtree
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
 from kvmha_forensics.x86 import disasm
-from kvmha_forensics.x86.decode import DecodedInternalError, decode_internal_error
 from kvmha_forensics.x86.disasm import (
     FaultingInstruction,
     InstructionClass,
@@ -36,6 +35,9 @@ from kvmha_forensics.x86.kvm_internal import EMULATION_FLAG_INSTRUCTION_BYTES, S
 from kvmha_forensics.x86.modes import CR0_PG, CpuMode, mode_of
 
 from .kvm_exit import failing_cpu, failing_dump, log_evidence, primary_failure
+
+if TYPE_CHECKING:
+    from kvmha_forensics.x86.decode import DecodedInternalError
 
 CONFIDENCE = 0.85
 
@@ -367,6 +369,8 @@ class Instruction:
             return Outcome((), {}, ("no KVM failure in the QEMU log",))
         regs = failing_dump(log, primary)
         mode = mode_of(regs) if regs is not None else None
+        from kvmha_forensics.x86.decode import decode_internal_error
+
         decoded = None
         if primary.internal is not None:
             decoded = decode_internal_error(primary.internal, ctx.inputs.cpu_vendor)

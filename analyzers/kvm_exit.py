@@ -15,7 +15,7 @@ signature rules.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from kvmha_forensics.analysis import (
     JSON,
@@ -29,12 +29,9 @@ from kvmha_forensics.analysis import (
 )
 from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
 from kvmha_forensics.sources.registers import VcpuRegisters
-from kvmha_forensics.x86.decode import (
-    DecodedEntryFailure,
-    DecodedInternalError,
-    decode_entry_failure,
-    decode_internal_error,
-)
+
+if TYPE_CHECKING:
+    from kvmha_forensics.x86.decode import DecodedEntryFailure, DecodedInternalError
 
 CONFIDENCE = 0.8
 RUN_FAILED_CONFIDENCE = 0.6
@@ -286,11 +283,16 @@ class KvmExit:
         if log is None:
             return Outcome()
         vendor = ctx.inputs.cpu_vendor
-        decoded_errors = [decode_internal_error(e, vendor) for e in log.internal_errors]
-        decoded_entries = [
-            decode_entry_failure(e.hardware_error, entry_vendor(e, vendor))
-            for e in log.entry_failures
-        ]
+        decoded_errors: list[DecodedInternalError] = []
+        decoded_entries: list[DecodedEntryFailure] = []
+        if log.internal_errors or log.entry_failures:  # the tables load only when needed
+            from kvmha_forensics.x86.decode import decode_entry_failure, decode_internal_error
+
+            decoded_errors = [decode_internal_error(e, vendor) for e in log.internal_errors]
+            decoded_entries = [
+                decode_entry_failure(e.hardware_error, entry_vendor(e, vendor))
+                for e in log.entry_failures
+            ]
         primary = primary_failure(log)
         facts: dict[str, JSON] = {
             "vendor": vendor,

@@ -9,12 +9,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .cli_ha import status_cmd, watch_cmd
@@ -24,6 +23,8 @@ from .lab import scenarios
 from .private import write_private
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from .capture import Progress as CaptureProgress
     from .capture import ProgressSink
 
@@ -41,8 +42,22 @@ app = typer.Typer(
 lab_app = typer.Typer(help="Bring real QEMU guests into frozen states, for tests and demos.")
 app.add_typer(lab_app, name="lab")
 
-out_console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+@cache
+def console(stderr: bool = False) -> Console:
+    """The rich console for stdout or stderr, made on first use (quick commands skip rich)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+def err() -> Console:
+    return console(stderr=True)
+
+
+def stdout() -> Console:
+    return console()
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -50,11 +65,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Callable[[str, float | None], None]]:
     """A progress callback: a rich bar on a terminal, silence elsewhere."""
-    if not (enabled and err.is_terminal):
+    if not (enabled and err().is_terminal):
         yield lambda _description, _percent: None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err(), transient=True) as bar:
         task = bar.add_task("", total=100)
 
         def update(description: str, percent: float | None) -> None:
@@ -84,7 +101,7 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the version."""
-    out_console.print(f"kvmha-forensics {__version__}")
+    stdout().print(f"kvmha-forensics {__version__}")
 
 
 @lab_app.command("scenarios")
@@ -94,7 +111,7 @@ def lab_scenarios(as_json: JsonOpt = False) -> None:
         _emit_json([{**asdict(s), "needs": s.needs} for s in scenarios.SCENARIOS])
         return
     for s in scenarios.SCENARIOS:
-        out_console.print(f"{s.name:<18} {s.needs:<11} {s.runstate:<15} {s.description}")
+        stdout().print(f"{s.name:<18} {s.needs:<11} {s.runstate:<15} {s.description}")
 
 
 @lab_app.command("fetch")
@@ -116,7 +133,7 @@ def lab_fetch(as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json(found)
     else:
-        err.print(f"guest assets ready: kernel {linux.kernel.release} in {cache_dir()}")
+        err().print(f"guest assets ready: kernel {linux.kernel.release} in {cache_dir()}")
 
 
 @lab_app.command("up")
@@ -151,7 +168,7 @@ def lab_up(
     if as_json:
         _emit_json(asdict(guest))
         return
-    err.print(f"accelerator: {guest.accel} ({guest.accel_reason})")
+    err().print(f"accelerator: {guest.accel} ({guest.accel_reason})")
     rows = (
         ("runstate", guest.runstate),
         ("qmp", guest.qmp),
@@ -162,7 +179,7 @@ def lab_up(
         ("vmlinux", guest.vmlinux or "-"),
     )
     for key, value in rows:
-        out_console.print(f"{key:<15} {value}")
+        stdout().print(f"{key:<15} {value}")
 
 
 @lab_app.command("down")
@@ -171,7 +188,7 @@ def lab_down(directory: Annotated[Path, typer.Argument(help="The guest's --dir."
     from .lab import launcher
 
     guest = launcher.down(directory)
-    err.print(f"stopped {guest.scenario} (qemu pid {guest.pid})")
+    err().print(f"stopped {guest.scenario} (qemu pid {guest.pid})")
 
 
 bundle_app = typer.Typer(help="Inspect and verify bundles.")
@@ -219,10 +236,10 @@ def capture_cmd(
     if as_json:
         _emit_json(summary)
     else:
-        out_console.print(str(result.bundle))
-        err.print(f"capture {result.manifest.status}: {result.freeze.runstate}")
+        stdout().print(str(result.bundle))
+        err().print(f"capture {result.manifest.status}: {result.freeze.runstate}")
         for reason in result.manifest.reasons:
-            err.print(f"  missing: {reason}", markup=False)
+            err().print(f"  missing: {reason}", markup=False)
     if result.manifest.status != "complete":
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
@@ -246,7 +263,7 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
             if p.status == "progress" and p.total:
                 update("dumping guest memory", 100 * p.completed / p.total)
             elif p.status == "failed":
-                err.print(f"  {p.step}: failed: {p.detail}", markup=False)
+                err().print(f"  {p.step}: failed: {p.detail}", markup=False)
 
         yield show
 
@@ -259,10 +276,10 @@ def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle direc
     opened = Bundle.open(directory)
     problems = opened.verify()
     for problem in problems:
-        err.print(f"  {problem}", markup=False)
+        err().print(f"  {problem}", markup=False)
     if problems:
         raise InputError(f"{directory}: {len(problems)} problem(s) found", "the bundle is damaged")
-    out_console.print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
+    stdout().print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
 
 
 @app.command("analyze")
@@ -306,7 +323,7 @@ def analyze_cmd(
     )
     report = analyze(inputs, problems, analyzer)
     if fmt == "text":
-        rendered = to_text(report, color=output is None and out_console.is_terminal)
+        rendered = to_text(report, color=output is None and stdout().is_terminal)
     else:
         rendered = RENDERERS[fmt](report)
     if output is None:
@@ -343,11 +360,11 @@ def demo_cmd(
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     with progress_bar(True) as fetch, capture_progress(False) as sink:
         result = asyncio.run(
-            demo.run(scenario, directory, lambda line: err.print(line, markup=False), fetch, sink)
+            demo.run(scenario, directory, lambda line: err().print(line, markup=False), fetch, sink)
         )
     report = result.report
     rendered = (
-        to_text(report, color=out_console.is_terminal) if fmt == "text" else RENDERERS[fmt](report)
+        to_text(report, color=stdout().is_terminal) if fmt == "text" else RENDERERS[fmt](report)
     )
     sys.stdout.write(rendered)
     if report.verdict.cause == "unknown" and result.guest.runstate != "running":
@@ -370,17 +387,17 @@ def main() -> None:
     try:
         app(prog_name="kvmha-forensics")
     except ForensicsError as exc:
-        err.print(f"kvmha-forensics: error: {exc}", markup=False, highlight=False)
+        err().print(f"kvmha-forensics: error: {exc}", markup=False, highlight=False)
         if exc.details:
-            err.print(exc.details, markup=False, highlight=False)
+            err().print(exc.details, markup=False, highlight=False)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
-        err.print("kvmha-forensics: interrupted")
+        err().print("kvmha-forensics: interrupted")
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("KVMHA_DEBUG"):
             raise
-        err.print(
+        err().print(
             f"kvmha-forensics: internal error: {type(exc).__name__}: {exc} "
             "(set KVMHA_DEBUG=1 for the traceback and report it)",
             markup=False,

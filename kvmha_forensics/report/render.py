@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 from io import StringIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from .model import Report
 
 TEXT_EXCERPTS = 2  # evidence items shown with their excerpt on a terminal
@@ -49,6 +45,11 @@ def to_markdown(report: Report) -> str:
 
 
 def to_text(report: Report, width: int = 100, color: bool = False) -> str:
+    """A terminal view (rich, imported here: JSON and Markdown reports never need it)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     buffer = StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color)
     v = report.verdict

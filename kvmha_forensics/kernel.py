@@ -20,6 +20,7 @@ from drgn.helpers.linux.printk import get_dmesg
 from drgn.helpers.linux.sched import task_state_to_char
 from drgn.helpers.linux.timekeeping import uptime
 
+from .debuginfo import debug_package
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def read_facts(ctx: Context) -> KernelFacts:
         blocked = [_task(t) for t in for_each_task(prog) if task_state_to_char(t) == "D"]
         uptime = _uptime(prog)
     else:
-        package = f"linux-image-{release}-dbg" if release else "the kernel's -dbg package"
+        package = debug_package(release) if release else "the kernel's -dbg package"
         skipped.append(
             f"dmesg, panic message, crashed task, stacks: no debug info (install {package}, "
             "or pass --vmlinux / --debuginfo-dir)"

@@ -28,7 +28,6 @@ from .paths import cache_dir, fixtures_dir
 log = logging.getLogger(__name__)
 
 KERNEL_META = "linux-image-cloud-amd64"
-DEBUG_META = "linux-image-cloud-amd64-dbg"
 BUSYBOX = Path("/bin/busybox")
 # Loaded by /init in this order; virtio's chain must come before virtio_blk.
 GUEST_MODULES = (

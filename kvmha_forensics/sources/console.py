@@ -9,11 +9,12 @@ Line indices (``first_line``/``last_line``) count ``"\\n"``-separated lines of t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from ..report.signature import signature_id
 
 logger = logging.getLogger(__name__)
 
@@ -498,11 +499,6 @@ class _Open:
     panic_last: int | None = None
 
 
-def signature_of(title: str) -> str:
-    """The stable short hash of a title (16 hex digits of SHA-256)."""
-    return hashlib.sha256(title.encode("utf-8")).hexdigest()[:16]
-
-
 def clean_line(raw: str) -> str:
     """Strip what the transport and printk add: ANSI, CR, monitor prompt, level, time, caller."""
     line = raw[:MAX_LINE_CHARS]
@@ -636,7 +632,7 @@ def _build(op: _Open) -> CrashReport:
         first_line=op.first,
         last_line=op.panic_last if op.panic_last is not None else op.last,
         corrupted=corrupted,
-        signature=signature_of(title),
+        signature=signature_id(title),
         alt_titles=alt,
         panic_message=op.panic_message,
     )

@@ -23,11 +23,6 @@ UTS_FIELD = 65  # sysname, nodename, release, version, machine, domainname
 CHUNK = 1 << 20
 
 
-def is_flattened(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(len(SIGNATURE)) == SIGNATURE
-
-
 def rearrange(source: Path, dest_fd: int) -> int:
     """Write the flattened ``source`` as a plain file to ``dest_fd``; return its size."""
     end = 0

@@ -124,11 +124,6 @@ class QemuLog:
                 return dump.code
         return None
 
-    @property
-    def first_internal_error(self) -> KvmInternalError | None:
-        """The first internal error, usually the one that stopped the guest."""
-        return self.internal_errors[0] if self.internal_errors else None
-
 
 @dataclass(slots=True)
 class _OpenError:

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvmha_forensics.report.signature import signature_id
 from kvmha_forensics.sources.console import (
     FORMATS,
     CrashReport,
     clean_line,
     parse_console,
-    signature_of,
 )
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "console"
@@ -112,7 +112,7 @@ def test_oops_details() -> None:
     )
     assert "filp_close" not in r.frames, "'? ' frames are unreliable and left out"
     assert r.panic_message == "Fatal exception"
-    assert r.signature == signature_of(r.title)
+    assert r.signature == signature_id(r.title)
     assert r.alt_titles == (
         "BUG: unable to handle kernel NULL pointer dereference in kvmha_lab_oops",
     )

@@ -15,17 +15,20 @@ from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide
 from .sources import flattened
-
-ELF_MAGIC = b"\x7fELF"
+from .sources.elfhead import ELF_MAGIC, HEAD, is_core
 
 
 def _memory_kind(path: Path) -> str:
     try:
         with path.open("rb") as f:
-            head = f.read(16)
+            head = f.read(HEAD)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     if head.startswith(ELF_MAGIC):
+        if not is_core(head):
+            raise InputError(
+                f"{path} is an ELF file but not a core dump", "give a guest memory dump (vmcore)"
+            )
         return "memory-elf"
     if head.startswith(flattened.KDUMP_SIGNATURE):
         return "memory-kdump"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import stat
 import struct
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -85,6 +87,8 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
             f"no QMP socket at {endpoint}", "check the path given with --qmp (QEMU's -qmp option)"
         ) from exc
     except ConnectionRefusedError as exc:
+        if endpoint.path is not None and not stat.S_ISSOCK(os.stat(endpoint.path).st_mode):
+            raise QMPProblem(f"{endpoint} is not a socket", "give QEMU's -qmp unix socket") from exc
         raise QMPProblem(
             f"connection to {endpoint} refused", "QEMU is not running or not listening there"
         ) from exc

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from . import flattened
+from .elfhead import ELF_MAGIC, is_core
 
 HEAD_BYTES = 256 * 1024
 
 Kind = Literal["qemu-log", "console", "qemu-log+console", "vmcore"]
 
-_ELF_MAGIC = b"\x7fELF"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
 _QEMU = re.compile(
@@ -49,7 +49,9 @@ def classify_head(path: Path, head: bytes, size: int) -> Classified:
     """Classify from ``head`` (the file's first bytes) and the file's ``size``."""
     if size == 0 or not head:
         return Classified(path, None, "empty file")
-    if head.startswith(_ELF_MAGIC) or head.startswith(flattened.KDUMP_SIGNATURE):
+    if head.startswith(ELF_MAGIC) and not is_core(head):
+        return Classified(path, None, "an ELF file, but not a core dump")
+    if head.startswith(ELF_MAGIC) or head.startswith(flattened.KDUMP_SIGNATURE):
         return Classified(path, "vmcore")
     if head.startswith(flattened.SIGNATURE):
         return Classified(

@@ -130,3 +130,9 @@ def test_an_analyzer_that_raises_does_not_stop_the_others(tmp_path: Path) -> Non
     assert [(r.name, r.status) for r in results] == [("raising", "failed"), ("quiet", "ok")]
     assert results[0].reason == "RuntimeError: boom"
     assert results[1].outcome.facts == {"ran": True}
+
+
+def test_an_elf_that_is_not_a_core_dump() -> None:
+    done = analyze(sys.executable)  # an ELF executable
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "not a core dump" in done.stderr and one_clean_line(done.stderr)

@@ -310,3 +310,11 @@ def test_capture_over_qmp_tcp(tmp_path: Path) -> None:
     finally:
         qemu.kill()
         qemu.wait()
+
+
+def test_a_file_that_is_not_a_socket(tmp_path: Path) -> None:
+    plain = tmp_path / "qmp.sock"
+    plain.write_text("not a socket\n")
+    done = cli("capture", "--qmp", str(plain), "--out", str(tmp_path / "b"))
+    assert done.returncode == ExitCode.QMP
+    assert "is not a socket" in done.stderr and len(done.stderr.splitlines()) == 1

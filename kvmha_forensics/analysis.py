@@ -19,7 +19,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, get_args, runtime_checkable
 
-from .bundle import Bundle
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -119,7 +118,6 @@ class Inputs:
     label: str
     kind: Literal["bundle", "vmcore", "text"]
     files: Mapping[str, Path]
-    bundle: Bundle | None = None
     vmlinux: Path | None = None
     debuginfo_dirs: tuple[Path, ...] = ()
     cpu_vendor: Vendor | None = None

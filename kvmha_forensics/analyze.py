@@ -10,7 +10,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
-from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle, sha256_file
+from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide
@@ -78,14 +78,14 @@ def gather(
         if not extra:
             raise InputError("nothing to analyze", "give a bundle, a vmcore, or --qemu-log FILE")
         label = ", ".join(str(p) for p in extra.values())
-        return Inputs(label, "text", extra, None, vmlinux, dirs, cpu_vendor), problems
+        return Inputs(label, "text", extra, vmlinux, dirs, cpu_vendor), problems
     if not target.exists():
         raise InputError(f"{target} does not exist")
     if target.is_dir():
         if not (target / MANIFEST).exists():
             raise InputError(f"{target} is not a bundle ({MANIFEST} missing)")
         bundle = Bundle.open(target)
-        problems += [f"bundle: {p}" for p in quick_verify(bundle)]
+        problems += [f"bundle: {p}" for p in bundle.verify(hash_memory=False)]
         problems += [f"capture: {r}" for r in bundle.manifest.reasons]
         dump = next((bundle.path / a.path for a in bundle.manifest.artifacts
                      if a.kind == "memory-elf"), None)  # fmt: skip
@@ -93,29 +93,12 @@ def gather(
         problems += [damage] if damage else []
         files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra
         vendor = cpu_vendor or VENDOR_OF_KVM.get(bundle.manifest.host.get("kvm_module", ""))
-        return Inputs(str(target), "bundle", files, bundle, vmlinux, dirs, vendor), problems
+        return Inputs(str(target), "bundle", files, vmlinux, dirs, vendor), problems
     kind = _memory_kind(target)
     damage = elf_truncation(target) if kind == "memory-elf" else None
     problems += [damage] if damage else []
     files = {kind: target, **extra}
-    return Inputs(str(target), "vmcore", files, None, vmlinux, dirs, cpu_vendor), problems
-
-
-def quick_verify(bundle: Bundle) -> list[str]:
-    """Every artifact's size, and the checksums of all but the memory dump (``bundle verify``
-    checks that too)."""
-    problems = []
-    for art in bundle.manifest.artifacts:
-        path = bundle.path / art.path
-        if not path.is_file():
-            problems.append(f"{art.path} is missing")
-        elif path.stat().st_size != art.size:
-            problems.append(
-                f"{art.path} is {path.stat().st_size} bytes, the manifest says {art.size}"
-            )
-        elif not art.kind.startswith("memory") and sha256_file(path) != art.sha256:
-            problems.append(f"{art.path} does not match its sha256")
-    return problems
+    return Inputs(str(target), "vmcore", files, vmlinux, dirs, cpu_vendor), problems
 
 
 def analyze(

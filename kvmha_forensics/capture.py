@@ -22,8 +22,8 @@ from typing import Literal, cast
 
 from . import bundle as bundle_mod
 from .bundle import VENDOR_OF_KVM, kvm_module
-from .dump import DumpFailed, dump_memory
-from .errors import BusyError, ForensicsError, GuestStateError, InputError, OperationTimeout
+from .dump import dump_memory
+from .errors import BusyError, ForensicsError, GuestStateError, InputError
 from .freeze import FreezeState, assess
 from .qmp import Endpoint, Event, JSONObject, QMPSession, session
 from .sources import flattened, vmcoreinfo
@@ -368,7 +368,7 @@ class Capture:
 
         try:
             result = await dump_memory(self.qmp, fd, path, fmt, lambda: self.deadline, report)
-        except (DumpFailed, OperationTimeout, ForensicsError):
+        except ForensicsError:  # failed, timed out, or QEMU went away: no half dump kept
             path.unlink(missing_ok=True)
             raise
         return result.sha256

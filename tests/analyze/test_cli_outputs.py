@@ -1,0 +1,43 @@
+"""The README's demo, and analyze's report files."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Lab
+
+CLI = [sys.executable, "-m", "kvmha_forensics"]
+
+
+@pytest.mark.lab
+def test_demo_boots_captures_analyzes_and_ends_the_guest(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "demo", "--scenario", "triple-fault", "--dir", str(tmp_path), "--format", "json"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"]["cause"] == "triple-fault"
+    assert "4/4 shutting the guest down" in done.stderr
+    assert not (tmp_path / "guest" / "lab.json").exists()  # lab down ran
+    (bundle,) = (tmp_path / "bundles").iterdir()
+    assert report["target"]["path"] == str(bundle)
+
+
+@pytest.mark.lab
+def test_output_file_is_private_and_holds_the_report(lab: Lab, tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    done = subprocess.run(
+        [*CLI, "analyze", str(lab.bundle("panic")), "--format", "markdown", "--output", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_text().startswith("## kvmha-forensics: guest-panic")

@@ -355,11 +355,13 @@ class Bundle:
                 problems.append(f"{art.path}: missing or not a regular file")
                 continue
             if path.stat().st_size != art.size:
-                problems.append(f"{art.path}: size {path.stat().st_size}, manifest says {art.size}")
+                problems.append(
+                    f"{art.path}: {path.stat().st_size} bytes, the manifest says {art.size}"
+                )
             elif (hash_memory or not art.kind.startswith("memory")) and sha256_file(
                 path
             ) != art.sha256:
-                problems.append(f"{art.path}: sha256 mismatch")
+                problems.append(f"{art.path}: does not match its sha256")
         listed = {a.path for a in self.manifest.artifacts} | {MANIFEST}
         problems += [f"{p.name}: not in the manifest" for p in self.path.iterdir()
                      if p.name not in listed]  # fmt: skip

@@ -16,29 +16,37 @@ from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.lab import assets
 
 SIZES = (256, 2048)
+KINDS = ("bare", "floor", "capture")
 HERE = Path(__file__).parent
 
 
-def row(size: int, bare: list[Run], ours: list[Run]) -> tuple[str, ...]:
-    """Medians, and the median of the per-round ratios (each round's two runs back to back:
+def ratio(ours: list[Run], bare: list[Run]) -> str:
+    """The median of the per-round ratios, with their range (each round's runs back to back:
     steadier than a ratio of medians when the disk's speed wanders between rounds)."""
-    b, o = median(bare), median(ours)
     ratios = sorted(x.seconds / y.seconds for x, y in zip(ours, bare, strict=True))
-    spread = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f})"
-    return (f"{size} MB", f"{b.seconds:.2f} s", f"{o.seconds:.2f} s", spread,
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f})"
+
+
+def row(size: int, bare: list[Run], ours: list[Run]) -> tuple[str, ...]:
+    b, o = median(bare), median(ours)
+    return (f"{size} MB", f"{b.seconds:.2f} s", f"{o.seconds:.2f} s", ratio(ours, bare),
             f"{o.max_rss_mb:.0f} MB")  # fmt: skip
 
 
 # Each output is deleted right after its timed run, before the next sync: neither side's
 # writeback then lands on the other's clock (the last bundle is kept: it is small to sync).
-def bare_dump(qmp: str, dump: Path) -> Run:
-    result = run([PYTHON, str(HERE / "bare_dump.py"), qmp, str(dump), "elf"])
+def bare_dump(qmp: str, dump: Path, checksum: bool = False) -> Run:
+    result = run([PYTHON, str(HERE / "bare_dump.py"), qmp, str(dump), "elf"]
+                 + (["sha256"] if checksum else []))  # fmt: skip
     dump.unlink()
     return result
 
 
-def capture(qmp: str, target: Path) -> Run:
-    return run([PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)])
+def capture(qmp: str, target: Path, keep: bool) -> Run:
+    result = run([PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)])
+    if not keep:
+        shutil.rmtree(target)
+    return result
 
 
 def main() -> str:
@@ -52,20 +60,20 @@ def main() -> str:
         for size in SIZES:
             with guest("panic", root / f"g{size}", size) as g:
                 bare: list[Run] = []
+                floor: list[Run] = []
                 ours: list[Run] = []
-                for i in range(ROUNDS):  # alternate who goes first
+                for i in range(ROUNDS):  # rotate who goes first
                     dump, target = root / f"bare-{i}.elf", root / f"bundles-{size}-{i}"
-                    if i % 2 == 0:
-                        bare.append(bare_dump(g.qmp, dump))
-                        ours.append(capture(g.qmp, target))
-                    else:
-                        ours.append(capture(g.qmp, target))
-                        bare.append(bare_dump(g.qmp, dump))
-                    if i == ROUNDS - 1:  # the last round's bundle is analyzed below
-                        bundles[size] = next(target.iterdir())
-                    else:
-                        shutil.rmtree(target)
-                capture_rows.append(row(size, bare, ours))
+                    for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
+                        if kind == "bare":
+                            bare.append(bare_dump(g.qmp, dump))
+                        elif kind == "floor":
+                            floor.append(bare_dump(g.qmp, dump, checksum=True))
+                        else:
+                            ours.append(capture(g.qmp, target, keep=i == ROUNDS - 1))
+                bundles[size] = next(target.iterdir())  # the last round's, analyzed below
+                floors = (ratio(floor, bare), ratio(ours, floor))
+                capture_rows.append((*row(size, bare, ours), *floors))
         for size, path in bundles.items():
             dump = Bundle.open(path).file("memory-elf")
             script = str(HERE / "bare_drgn.py")
@@ -78,7 +86,8 @@ def main() -> str:
             analyze_rows.append(row(size, bare, ours))
     title = f"capture (ELF, {ROUNDS} rounds) vs bare dump-guest-memory"
     header = ("guest", "bare dump (median)", "capture (median)", "ratio: median (range) ≤ 1.15x",
-              "capture peak RSS (≤ 150 MB)")  # fmt: skip
+              "capture peak RSS (≤ 150 MB)", "floor: bare dump + sha256, vs bare",
+              "capture vs floor")  # fmt: skip
     out.append(table(title, header, capture_rows))
     title = f"analyze ({ROUNDS} rounds) vs bare drgn (dmesg + crashed stack)"
     header = ("guest", "bare drgn (median)", "analyze (median)", "ratio: median (range) ≤ 1.5x",

@@ -65,7 +65,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Callable[[str, float | None], None]]:
     """A progress callback: a rich bar on a terminal, silence elsewhere."""
-    if not (enabled and err().is_terminal):
+    if not (enabled and sys.stderr.isatty()):  # rich is imported only for a terminal
         yield lambda _description, _percent: None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -236,10 +236,10 @@ def capture_cmd(
     if as_json:
         _emit_json(summary)
     else:
-        stdout().print(str(result.bundle))
-        err().print(f"capture {result.manifest.status}: {result.freeze.runstate}")
+        print(result.bundle)
+        print(f"capture {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
         for reason in result.manifest.reasons:
-            err().print(f"  missing: {reason}", markup=False)
+            print(f"  missing: {reason}", file=sys.stderr)
     if result.manifest.status != "complete":
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
@@ -263,7 +263,7 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
             if p.status == "progress" and p.total:
                 update("dumping guest memory", 100 * p.completed / p.total)
             elif p.status == "failed":
-                err().print(f"  {p.step}: failed: {p.detail}", markup=False)
+                print(f"  {p.step}: failed: {p.detail}", file=sys.stderr)
 
         yield show
 

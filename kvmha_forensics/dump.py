@@ -3,9 +3,10 @@
 The file is created by us (0600, no symlink followed) and handed to QEMU by descriptor
 (``getfd`` over SCM_RIGHTS, then ``protocol: "fd:NAME"``); over QMP on TCP, which cannot pass
 descriptors, QEMU opens the same file by its path (it must share this host's file system and
-may write there as its user). QEMU runs the dump detached
-and we poll ``query-dump`` for progress. ELF output is written sequentially, so a reader
-thread hashes it while it grows and no second pass over guest-sized data is needed.
+may write there as its user). QEMU runs the dump detached; we wait for its ``DUMP_COMPLETED``
+event, polling ``query-dump`` for progress in between, so the end is seen when QEMU announces
+it, not at the next poll. ELF output is written sequentially, so a reader thread hashes it
+while it grows and no second pass over guest-sized data is needed.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ async def dump_memory(
                 raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(qmp)})")
             if time.monotonic() > deadline():
                 raise OperationTimeout("the memory dump did not finish before --timeout")
-            await asyncio.sleep(POLL)
+            await _until_dump_event(qmp, POLL)
     finally:
         if hasher and not completed:
             await asyncio.to_thread(hasher.abort)
@@ -129,8 +130,18 @@ async def dump_memory(
     return DumpResult(size, digest, time.monotonic() - start)
 
 
+async def _until_dump_event(qmp: QMPSession, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds, returning early when QEMU sends ``DUMP_COMPLETED``."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        event = await qmp.next_event(left)
+        if event is None or event.name == "DUMP_COMPLETED":
+            return
+
+
 def _dump_error(qmp: QMPSession) -> str:
-    for event in qmp.events():
+    qmp.events()  # take in any not yet read
+    for event in reversed(qmp.seen):
         if event.name == "DUMP_COMPLETED" and "error" in event.data:
             return str(event.data["error"])
     return "no reason given"

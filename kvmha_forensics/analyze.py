@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
 from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle
@@ -15,7 +11,7 @@ from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide
 from .sources import flattened
-from .sources.elfhead import ELF_MAGIC, HEAD, is_core
+from .sources.elfcore import ELF_MAGIC, HEAD, ElfError, is_core, read_core
 
 
 def _memory_kind(path: Path) -> str:
@@ -48,9 +44,8 @@ def elf_truncation(path: Path) -> str | None:
     """Why an ELF dump is unusable (truncated, or not ELF at all), or None when it looks whole."""
     try:
         with path.open("rb") as f:
-            elf = ELFFile(f)
-            end = max((s["p_offset"] + s["p_filesz"] for s in elf.iter_segments()), default=0)
-    except (ELFError, struct.error, ValueError) as exc:
+            end = max((s.offset + s.filesz for s in read_core(f).segments), default=0)
+    except ElfError as exc:
         return f"{path.name} is not a valid ELF dump ({exc})"
     size = path.stat().st_size
     if end > size:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import flattened
-from .elfhead import ELF_MAGIC, is_core
+from .elfcore import ELF_MAGIC, is_core
 
 HEAD_BYTES = 256 * 1024
 

@@ -7,12 +7,9 @@ guest's ``qemu_fw_cfg`` driver). When it did not, the text still sits in guest m
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import NoteSegment
+from .elfcore import ElfError, read_core
 
 MARKER = b"OSRELEASE="
 CHUNK = 8 << 20
@@ -38,22 +35,12 @@ def _plausible(blob: bytes) -> str | None:
 def from_elf_note(path: Path) -> str | None:
     """The VMCOREINFO note QEMU wrote into an ELF dump, if any (None for a damaged ELF)."""
     try:
-        return _note(path)
-    except (ELFError, struct.error, ValueError, OSError):
+        with path.open("rb") as f:
+            for note in read_core(f).notes(f):
+                if note.name == "VMCOREINFO":
+                    return note.desc.split(b"\0", 1)[0].decode("ascii", "replace")
+    except (ElfError, OSError):
         return None
-
-
-def _note(path: Path) -> str | None:
-    with path.open("rb") as f:
-        elf = ELFFile(f)
-        for segment in elf.iter_segments():
-            if not isinstance(segment, NoteSegment):
-                continue
-            for note in segment.iter_notes():
-                if note["n_name"] == "VMCOREINFO":
-                    desc = note["n_desc"]
-                    raw = desc.encode("latin-1") if isinstance(desc, str) else bytes(desc)
-                    return raw.split(b"\0", 1)[0].decode("ascii", "replace")
     return None
 
 

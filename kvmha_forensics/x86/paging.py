@@ -9,13 +9,11 @@ Intel SDM vol. 3A ch. 4: with CR0.PG clear, linear = physical; 32-bit paging (2 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
+from ..sources.elfcore import ElfError, read_core
 
 CR0_PG = 1 << 31
 CR4_PSE = 1 << 4
@@ -49,12 +47,9 @@ class ElfMemory:
         self.path = path
         try:
             with path.open("rb") as f:
-                self.segments = tuple(
-                    Segment(s["p_paddr"], s["p_offset"], s["p_filesz"])
-                    for s in ELFFile(f).iter_segments()
-                    if s["p_type"] == "PT_LOAD"
-                )
-        except (ELFError, struct.error, OSError):
+                loads = read_core(f).loads
+            self.segments = tuple(Segment(s.paddr, s.offset, s.filesz) for s in loads)
+        except (ElfError, OSError):
             self.segments = ()
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 

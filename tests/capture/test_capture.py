@@ -15,12 +15,14 @@ from pathlib import Path
 
 import drgn
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.capture import CaptureOptions, Progress, capture, guest_lock
 from kvmha_forensics.errors import ExitCode
 from kvmha_forensics.lab import assets, launcher, scenarios
 from kvmha_forensics.qmp import Endpoint, session
+from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from tests.conftest import Lab, runstate
 
@@ -59,6 +61,25 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     assert len(identity["vcpus"]) == lab.frozen(name).vcpus  # type: ignore[arg-type]
     assert identity["qemu_pid"] == lab.frozen(name).pid
     assert not list(path.parent.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("name", [s.name for s in scenarios.SCENARIOS])
+def test_elfcore_reads_each_dump_as_pyelftools_does(lab: Lab, name: str) -> None:
+    dump = Bundle.open(lab.bundle(name)).file("memory-elf")
+    assert dump is not None
+    with dump.open("rb") as f:
+        elf = ELFFile(f)
+        want = [(s["p_type"], s["p_offset"], s["p_paddr"], s["p_filesz"])
+                for s in elf.iter_segments()]  # fmt: skip
+        notes = [(n["n_name"], n["n_descsz"]) for s in elf.iter_segments()
+                 if s["p_type"] == "PT_NOTE" for n in s.iter_notes()]  # fmt: skip
+        want_types = {"PT_LOAD": 1, "PT_NOTE": 4}
+        want = [(want_types[t], o, p, z) for t, o, p, z in want]
+        core = read_core(f)
+        got = [(s.type, s.offset, s.paddr, s.filesz) for s in core.segments]
+        assert got == want
+        assert [(n.name, len(n.desc)) for n in core.notes(f)] == notes
+        assert any(n[0] == "CORE" for n in notes)  # QEMU's per-vCPU NT_PRSTATUS
 
 
 @pytest.mark.parametrize("name", ["panic", "oops"])

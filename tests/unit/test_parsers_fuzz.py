@@ -7,12 +7,14 @@ mail client, tab-indented, or with a ``(qemu)`` prompt glued on must give the sa
 from __future__ import annotations
 
 import dataclasses
+import io
 import textwrap
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvmha_forensics.sources.elfcore import ElfError, read_core
 from kvmha_forensics.sources.qemu_log import QemuLog, parse_qemu_log
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.x86.decode import decode_internal_error
@@ -130,3 +132,18 @@ def test_wrap_at_72_agrees_exactly() -> None:
     original = parse_qemu_log(text)
     assert _comparable(parse_qemu_log(mangled)) == _comparable(original)
     assert original.register_dumps[0].code is not None
+
+
+ELF64_CORE_HEAD = bytes.fromhex("7f454c46020101000000000000000000") + (4).to_bytes(2, "little")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=512), st.sampled_from([b"", b"\x7fELF", ELF64_CORE_HEAD]))
+def test_elfcore_reads_or_refuses_any_bytes(tail: bytes, head: bytes) -> None:
+    f = io.BytesIO(head + tail)
+    try:
+        core = read_core(f)
+    except ElfError:
+        return
+    for note in core.notes(f):
+        assert isinstance(note.desc, bytes)

@@ -8,6 +8,9 @@ symbolized through the modules' own kallsyms (``load_module_kallsyms``).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 64
+PLUGINS_OFF = "DRGN_DISABLE_PLUGINS"
+
+
+@contextmanager
+def _no_installed_plugins() -> Iterator[None]:
+    """drgn loads every plugin installed (entry points) at the first Program it sets up: its
+    own CLI commands, and any third party's, which could change what analysis reads, and so a
+    signature, from one host to another. Analysis needs none, and skipping them spares ~30 ms.
+    Plugins named in ``DRGN_PLUGINS`` still load; a ``DRGN_DISABLE_PLUGINS`` of the user's is
+    kept as it is."""
+    if PLUGINS_OFF in os.environ:
+        yield
+        return
+    os.environ[PLUGINS_OFF] = "*"
+    try:
+        yield
+    finally:
+        os.environ.pop(PLUGINS_OFF, None)
 
 
 def open_program(ctx: Context) -> drgn.Program:
@@ -36,9 +57,10 @@ def open_program(ctx: Context) -> drgn.Program:
     if memory is None:
         raise InputError("no memory dump to open")
     recovered = ctx.text("vmcoreinfo")
-    prog = drgn.Program(vmcoreinfo=recovered) if recovered else drgn.Program()
     try:
-        prog.set_core_dump(str(memory))
+        with _no_installed_plugins():
+            prog = drgn.Program(vmcoreinfo=recovered) if recovered else drgn.Program()
+            prog.set_core_dump(str(memory))
     except (drgn.FaultError, ValueError, OSError) as exc:
         raise InputError(
             f"drgn cannot open {memory.name}: {exc}", "is the dump truncated?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -41,3 +42,21 @@ def test_output_file_is_private_and_holds_the_report(lab: Lab, tmp_path: Path) -
     assert done.stdout == ""
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert out.read_text().startswith("## kvmha-forensics: guest-panic")
+
+
+@pytest.mark.lab
+def test_drgn_loads_only_the_plugins_the_user_names(lab: Lab, tmp_path: Path) -> None:
+    marker = tmp_path / "plugin-ran"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(f"def drgn_prog_set(prog):\n    open({str(marker)!r}, 'w').close()\n")
+    argv = [sys.executable, "-X", "importtime", *CLI[1:], "analyze", str(lab.bundle("panic"))]
+    plain = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, check=False)
+    assert plain.returncode == 0, plain.stderr
+    for installed in ("drgn.commands._builtin", "drgn.commands._crash"):  # drgn's CLI commands
+        assert installed not in plain.stderr
+    env = {**os.environ, "DRGN_PLUGINS": f"marker={plugin}"}
+    named = subprocess.run([*CLI, "analyze", str(lab.bundle("panic")), "--format", "json"],
+                           capture_output=True, text=True, check=False, env=env)  # fmt: skip
+    assert named.returncode == 0, named.stderr
+    assert marker.exists()
+    assert json.loads(named.stdout)["verdict"] == json.loads(plain.stdout)["verdict"]

@@ -383,6 +383,7 @@ class Capture:
                     f"the runstate changed during capture: {before.runstate} -> {after}"
                 )
             rec.detail = f"unchanged: {after}"
+            self.qmp.events()  # take in any not read yet (DUMP_COMPLETED after the last poll)
             self.writer.write_json(
                 "events.json", [e.to_json() for e in self.qmp.seen], "events", "QMP events seen"
             )

@@ -89,6 +89,14 @@ def test_elf_dump_opens_in_drgn_with_debug_info(lab: Lab, name: str) -> None:
     assert kernel_release(dump) == assets.kernel().release
 
 
+def test_the_dump_ends_on_qemus_dump_completed_event(lab: Lab) -> None:
+    events = Bundle.open(lab.bundle("panic")).read_json("events")
+    assert isinstance(events, list)
+    done = [e for e in events if e["event"] == "DUMP_COMPLETED"]
+    assert len(done) == 1 and done[0]["data"]["result"]["status"] == "completed"
+    assert "error" not in done[0]["data"]
+
+
 def test_kdump_zlib_is_rearranged_and_opens_in_drgn(lab: Lab) -> None:
     opened = Bundle.open(lab.bundle("panic", "kdump-zlib"))
     assert opened.verify() == []

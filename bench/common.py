@@ -7,6 +7,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,23 +26,27 @@ SETTLE = 0.5  # seconds after sync before a timed run, for the disk to go quiet
 class Run:
     seconds: float
     max_rss_mb: float
+    output: str = ""
 
 
 def run(argv: Sequence[str]) -> Run:
-    """Run ``argv`` to completion; its wall time and peak RSS (from wait4, this child only).
+    """Run ``argv`` to completion; its wall time, peak RSS (from wait4, this child only) and
+    standard output (kept in a file: a pipe could fill up while we wait).
 
     Dirty pages of earlier runs are synced first (and the disk given a moment), so one run's
     writeback never lands on the next one's clock."""
     os.sync()
     time.sleep(SETTLE)
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) not in (0,):
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise RuntimeError(f"{argv[:3]} failed: {err.strip()[-300:]}")
-    return Run(seconds, usage.ru_maxrss / 1024)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{argv[:3]} failed: {err.read().decode().strip()[-300:]}")
+        return Run(seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace"))
 
 
 def median(runs: Sequence[Run]) -> Run:

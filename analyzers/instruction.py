@@ -101,21 +101,6 @@ class RegionFact:
 
 
 @dataclass(frozen=True, slots=True)
-class MemoryFact:
-    """The decoded instruction's memory operand (addresses in hex, ``None`` if unknown)."""
-
-    segment: str
-    base: str | None
-    index: str | None
-    scale: int
-    disp: int
-    size: int
-    access: str
-    effective_address: str | None
-    linear_address: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class InstructionFacts:
     """What this analyzer adds to the report (``docs/analyze-kvm.md``)."""
 
@@ -131,7 +116,7 @@ class InstructionFacts:
     classification: str
     family: str | None
     access: str | None
-    memory: MemoryFact | None
+    memory: dict[str, JSON] | None  # x86.disasm.MemoryOperand.to_json
     fetch_from_non_ram: bool
     fetch_evidence: str | None
     target: RegionFact | None
@@ -282,23 +267,6 @@ def _decode(
     return first
 
 
-def _memory_fact(insn: disasm.Instruction) -> MemoryFact | None:
-    mem = insn.memory
-    if mem is None:
-        return None
-    return MemoryFact(
-        mem.segment,
-        mem.base,
-        mem.index,
-        mem.scale,
-        mem.disp,
-        mem.size,
-        mem.access,
-        _hex(mem.effective_address),
-        _hex(mem.linear_address),
-    )
-
-
 def _finding(
     ctx: Context, facts: InstructionFacts, line: int, mmap_region: Evidence | None
 ) -> Finding | None:
@@ -406,7 +374,7 @@ class Instruction:
             classification=str(result.classification),
             family=_family(insn) if insn else None,
             access=_ACCESS_WORDS.get(insn.memory.access) if insn and insn.memory else None,
-            memory=_memory_fact(insn) if insn else None,
+            memory=insn.memory.to_json() if insn and insn.memory else None,
             fetch_from_non_ram=fetch_why is not None,
             fetch_evidence=fetch_why,
             target=target,

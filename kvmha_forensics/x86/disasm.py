@@ -15,7 +15,7 @@ addressing and gives the SSE form (``pxor xmm0, xmm1``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from functools import cache, lru_cache
 from types import ModuleType
@@ -91,6 +91,14 @@ class MemoryOperand:
     access: str
     effective_address: int | None
     linear_address: int | None
+
+    def to_json(self) -> dict[str, object]:
+        """As a report holds it: the addresses in hex (``None`` when unknown)."""
+        as_json: dict[str, object] = asdict(self)
+        for key in ("effective_address", "linear_address"):
+            value = as_json[key]
+            as_json[key] = None if value is None else f"{value:#x}"
+        return as_json
 
 
 @dataclass(frozen=True, slots=True)

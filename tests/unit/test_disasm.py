@@ -32,6 +32,10 @@ def test_recorded_sse_load_from_hpet() -> None:
     assert insn.memory.effective_address == 0xFED00000
     assert insn.memory.linear_address == 0xFED00000
     assert insn.memory.size == 16 and insn.memory.access == "read"
+    assert insn.memory.to_json() == {
+        "segment": "ds", "base": "rax", "index": None, "scale": 1, "disp": 0, "size": 16,
+        "access": "read", "effective_address": "0xfed00000", "linear_address": "0xfed00000",
+    }  # fmt: skip
 
 
 def test_recorded_fetch_from_mmio() -> None:
@@ -123,3 +127,4 @@ def test_effective_addresses() -> None:
     no_regs = disassemble(bytes.fromhex("8b00"), CpuMode.PROTECTED_32)
     assert no_regs is not None and no_regs.memory is not None
     assert no_regs.memory.effective_address is None
+    assert no_regs.memory.to_json()["linear_address"] is None

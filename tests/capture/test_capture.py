@@ -210,6 +210,29 @@ def test_socket_held_by_another_client_does_not_hang(lab: Lab, tmp_path: Path) -
     assert "another client" in done.stderr
 
 
+def test_a_terminal_gets_a_progress_bar_for_the_dump(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("panic")
+    controller, terminal = os.openpty()
+    argv = [*CLI, "capture", "--qmp", guest.qmp, "--out", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b""
+    while chunk := _read_pty(controller):
+        shown += chunk
+    os.close(controller)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    assert b"dumping guest memory" in shown
+    assert Path(out.strip()).parent == tmp_path
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed its end
+        return b""
+
+
 def test_second_capture_of_the_same_guest_is_refused(lab: Lab, tmp_path: Path) -> None:
     guest = lab.frozen("triple-fault")
     with guest_lock(guest.pid, Endpoint(path=guest.qmp)):

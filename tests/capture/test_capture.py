@@ -126,6 +126,11 @@ def test_kvm_bundles_hold_the_parsed_internal_error(lab: Lab, name: str) -> None
         assert set(code["bytes"]) == {"??"}  # RIP is in MMIO: QEMU could not read the code
     registers = opened.read_json("registers-parsed")
     assert isinstance(registers, list) and registers[0]["rip"] == parsed.register_dumps[0].rip  # type: ignore[index]
+    stats = opened.read_json("vcpu-stats")  # KVM's own counters for each vCPU
+    assert isinstance(stats, list) and stats, stats
+    assert {entry["provider"] for entry in stats} == {"kvm"}  # type: ignore[index]
+    names = {s["name"] for entry in stats for s in entry["stats"]}  # type: ignore[index]
+    assert "exits" in names, names
 
 
 def test_vmcoreinfo_is_recovered_when_the_guest_gave_none(lab: Lab, tmp_path: Path) -> None:

@@ -146,17 +146,20 @@ def _bundle_name(identity: JSONObject, pid: int | None) -> str:
 
 
 async def _identity(qmp: QMPSession) -> JSONObject:
-    async def ask(command: str) -> object:
+    async def ask(command: str, arguments: JSONObject | None) -> object:
         try:
-            return await qmp.execute(command)
+            return await qmp.execute(command, arguments)
         except ForensicsError as exc:
             return {"error": str(exc)}
 
-    commands = ("query-name", "query-uuid", "query-kvm", "query-target", "query-cpus-fast",
-                "query-memory-size-summary", "query-block", "query-machines")  # fmt: skip
-    answers = dict(zip(commands, await asyncio.gather(*(ask(c) for c in commands)), strict=True))
-    machines = cast(list[JSONObject], answers.pop("query-machines"))
-    current = [m for m in machines if isinstance(m, dict) and m.get("is-current")]
+    requests: dict[str, JSONObject | None] = {
+        "query-name": None, "query-uuid": None, "query-kvm": None, "query-target": None,
+        "query-cpus-fast": None, "query-memory-size-summary": None, "query-block": None,
+        "query-machines": None, "qom-get": {"path": "/machine", "property": "type"},
+    }  # fmt: skip
+    replies = await asyncio.gather(*(ask(c, a) for c, a in requests.items()))
+    answers = dict(zip(requests, replies, strict=True))
+    machine = _machine(answers.pop("query-machines"), answers.pop("qom-get"))
     name = cast(JSONObject, answers["query-name"]).get("name")
     return {
         "qemu_version": qmp.qemu_version,
@@ -168,9 +171,21 @@ async def _identity(qmp: QMPSession) -> JSONObject:
         "vcpus": answers["query-cpus-fast"],
         "memory": answers["query-memory-size-summary"],
         "block": answers["query-block"],
-        "machine": current[0] if current else None,
+        "machine": machine,
         "cmdline": qemu_cmdline(qmp.peer_pid),
     }
+
+
+def _machine(machines: object, qom_type: object) -> JSONObject | None:
+    """The running machine type's ``query-machines`` entry, found through the QOM type of
+    ``/machine`` (e.g. ``pc-i440fx-7.2-machine``): QEMU 7.2 marks none of them as current."""
+    if not isinstance(qom_type, str):
+        return None
+    name = qom_type.removesuffix("-machine")
+    entries = machines if isinstance(machines, list) else []
+    found = (m for m in entries if isinstance(m, dict) and m.get("name") == name)
+    fallback: JSONObject = {"name": name}
+    return cast(JSONObject, next(found, fallback))
 
 
 class Capture:

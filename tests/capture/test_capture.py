@@ -58,8 +58,15 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     assert isinstance(freeze, dict) and freeze["runstate"] == scenario.runstate
     identity = opened.read_json("identity")
     assert isinstance(identity, dict)
-    assert len(identity["vcpus"]) == lab.frozen(name).vcpus  # type: ignore[arg-type]
-    assert identity["qemu_pid"] == lab.frozen(name).pid
+    guest = lab.frozen(name)
+    assert len(identity["vcpus"]) == guest.vcpus  # type: ignore[arg-type]
+    assert identity["qemu_pid"] == guest.pid
+    assert identity["name"] == f"kvmha-lab-{name}" and identity["uuid"]
+    assert identity["kvm"] == {"enabled": guest.accel == "kvm", "present": True}
+    assert identity["memory"]["base-memory"] == guest.memory_mb << 20  # type: ignore[index]
+    assert identity["machine"]["name"].startswith("pc")  # type: ignore[index]
+    assert "qemu-system-x86_64" in identity["cmdline"][0]  # type: ignore[index]
+    assert identity["qemu_version"].startswith("7.")  # type: ignore[union-attr]
     assert not list(path.parent.glob(".*partial*"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import drgn
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from kvmha_forensics import __version__
 from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.capture import CaptureOptions, Progress, capture, guest_lock
 from kvmha_forensics.errors import ExitCode
@@ -68,6 +70,17 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     assert "qemu-system-x86_64" in identity["cmdline"][0]  # type: ignore[index]
     assert identity["qemu_version"].startswith("7.")  # type: ignore[union-attr]
     assert not list(path.parent.glob(".*partial*"))
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1 and manifest["tool"]["version"] == __version__
+    assert manifest["host"]["kvm_module"] and manifest["guest"]["qemu_pid"] == guest.pid
+    assert [s["name"] for s in manifest["steps"]][:2] == ["freeze", "identity"]
+    assert all(s["seconds"] >= 0 and s["status"] in ("ok", "skipped") for s in manifest["steps"])
+    listed = {a["path"]: a for a in manifest["artifacts"]}
+    assert set(listed) | {"manifest.json"} == {p.name for p in path.iterdir()}
+    for rel, artifact in listed.items():
+        data = (path / rel).read_bytes()
+        assert artifact["size"] == len(data)
+        assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("name", [s.name for s in scenarios.SCENARIOS])

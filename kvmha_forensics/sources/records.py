@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..x86.decode import decode_entry_failure, decode_internal_error
 from ..x86.kvm_internal import Vendor
+from ..x86.modes import mode_of
 from .qemu_log import QemuLog, parse_qemu_log_file
 from .registers import VcpuRegisters
 
@@ -37,8 +38,12 @@ def _with_decoded(parsed: DataclassInstance, decoded: DataclassInstance) -> dict
 
 
 def registers_record(vcpus: list[VcpuRegisters]) -> list[object]:
-    """Every vCPU's registers as typed fields (the raw dump stays in ``registers.txt``)."""
-    return [_plain({k: v for k, v in asdict(r).items() if k != "raw"}) for r in vcpus]
+    """Every vCPU's registers as typed fields and its CPU mode (from CR0, EFER and CS); the
+    raw dump stays in ``registers.txt``."""
+    return [
+        _plain({**{k: v for k, v in asdict(r).items() if k != "raw"}, "mode": mode_of(r)})
+        for r in vcpus
+    ]
 
 
 def kvm_exit_record(log: Path, vendor: Vendor | None) -> dict[str, object] | None:

@@ -26,6 +26,7 @@ from kvmha_forensics.lab import assets, launcher, scenarios
 from kvmha_forensics.qmp import Endpoint, session
 from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
+from kvmha_forensics.x86.modes import CpuMode
 from tests.conftest import Lab, runstate
 
 pytestmark = pytest.mark.lab
@@ -70,6 +71,10 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     assert "qemu-system-x86_64" in identity["cmdline"][0]  # type: ignore[index]
     assert identity["qemu_version"].startswith("7.")  # type: ignore[union-attr]
     assert not list(path.parent.glob(".*partial*"))
+    registers = opened.read_json("registers-parsed")
+    assert isinstance(registers, list) and len(registers) == guest.vcpus
+    modes = {r["mode"] for r in registers}  # type: ignore[index]
+    assert modes == {"long-64"} if scenario.guest == "linux" else modes <= {*CpuMode, None}
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["schema_version"] == 1 and manifest["tool"]["version"] == __version__
     assert manifest["host"]["kvm_module"] and manifest["guest"]["qemu_pid"] == guest.pid
@@ -146,6 +151,7 @@ def test_kvm_bundles_hold_the_parsed_internal_error(lab: Lab, name: str) -> None
         assert set(code["bytes"]) == {"??"}  # RIP is in MMIO: QEMU could not read the code
     registers = opened.read_json("registers-parsed")
     assert isinstance(registers, list) and registers[0]["rip"] == parsed.register_dumps[0].rip  # type: ignore[index]
+    assert registers[0]["mode"] == "long-64"  # type: ignore[index]  # both boot sectors go there
     stats = opened.read_json("vcpu-stats")  # KVM's own counters for each vCPU
     assert isinstance(stats, list) and stats, stats
     assert {entry["provider"] for entry in stats} == {"kvm"}  # type: ignore[index]

@@ -133,16 +133,22 @@ def socket_owners(path: str) -> list[int]:
 
 
 def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
-    """The freeze cause, made more precise by the events (e.g. io-error → nospace)."""
+    """The freeze cause, made more precise by the events (e.g. io-error → nospace).
+
+    A host memory error that QEMU acted on (MEMORY_FAILURE with an action other than
+    ``ignore``) explains any freeze: QEMU resets the guest when it cannot take the machine
+    check, and that reset looks like a triple fault (SHUTDOWN, reason guest-reset)."""
     cause = RUNSTATES.get(runstate, ("paused", None))[1]
+    if cause is not None and any(
+        e.name == "MEMORY_FAILURE" and e.data.get("action") != "ignore" for e in events
+    ):
+        return "host-memory-error"
     for event in reversed(events):
         if event.name == "BLOCK_IO_ERROR" and cause == "io-error" and event.data.get("nospace"):
             return "io-error-nospace"
         if event.name == "SHUTDOWN" and cause == "shutdown":
             reason = str(event.data.get("reason", ""))
             return "triple-fault" if reason == "guest-reset" else f"shutdown-{reason}"
-        if event.name == "MEMORY_FAILURE" and cause is not None:
-            return "host-memory-error"
     return cause
 
 

@@ -21,7 +21,7 @@ import pytest
 from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.lab import launcher
 from tests.conftest import Lab
-from tests.ha.conftest import OwnGuest
+from tests.ha.conftest import OwnGuest, qmp
 
 pytestmark = pytest.mark.lab
 CLI = [sys.executable, "-m", "kvmha_forensics"]
@@ -263,3 +263,33 @@ def test_survives_qemu_restart_on_the_same_socket(
     w.wait(kind("signal", state="frozen", qemu_pid=second.pid), "signal after restart")
     code, err = w.stop()
     assert code == 0, err
+
+
+# QEMU's HMP ``mce``: bank 1, status VAL|UC|EN|MISCV|ADDRV|PCC, MCG_STATUS.MCIP. The lab's
+# cloud kernel has no machine-check support, so QEMU cannot deliver it: it reports
+# MEMORY_FAILURE (recipient guest, action reset) and resets the guest, which the HA actions
+# keep frozen in runstate shutdown, as a triple fault would be.
+MCE = "mce 0 1 0xbe0000000000009f 0x4 0x1234000 0x86"
+
+
+def test_host_memory_error_is_told_from_a_triple_fault(
+    own: OwnGuest, watch: Callable[..., Watch], tmp_path: Path
+) -> None:
+    guest = own("running", tmp_path / "g")
+    w = watch("--qmp", guest.qmp, "--out", str(tmp_path / "bundles"))
+    name = "kvmha-lab-running"
+    w.wait(kind("state", name, state="running"), "running state")
+    qmp(guest.qmp_spare, "human-monitor-command", {"command-line": MCE})
+    frozen = w.wait(kind("signal", name, state="frozen"), "frozen signal")
+    assert (frozen["cause"], frozen["failover_safe"]) == ("host-memory-error", True), frozen
+    captured = w.wait(kind("capture", name), "capture")
+    assert captured["status"] == "complete", captured
+    events = Bundle.open(Path(str(captured["bundle"]))).read_json("freeze")["events"]  # type: ignore[index]
+    failure = next(e for e in events if e["event"] == "MEMORY_FAILURE")
+    assert failure["data"]["recipient"] == "guest" and failure["data"]["action"] == "reset"
+    analysis = w.wait(kind("analysis", name), "analysis")
+    verdict = analysis["verdict"]
+    assert isinstance(verdict, dict) and verdict["cause"] == "host-memory-error", verdict
+    assert "host memory error" in str(verdict["summary"]).lower()
+    code, err = w.stop()
+    assert code == 0 and "Traceback" not in err

@@ -1,0 +1,26 @@
+"""The hardware analyzer on a guest console that reports a fatal machine check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kvmha_forensics.analyze import analyze, gather
+
+MCE = Path(__file__).resolve().parents[2] / "fixtures" / "console" / "017-mce-fatal.txt"
+
+
+def test_guest_machine_check_lines_make_a_host_memory_error(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"  # the golden's raw log, without its header
+    console.write_text(MCE.read_text().split("\n\n", 1)[1])
+    inputs, problems = gather(None, console=console)
+    doc: dict[str, Any] = json.loads(json.dumps(analyze(inputs, problems).to_json()))
+    (hardware,) = [a for a in doc["analyzers"] if a["name"] == "hardware"]
+    lines = hardware["facts"]["guest_mce_lines"]
+    assert lines[0].endswith("CPU 0: Machine Check Exception: 4 Bank 1: be0000000000009f")
+    assert any("Machine check: Processor context corrupt" in line for line in lines)
+    assert hardware["facts"]["memory_failures"] == []
+    (finding,) = hardware["findings"]
+    assert finding["cause"] == "host-memory-error"
+    assert doc["verdict"]["cause"] == "host-memory-error"

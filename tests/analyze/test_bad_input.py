@@ -15,6 +15,7 @@ import pytest
 
 from kvmha_forensics.analysis import Context, Inputs, Outcome, Requirement, run_all
 from kvmha_forensics.errors import ExitCode
+from kvmha_forensics.lab import assets
 from tests.conftest import Lab
 
 CLI = [sys.executable, "-m", "kvmha_forensics", "analyze"]
@@ -105,6 +106,24 @@ def test_no_debug_info_says_what_to_install(lab: Lab, tmp_path: Path) -> None:
     assert any("-dbg" in note for note in kernel["notes"])
     assert report["verdict"]["cause"] == "guest-oops"  # from the console
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.lab
+def test_debuginfo_dir_is_searched_by_build_id(lab: Lab, tmp_path: Path) -> None:
+    env = {**os.environ, "KVMHA_CACHE_DIR": str(tmp_path / "empty-cache")}
+    found = tmp_path / "debug" / "b" / "vmlinux-renamed"
+    found.parent.mkdir(parents=True)
+    found.symlink_to(assets.kernel().vmlinux)
+    decoy = tmp_path / "debug" / "a" / "vmlinux-other-build"  # searched first, wrong build ID
+    decoy.parent.mkdir()
+    shutil.copy("/bin/ls", decoy)
+    args = ("--format", "json", "--debuginfo-dir", str(tmp_path / "debug"))
+    done = analyze(str(lab.bundle("oops")), *args, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    kernel = next(a for a in report["analyzers"] if a["name"] == "guest-kernel")
+    assert kernel["facts"]["debuginfo"] == str(found)
+    assert report["verdict"]["culprit"].startswith("kvmha_lab_oops")
 
 
 class Raising:

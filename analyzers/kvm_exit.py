@@ -29,6 +29,7 @@ from kvmha_forensics.analysis import (
 )
 from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
 from kvmha_forensics.sources.registers import VcpuRegisters
+from kvmha_forensics.x86.prstatus import vcpu_registers
 
 if TYPE_CHECKING:
     from kvmha_forensics.x86.decode import DecodedEntryFailure, DecodedInternalError
@@ -87,14 +88,21 @@ def failing_dump(log: QemuLog, failure: PrimaryFailure) -> VcpuRegisters | None:
 
 def failing_cpu(ctx: Context, dump: VcpuRegisters | None) -> int | None:
     """The vCPU number of ``dump``: its own ``CPU#N``, or the captured ``registers.txt``
-    dump with the same RIP and general registers (stderr dumps carry no CPU number)."""
+    dump with the same RIP and general registers (stderr dumps carry no CPU number), or for
+    a bare ELF vmcore the vCPU whose NT_PRSTATUS note has the same RIP, RSP and RAX."""
     if dump is None:
         return None
     if dump.cpu is not None:
         return dump.cpu
-    if not ctx.has("registers"):
+    if ctx.has("registers"):
+        same = [r.cpu for r in ctx.registers if r.rip == dump.rip and r.gprs == dump.gprs]
+        return same[0] if len(same) == 1 else None
+    elf = ctx.path("memory-elf")
+    if elf is None:
         return None
-    same = [r.cpu for r in ctx.registers if r.rip == dump.rip and r.gprs == dump.gprs]
+    sp, ax = (dump.gprs.get(n) for n in (("rsp", "rax") if dump.width == 64 else ("esp", "eax")))
+    notes = vcpu_registers(elf)
+    same = [n.cpu for n in notes if (n.rip, n.rsp, n.rax) == (dump.rip, sp, ax)]
     return same[0] if len(same) == 1 else None
 
 

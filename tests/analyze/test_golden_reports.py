@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kvmha_forensics.analyze import analyze, gather
+from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.lab import scenarios
-from tests.conftest import Lab
+from tests.conftest import Lab, require_kvm
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "reports"
 STABLE = ("cause", "culprit", "signature", "crashed_cpu")
@@ -49,3 +50,26 @@ def test_console_alone_gives_the_bundles_cause_and_signature(lab: Lab, name: str
     inputs, problems = gather(None, console=Path(lab.frozen(name).serial))
     verdict = analyze(inputs, problems).verdict
     assert (verdict.cause, verdict.signature) == (golden["cause"], golden["signature"])
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("name", "memory_format"),
+    [("oops", "elf"), ("smp-panic", "elf"), ("panic", "kdump-zlib"), ("emulation-failure", "elf")],
+)
+def test_a_bare_vmcore_analyzes_like_its_bundle(lab: Lab, name: str, memory_format: str) -> None:
+    """The dump alone (as `virsh dump --memory-only` or kdump would leave it), with the QEMU log
+    for a KVM failure: the same verdict as the whole bundle."""
+    require_kvm(scenarios.get(name))
+    bundle = Bundle.open(lab.bundle(name, memory_format))
+    dump = bundle.file("memory-elf") or bundle.file("memory-kdump")
+    assert dump is not None
+    log = bundle.file("qemu-log") if scenarios.get(name).guest == "baremetal" else None
+    inputs, problems = gather(dump, qemu_log=log)
+    report = analyze(inputs, problems).to_json()
+    assert report["target"] == {"kind": "vmcore", "path": str(dump)}
+    assert report["problems"] == []
+    verdict = report["verdict"]
+    assert isinstance(verdict, dict)
+    golden = json.loads((GOLDEN / f"{name}.json").read_text())
+    assert {key: verdict[key] for key in STABLE} == golden

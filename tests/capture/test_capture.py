@@ -26,7 +26,9 @@ from kvmha_forensics.lab import assets, launcher, scenarios
 from kvmha_forensics.qmp import Endpoint, session
 from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
+from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.x86.modes import CpuMode
+from kvmha_forensics.x86.prstatus import vcpu_registers
 from tests.conftest import Lab, runstate
 
 pytestmark = pytest.mark.lab
@@ -105,6 +107,20 @@ def test_elfcore_reads_each_dump_as_pyelftools_does(lab: Lab, name: str) -> None
         assert got == want
         assert [(n.name, len(n.desc)) for n in core.notes(f)] == notes
         assert any(n[0] == "CORE" for n in notes)  # QEMU's per-vCPU NT_PRSTATUS
+
+
+@pytest.mark.parametrize("name", [s.name for s in scenarios.SCENARIOS])
+def test_prstatus_notes_give_each_vcpus_registers_as_info_registers(lab: Lab, name: str) -> None:
+    opened = Bundle.open(lab.bundle(name))
+    dump = opened.file("memory-elf")
+    assert dump is not None
+    text = opened.read_text("registers")
+    assert text is not None
+    want = []
+    for r in parse_register_dumps(text):
+        sp, ax = ("rsp", "rax") if r.width == 64 else ("esp", "eax")
+        want.append((r.cpu, r.rip, r.gprs.get(sp), r.gprs.get(ax)))
+    assert [(n.cpu, n.rip, n.rsp, n.rax) for n in vcpu_registers(dump)] == want
 
 
 @pytest.mark.parametrize("name", ["panic", "oops"])

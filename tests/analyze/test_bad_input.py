@@ -16,7 +16,7 @@ import pytest
 from kvmha_forensics.analysis import Context, Inputs, Outcome, Requirement, run_all
 from kvmha_forensics.errors import ExitCode
 from kvmha_forensics.lab import assets
-from tests import report_schema
+from tests import schemas
 from tests.conftest import Lab
 
 CLI = [sys.executable, "-m", "kvmha_forensics", "analyze"]
@@ -83,7 +83,7 @@ def test_truncated_dump_gives_a_partial_report(lab: Lab, tmp_path: Path) -> None
     done = analyze(str(bundle), "--format", "json")
     assert done.returncode == ExitCode.INCOMPLETE, done.stderr
     report = json.loads(done.stdout)
-    report_schema.check(report)
+    schemas.check_report(report)
     assert report["partial"] is True
     assert any("truncated" in p for p in report["problems"])
     assert report["verdict"]["cause"] == "guest-panic"  # the console still tells

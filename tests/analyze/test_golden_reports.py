@@ -13,7 +13,7 @@ import pytest
 from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.bundle import Bundle
 from kvmha_forensics.lab import scenarios
-from tests import report_schema
+from tests import schemas
 from tests.conftest import Lab, require_kvm
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "reports"
@@ -26,7 +26,7 @@ FROZEN = [s.name for s in scenarios.SCENARIOS if s.runstate != "running"]
 def test_verdict_matches_the_golden(lab: Lab, name: str, update_goldens: bool) -> None:
     inputs, problems = gather(lab.bundle(name))
     report = analyze(inputs, problems).to_json()
-    report_schema.check(json.loads(json.dumps(report)))
+    schemas.check_report(json.loads(json.dumps(report)))
     verdict = report["verdict"]
     assert isinstance(verdict, dict)
     got = {key: verdict[key] for key in STABLE}

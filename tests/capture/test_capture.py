@@ -29,6 +29,7 @@ from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.x86.modes import CpuMode
 from kvmha_forensics.x86.prstatus import vcpu_registers
+from tests import schemas
 from tests.conftest import Lab, runstate
 
 pytestmark = pytest.mark.lab
@@ -78,6 +79,7 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     modes = {r["mode"] for r in registers}  # type: ignore[index]
     assert modes == {"long-64"} if scenario.guest == "linux" else modes <= {*CpuMode, None}
     manifest = json.loads((path / "manifest.json").read_text())
+    schemas.check_manifest(manifest)
     assert manifest["schema_version"] == 1 and manifest["tool"]["version"] == __version__
     assert manifest["host"]["kvm_module"] and manifest["guest"]["qemu_pid"] == guest.pid
     assert [s["name"] for s in manifest["steps"]][:2] == ["freeze", "identity"]
@@ -297,6 +299,9 @@ def test_timeout_leaves_an_incomplete_bundle_that_says_so(lab: Lab, tmp_path: Pa
     assert any("memory" in r and "timeout" in r for r in result["reasons"])
     opened = Bundle.open(Path(result["bundle"]))
     assert opened.verify() == [] and opened.file("memory-elf") is None
+    manifest = json.loads((Path(result["bundle"]) / "manifest.json").read_text())
+    schemas.check_manifest(manifest)
+    assert any(s["name"] == "memory" and s["status"] == "failed" for s in manifest["steps"])
     lab.down(guest)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kvmha_forensics.analyze import analyze, gather
-from tests import report_schema
+from tests import schemas
 
 MCE = Path(__file__).resolve().parents[2] / "fixtures" / "console" / "017-mce-fatal.txt"
 
@@ -17,7 +17,7 @@ def test_guest_machine_check_lines_make_a_host_memory_error(tmp_path: Path) -> N
     console.write_text(MCE.read_text().split("\n\n", 1)[1])
     inputs, problems = gather(None, console=console)
     doc: dict[str, Any] = json.loads(json.dumps(analyze(inputs, problems).to_json()))
-    report_schema.check(doc)
+    schemas.check_report(doc)
     (hardware,) = [a for a in doc["analyzers"] if a["name"] == "hardware"]
     lines = hardware["facts"]["guest_mce_lines"]
     assert lines[0].endswith("CPU 0: Machine Check Exception: 4 Bank 1: be0000000000009f")

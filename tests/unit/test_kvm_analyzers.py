@@ -21,7 +21,7 @@ from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.analyzers.instruction import Instruction
 from kvmha_forensics.analyzers.kvm_exit import KvmExit
 from kvmha_forensics.sources.mtree import parse_mtree
-from tests import report_schema
+from tests import schemas
 
 LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 MTREE = LOGS / "mtree-emulation-failure-kvm.txt"
@@ -32,7 +32,7 @@ EMULATION = "KVM_INTERNAL_ERROR_EMULATION"
 def report(log: Path, vendor: Vendor | None = None) -> dict[str, Any]:
     inputs, problems = gather(None, qemu_log=log, cpu_vendor=vendor)
     doc: dict[str, Any] = json.loads(json.dumps(analyze(inputs, problems).to_json()))
-    report_schema.check(doc)
+    schemas.check_report(doc)
     return doc
 
 

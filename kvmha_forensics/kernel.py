@@ -34,19 +34,24 @@ MAX_FRAMES = 64
 PLUGINS_OFF = "DRGN_DISABLE_PLUGINS"
 
 
+_plugins_loaded = False
+
+
 @contextmanager
 def _no_installed_plugins() -> Iterator[None]:
-    """drgn loads every plugin installed (entry points) at the first Program it sets up: its
-    own CLI commands, and any third party's, which could change what analysis reads, and so a
-    signature, from one host to another. Analysis needs none, and skipping them spares ~30 ms.
-    Plugins named in ``DRGN_PLUGINS`` still load; a ``DRGN_DISABLE_PLUGINS`` of the user's is
-    kept as it is."""
-    if PLUGINS_OFF in os.environ:
+    """drgn loads every plugin installed (entry points) at the first Program it sets up, once
+    per process: its own CLI commands, and any third party's, which could change what analysis
+    reads, and so a signature, from one host to another. Analysis needs none, and skipping them
+    spares ~30 ms. Plugins named in ``DRGN_PLUGINS`` still load; a ``DRGN_DISABLE_PLUGINS`` of
+    the user's is kept as it is. The environment is changed around the first Program only."""
+    global _plugins_loaded
+    if _plugins_loaded or PLUGINS_OFF in os.environ:
         yield
         return
     os.environ[PLUGINS_OFF] = "*"
     try:
         yield
+        _plugins_loaded = True  # drgn has read the variable: it never looks again
     finally:
         os.environ.pop(PLUGINS_OFF, None)
 

@@ -140,8 +140,9 @@ def bounded_read(path: Path) -> bytes:
 
 
 def _bundle_name(identity: JSONObject, pid: int | None) -> str:
+    """``kvmha-NAME-TIMESTAMP``; a guest named ``kvmha-…`` (the lab's) is not prefixed twice."""
     name = str(identity.get("name") or (f"pid{pid}" if pid else "guest"))
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64].removeprefix("kvmha-")
     return f"kvmha-{safe}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 

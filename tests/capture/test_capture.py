@@ -74,6 +74,7 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     assert "qemu-system-x86_64" in identity["cmdline"][0]  # type: ignore[index]
     assert identity["qemu_version"].startswith("7.")  # type: ignore[union-attr]
     assert not list(path.parent.glob(".*partial*"))
+    assert path.name.startswith(f"kvmha-lab-{name}-")  # the guest's name, prefixed once
     registers = opened.read_json("registers-parsed")
     assert isinstance(registers, list) and len(registers) == guest.vcpus
     modes = {r["mode"] for r in registers}  # type: ignore[index]

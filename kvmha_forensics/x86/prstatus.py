@@ -17,8 +17,8 @@ from ..sources.elfcore import ElfError, read_core
 
 NT_PRSTATUS = 1
 PRSTATUS64 = 112 + 27 * 8  # pr_reg's offset and size in the 64-bit layout
-# Per ELF class: byte offsets of pr_pid and pr_reg, the word format, and the index in pr_reg
-# of rip, rsp and rax (eip, esp, eax).
+# Per layout, by its word ("Q" 64-bit, "I" 32-bit): byte offsets of pr_pid and pr_reg, the
+# number of words in pr_reg, and the indexes there of rip, rsp and rax (eip, esp, eax).
 _LAYOUT = {
     "Q": (32, 112, 27, (16, 19, 10)),
     "I": (24, 72, 17, (12, 15, 6)),
@@ -27,6 +27,8 @@ _LAYOUT = {
 
 @dataclass(frozen=True, slots=True)
 class NoteRegisters:
+    """One vCPU's index and the registers that tell it apart from a QEMU log's dump."""
+
     cpu: int
     rip: int
     rsp: int

@@ -82,8 +82,7 @@ def gather(
         bundle = Bundle.open(target)
         problems += [f"bundle: {p}" for p in bundle.verify(hash_memory=False)]
         problems += [f"capture: {r}" for r in bundle.manifest.reasons]
-        dump = next((bundle.path / a.path for a in bundle.manifest.artifacts
-                     if a.kind == "memory-elf"), None)  # fmt: skip
+        dump = bundle.file("memory-elf")
         damage = elf_truncation(dump) if dump and dump.is_file() else None
         problems += [damage] if damage else []
         files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra

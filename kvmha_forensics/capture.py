@@ -28,7 +28,7 @@ from .freeze import FreezeState, assess
 from .qmp import Endpoint, Event, JSONObject, QMPSession, session
 from .sources import flattened, vmcoreinfo
 from .sources.records import kvm_exit_record, registers_record
-from .sources.registers import parse_register_dumps
+from .sources.registers import VcpuRegisters, parse_register_dumps
 from .x86.code import code_at_rip
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class Capture:
         self.sink = sink
         self.deadline = time.monotonic() + opts.timeout
         self.writer: bundle_mod.BundleWriter | None = None
-        self.registers_text = ""
+        self.vcpus: list[VcpuRegisters] = []
 
     @contextmanager
     def step(self, name: str) -> Iterator[bundle_mod.StepRecorder]:
@@ -259,11 +259,11 @@ class Capture:
         assert self.writer
         with self.step("registers"):
             text = await self.qmp.hmp("info registers -a")
-            self.registers_text = text
             self.writer.write_bytes(
                 "registers.txt", text.encode(), "registers", "HMP 'info registers -a'"
             )
-            parsed = registers_record(parse_register_dumps(text))
+            self.vcpus = parse_register_dumps(text)
+            parsed = registers_record(self.vcpus)
             self.writer.write_json(
                 "registers.json", parsed, "registers-parsed", "registers.txt as typed fields"
             )
@@ -333,8 +333,7 @@ class Capture:
             if dump is None:
                 rec.skip("needs the ELF memory dump (the log's Code= line may still have them)")
                 return
-            vcpus = parse_register_dumps(self.registers_text)
-            found = await asyncio.to_thread(code_at_rip, dump, vcpus)
+            found = await asyncio.to_thread(code_at_rip, dump, self.vcpus)
             what = "bytes around each vCPU's RIP, from guest RAM via its page tables"
             w.write_json("code.json", [c.to_json() for c in found], "code", what)
 
@@ -368,7 +367,7 @@ class Capture:
         out = w.create(rel, readable=True)
         try:
             await asyncio.to_thread(flattened.rearrange, w.tmp / stream, out)
-            info = vmcoreinfo.scan(w.tmp / stream)
+            info = await asyncio.to_thread(vmcoreinfo.scan, w.tmp / stream)
             release = vmcoreinfo.parse(info).get("OSRELEASE") if info else None
             flattened.fix_utsname(out, release or "unknown")
         finally:
@@ -383,11 +382,10 @@ class Capture:
             self.sink(Progress("memory", "progress", done, total))
 
         try:
-            result = await dump_memory(self.qmp, fd, path, fmt, lambda: self.deadline, report)
+            return await dump_memory(self.qmp, fd, path, fmt, lambda: self.deadline, report)
         except ForensicsError:  # failed, timed out, or QEMU went away: no half dump kept
             path.unlink(missing_ok=True)
             raise
-        return result.sha256
 
     async def _after(self, before: FreezeState) -> None:
         assert self.writer

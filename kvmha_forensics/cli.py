@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from . import __version__
-from .cli_ha import status_cmd, watch_cmd
+from .cli_ha import emit_json, status_cmd, watch_cmd
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import scenarios
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 # The heavy modules (drgn, capstone, the analyzers) are imported by the commands that use them,
 # so that quick commands (status, lab down) start fast.
-FORMATS = ("text", "json", "markdown")
 
 app = typer.Typer(
     name="kvmha-forensics",
@@ -80,11 +78,6 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, float | None], None]]
         yield update
 
 
-def _emit_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
@@ -108,7 +101,7 @@ def version() -> None:
 def lab_scenarios(as_json: JsonOpt = False) -> None:
     """List the lab's scenarios, what each does and what it needs."""
     if as_json:
-        _emit_json([{**asdict(s), "needs": s.needs} for s in scenarios.SCENARIOS])
+        emit_json([{**asdict(s), "needs": s.needs} for s in scenarios.SCENARIOS])
         return
     for s in scenarios.SCENARIOS:
         stdout().print(f"{s.name:<18} {s.needs:<11} {s.runstate:<15} {s.description}")
@@ -131,7 +124,7 @@ def lab_fetch(as_json: JsonOpt = False) -> None:
         "baremetal": boot_sectors,
     }
     if as_json:
-        _emit_json(found)
+        emit_json(found)
     else:
         err().print(f"guest assets ready: kernel {linux.kernel.release} in {cache_dir()}")
 
@@ -166,7 +159,7 @@ def lab_up(
             )
         )
     if as_json:
-        _emit_json(asdict(guest))
+        emit_json(asdict(guest))
         return
     err().print(f"accelerator: {guest.accel} ({guest.accel_reason})")
     rows = (
@@ -234,7 +227,7 @@ def capture_cmd(
         "cause": result.freeze.cause,
     }
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         print(result.bundle)
         print(f"capture {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
@@ -251,9 +244,7 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
 
         def emit(p: CaptureProgress) -> None:
             if p.status != "progress":
-                _emit_json(
-                    {"event": "step", "step": p.step, "status": p.status, "detail": p.detail}
-                )
+                emit_json({"event": "step", "step": p.step, "status": p.status, "detail": p.detail})
 
         yield emit
         return
@@ -307,7 +298,7 @@ def analyze_cmd(
     """Explain why the guest froze: verdict, culprit, signature and evidence."""
     from .analysis import Vendor
     from .analyze import analyze, gather
-    from .report.render import RENDERERS, to_text
+    from .report.render import RENDERERS, render
 
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
@@ -322,10 +313,7 @@ def analyze_cmd(
         cpu_vendor=cast(Vendor | None, cpu_vendor),
     )
     report = analyze(inputs, problems, analyzer)
-    if fmt == "text":
-        rendered = to_text(report, color=output is None and stdout().is_terminal)
-    else:
-        rendered = RENDERERS[fmt](report)
+    rendered = render(report, fmt, color=output is None and stdout().is_terminal)
     if output is None:
         sys.stdout.write(rendered)
     else:
@@ -354,7 +342,7 @@ def demo_cmd(
     import asyncio
 
     from . import demo
-    from .report.render import RENDERERS, to_text
+    from .report.render import RENDERERS, render
 
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
@@ -363,10 +351,7 @@ def demo_cmd(
             demo.run(scenario, directory, lambda line: err().print(line, markup=False), fetch, sink)
         )
     report = result.report
-    rendered = (
-        to_text(report, color=stdout().is_terminal) if fmt == "text" else RENDERERS[fmt](report)
-    )
-    sys.stdout.write(rendered)
+    sys.stdout.write(render(report, fmt, color=stdout().is_terminal))
     if report.verdict.cause == "unknown" and result.guest.runstate != "running":
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 

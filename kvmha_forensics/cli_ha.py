@@ -30,7 +30,8 @@ def _quiet_qmp_library() -> None:
         logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
-def _line(obj: object) -> None:
+def emit_json(obj: object) -> None:
+    """One JSON document on one line of stdout, flushed (JSON-lines output)."""
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -137,7 +138,7 @@ async def _watch(opts: WatchOptions) -> None:
     from .watch import Record, Watcher
 
     def emit(record: Record) -> None:
-        _line(record.to_json())
+        emit_json(record.to_json())
 
     watcher = Watcher(opts, emit)
     loop = asyncio.get_running_loop()

@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
@@ -33,13 +32,6 @@ CHUNK = 8 << 20
 
 class DumpFailed(ForensicsError):
     """QEMU reported the dump as failed, or went away during it."""
-
-
-@dataclass(frozen=True, slots=True)
-class DumpResult:
-    size: int
-    sha256: str | None
-    seconds: float
 
 
 class GrowingFileHasher(threading.Thread):
@@ -87,11 +79,11 @@ async def dump_memory(
     fmt: Format,
     deadline: Callable[[], float],
     progress: DumpProgress,
-) -> DumpResult:
-    """Dump guest memory to ``fd`` (at ``path``); raise :class:`DumpFailed` or a timeout.
+) -> str | None:
+    """Dump guest memory to ``fd`` (at ``path``); its sha256 (None when QEMU did not write it
+    in one sequential pass); raise :class:`DumpFailed` or a timeout.
 
     ``deadline`` is asked at every poll: a watcher that is stopping shortens it mid-dump."""
-    start = time.monotonic()
     if qmp.endpoint.path is not None:
         fdname = f"kvmha-dump-{os.getpid()}"
         qmp.send_fd(fd)
@@ -124,10 +116,9 @@ async def dump_memory(
         if hasher and not completed:
             await asyncio.to_thread(hasher.abort)
     digest = await asyncio.to_thread(hasher.finish) if hasher else None
-    size = os.fstat(fd).st_size
-    if hasher and hasher.size != size:
+    if hasher and hasher.size != os.fstat(fd).st_size:
         digest = None  # QEMU did not write sequentially after all: hash again later
-    return DumpResult(size, digest, time.monotonic() - start)
+    return digest
 
 
 async def _until_dump_event(qmp: QMPSession, timeout: float) -> None:

@@ -43,10 +43,6 @@ class HookResult:
     seconds: float
     error: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
 
 def _scalar(value: object) -> str:
     if value is None:

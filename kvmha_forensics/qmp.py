@@ -88,7 +88,8 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
         ) from exc
     except ConnectionRefusedError as exc:
         if endpoint.path is not None and not stat.S_ISSOCK(os.stat(endpoint.path).st_mode):
-            raise QMPProblem(f"{endpoint} is not a socket", "give QEMU's -qmp unix socket") from exc
+            hint = "give QEMU's -qmp unix socket"
+            raise QMPProblem(f"{endpoint} is not a socket", hint) from None  # not "gone"
         raise QMPProblem(
             f"connection to {endpoint} refused", "QEMU is not running or not listening there"
         ) from exc

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import stat
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -88,13 +86,6 @@ def render(result: Status, as_json: bool) -> str:
     return "".join([f"{result.state}{cause}, {safe}\n", *(f"  {r}\n" for r in result.reasons)])
 
 
-def _not_a_socket(path: str) -> bool:
-    try:
-        return not stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False  # missing: gone
-
-
 def _gone(endpoint: Endpoint, why: str, start: float) -> Status:
     owners = socket_owners(endpoint.path) if endpoint.path else None
     freeze = FreezeState.gone(why, owners)
@@ -114,8 +105,6 @@ async def status(endpoint: Endpoint, timeout: float = STATUS_TIMEOUT) -> Status:
     does not answer in time gives ``busy``; other QMP problems raise :class:`QMPProblem`.
     """
     start = time.monotonic()
-    if endpoint.path is not None and _not_a_socket(endpoint.path):
-        raise QMPProblem(f"{endpoint.path} is not a socket", "give QEMU's -qmp unix socket")
 
     async def ask() -> Status:
         async with session(endpoint, timeout) as qmp:
@@ -130,10 +119,8 @@ async def status(endpoint: Endpoint, timeout: float = STATUS_TIMEOUT) -> Status:
         return _busy(endpoint, str(exc), start)
     except QMPProblem as exc:
         cause = exc.__cause__
-        if isinstance(cause, FileNotFoundError | ConnectionRefusedError):
+        if isinstance(cause, FileNotFoundError | ConnectionRefusedError | ExecInterruptedError):
             return _gone(endpoint, exc.message, start)
         if isinstance(cause, TimeoutError):
             return _busy(endpoint, str(exc), start)
-        if isinstance(cause, ExecInterruptedError):
-            return _gone(endpoint, exc.message, start)
         raise

@@ -80,3 +80,8 @@ def to_text(report: Report, width: int = 100, color: bool = False) -> str:
 
 
 RENDERERS = {"json": to_json, "markdown": to_markdown, "text": to_text}
+
+
+def render(report: Report, fmt: str, color: bool = False) -> str:
+    """``report`` in ``fmt`` (a key of :data:`RENDERERS`); ``color`` for the text view only."""
+    return to_text(report, color=color) if fmt == "text" else RENDERERS[fmt](report)

@@ -20,7 +20,7 @@ class ConsoleLog:
         parsed = parse_console(text)
         lines = text.splitlines()
         findings = []
-        for report in parsed.reports[:1]:
+        if (report := parsed.primary) is not None:
             excerpt = "\n".join(lines[report.first_line : report.last_line + 1][:30])
             span = f"lines {report.first_line + 1}-{report.last_line + 1}"
             findings.append(

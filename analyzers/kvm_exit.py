@@ -29,7 +29,6 @@ from kvmha_forensics.analysis import (
 )
 from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
 from kvmha_forensics.sources.registers import VcpuRegisters
-from kvmha_forensics.x86.prstatus import vcpu_registers
 
 if TYPE_CHECKING:
     from kvmha_forensics.x86.decode import DecodedEntryFailure, DecodedInternalError
@@ -97,12 +96,8 @@ def failing_cpu(ctx: Context, dump: VcpuRegisters | None) -> int | None:
     if ctx.has("registers"):
         same = [r.cpu for r in ctx.registers if r.rip == dump.rip and r.gprs == dump.gprs]
         return same[0] if len(same) == 1 else None
-    elf = ctx.path("memory-elf")
-    if elf is None:
-        return None
     sp, ax = (dump.gprs.get(n) for n in (("rsp", "rax") if dump.width == 64 else ("esp", "eax")))
-    notes = vcpu_registers(elf)
-    same = [n.cpu for n in notes if (n.rip, n.rsp, n.rax) == (dump.rip, sp, ax)]
+    same = [n.cpu for n in ctx.dump_vcpus if (n.rip, n.rsp, n.rax) == (dump.rip, sp, ax)]
     return same[0] if len(same) == 1 else None
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .sources.qemu_log import QemuLog
     from .sources.registers import VcpuRegisters
+    from .x86.prstatus import NoteRegisters
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Context:
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
+        self._texts: dict[str, str | None] = {}
 
     def has(self, requirement: Requirement) -> bool:
         if requirement == "memory":
@@ -142,13 +144,15 @@ class Context:
         return self.inputs.files.get(kind)
 
     def text(self, kind: str) -> str | None:
-        path = self.path(kind)
-        if path is None:
-            return None
-        try:
-            return path.read_bytes().decode("utf-8", errors="replace")
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+        """An artifact as text, read once however many analyzers ask (None when absent)."""
+        if kind not in self._texts:
+            path = self.path(kind)
+            try:
+                text = None if path is None else path.read_bytes().decode("utf-8", "replace")
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+            self._texts[kind] = text
+        return self._texts[kind]
 
     def json(self, kind: str) -> object:
         """A JSON artifact, or None when absent."""
@@ -185,6 +189,14 @@ class Context:
 
         path = self.path("qemu-log")
         return parse_qemu_log_file(path) if path else None
+
+    @cached_property
+    def dump_vcpus(self) -> list[NoteRegisters]:
+        """Each vCPU's registers from the ELF dump's NT_PRSTATUS notes (empty without one)."""
+        from .x86.prstatus import vcpu_registers
+
+        elf = self.path("memory-elf")
+        return vcpu_registers(elf) if elf is not None else []
 
     @cached_property
     def registers(self) -> tuple[VcpuRegisters, ...]:

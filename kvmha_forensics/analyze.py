@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from .analysis import AnalyzerResult, Context, Inputs, Vendor, run_all, select
+from .analysis import Analyzer, AnalyzerResult, Context, Inputs, Vendor, run_all, select
 from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
 from .report.model import Report
@@ -101,8 +101,17 @@ def analyze(
     analyzers: Iterable[str] | None = None,
     on_result: Callable[[AnalyzerResult], None] | None = None,
 ) -> Report:
-    """Run the analyzers on ``inputs`` and decide the verdict."""
-    chosen = select(analyzers)
+    """Run the analyzers (all, or those named) on ``inputs`` and decide the verdict."""
+    return analyze_with(inputs, select(analyzers), problems, on_result)
+
+
+def analyze_with(
+    inputs: Inputs,
+    chosen: Sequence[type[Analyzer]],
+    problems: Iterable[str] = (),
+    on_result: Callable[[AnalyzerResult], None] | None = None,
+) -> Report:
+    """:func:`analyze` with the analyzer classes already selected (triage selects them once)."""
     ctx = Context(inputs)
     if inputs.vmlinux is not None and ctx.memory is not None:
         _ = ctx.vmlinux  # a mismatched --vmlinux is refused here, before any analyzer uses it

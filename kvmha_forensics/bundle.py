@@ -154,8 +154,9 @@ def _step(doc: dict[str, object]) -> Step:
                 None if detail is None else str(detail))  # fmt: skip
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path, prefix: bytes = b"") -> str:
+    """The SHA-256 of ``prefix`` then the file's content, streamed."""
+    digest = hashlib.sha256(prefix)
     with path.open("rb") as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)

@@ -115,12 +115,12 @@ def _module_of(prog: drgn.Program, pc: int) -> str | None:
 
 def _frame(prog: drgn.Program, frame: drgn.StackFrame) -> Frame:
     name = frame.name
-    try:
-        symbol = prog.symbol(frame.pc)
-    except LookupError:
-        symbol = None
-    if name is None and symbol is not None:
-        name = f"{symbol.name}+{frame.pc - symbol.address:#x}"
+    if name is None:  # no debug info for this frame: symbol+offset
+        try:
+            symbol = prog.symbol(frame.pc)
+            name = f"{symbol.name}+{frame.pc - symbol.address:#x}"
+        except LookupError:
+            pass
     try:
         filename, line, _col = frame.source()
         source = f"{filename}:{line}"

@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Literal
 
 from . import __version__
-from .analysis import Analyzer, Context, Inputs, Vendor, run_all, select
-from .analyze import gather
+from .analysis import Analyzer, Inputs, Vendor, select
+from .analyze import analyze_with, gather
 from .bundle import MANIFEST, Bundle
 from .errors import ExitCode, ForensicsError, InputError
-from .report.model import Report
 from .report.signature import signature_id
-from .report.verdict import decide
 from .sources.classify import Classified, classify
 from .triage_cache import (
     CachedAnalysis,
@@ -340,7 +338,7 @@ def _member(
         return Member(str(item.path), kind, seen, hit, True, notes + hit.problems)
     with ExitStack() as stack:
         inputs, problems, extra = _inputs(item, opts, stack)
-        report = _analyze(inputs, problems, analyzers)
+        report = analyze_with(inputs, analyzers, problems)
     analysis = CachedAnalysis(report.verdict, report.problems + extra, report.partial)
     if cache is not None:
         cache.put(key, analysis)
@@ -382,12 +380,6 @@ def _bounded_console(path: Path, stack: ExitStack) -> tuple[Path, tuple[str, ...
             dst.write(chunk)
     note = f"console log is {size} bytes: only its last {MAX_CONSOLE_BYTES} were analyzed"
     return copy, (note,)
-
-
-def _analyze(inputs: Inputs, problems: list[str], analyzers: Sequence[type[Analyzer]]) -> Report:
-    """``analyze.analyze`` with the analyzers selected once for the whole triage."""
-    results = run_all(Context(inputs), analyzers)
-    return Report(inputs.label, inputs.kind, decide(results), tuple(results), tuple(problems))
 
 
 def _sizes_match(bundle: Bundle) -> bool:

@@ -24,7 +24,8 @@ from typing import cast
 
 from . import __version__
 from .analysis import CAUSES, Analyzer, Cause, Evidence
-from .bundle import HASH_CHUNK, Manifest
+from .bundle import Manifest, sha256_file
+from .lab.paths import xdg_cache
 from .report.model import REPORT_SCHEMA_VERSION, Verdict
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def bundle_key(manifest: Manifest, options: str, fingerprint: str) -> str:
         "artifacts": sorted([a.kind, a.path, a.size, a.sha256] for a in manifest.artifacts),
         "status": manifest.status,
         "reasons": list(manifest.reasons),
-        "cpu_vendor": manifest.host.get("cpu_vendor"),
+        "kvm_module": manifest.host.get("kvm_module"),  # it decides the exit-reason vendor
         "options": options,
         "code": fingerprint,
     }
@@ -126,17 +127,12 @@ def bundle_key(manifest: Manifest, options: str, fingerprint: str) -> str:
 
 def file_key(path: Path, kind: str, options: str, fingerprint: str) -> str:
     """A file's key: the SHA-256 of its content (streamed), its kind, options and code."""
-    digest = hashlib.sha256(f"{kind}\0{options}\0{fingerprint}\0".encode())
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path, f"{kind}\0{options}\0{fingerprint}\0".encode())
 
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/kvmha-forensics/triage`` (``~/.cache`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kvmha-forensics" / "triage"
+    return xdg_cache() / "triage"
 
 
 @dataclass

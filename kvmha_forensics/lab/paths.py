@@ -20,10 +20,13 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-def cache_dir() -> Path:
-    """``$KVMHA_CACHE_DIR``, else ``$XDG_CACHE_HOME/kvmha-forensics``, else ``~/.cache/…``."""
-    explicit = os.environ.get("KVMHA_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
+def xdg_cache() -> Path:
+    """``$XDG_CACHE_HOME/kvmha-forensics`` (``~/.cache/…`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "kvmha-forensics"
+
+
+def cache_dir() -> Path:
+    """The lab's asset cache: ``$KVMHA_CACHE_DIR``, else :func:`xdg_cache`."""
+    explicit = os.environ.get("KVMHA_CACHE_DIR")
+    return Path(explicit) if explicit else xdg_cache()

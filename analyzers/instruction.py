@@ -32,7 +32,7 @@ from kvmha_forensics.x86.disasm import (
     decode_faulting_instruction,
 )
 from kvmha_forensics.x86.kvm_internal import EMULATION_FLAG_INSTRUCTION_BYTES, Suberror
-from kvmha_forensics.x86.modes import CR0_PG, CpuMode, mode_of
+from kvmha_forensics.x86.modes import CR0_PG, CpuMode, mode_of, rip_linear
 
 from .kvm_exit import failing_cpu, failing_dump, log_evidence, primary_failure
 
@@ -126,16 +126,6 @@ class InstructionFacts:
 
 def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value:#x}"
-
-
-def _rip_linear(regs: VcpuRegisters, mode: CpuMode | None) -> int | None:
-    """CS.base + RIP (RIP alone in 64-bit mode), wrapped to 32 bits outside it."""
-    if regs.rip is None:
-        return None
-    if mode == CpuMode.LONG_64:
-        return regs.rip
-    cs = regs.segments.get("CS")
-    return ((cs.base if cs else 0) + regs.rip) & 0xFFFFFFFF
 
 
 def _translation(regs: VcpuRegisters | None) -> str:
@@ -345,7 +335,7 @@ class Instruction:
         mtree_text = ctx.text("mtree") if ctx.has("mtree") else None
         mmap = parse_mtree(mtree_text) if mtree_text else None
         translation = _translation(regs)
-        rip = _rip_linear(regs, mode) if regs is not None else None
+        rip = rip_linear(regs, mode) if regs is not None else None
         rip_region = locate(rip, mmap, translation) if rip is not None else None
         fetch_why = _fetch_evidence(decoded, regs, rip_region)
         kvm_bytes = decoded.instruction_bytes if decoded is not None else None

@@ -68,8 +68,12 @@ class LinuxAssets:
 
 
 def _run(argv: list[str], what: str, hint: str) -> str:
+    """Run a setup command with no terminal (apt asks nothing: CI has no stdin)."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env
+        )
     except FileNotFoundError as exc:
         raise EnvironmentProblem(f"{argv[0]} is not installed ({what})", hint) from exc
     if done.returncode != 0:

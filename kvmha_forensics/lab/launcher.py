@@ -99,11 +99,11 @@ def _hardware_virt() -> bool:
 
 def pick_accel(scenario: Scenario, requested: str) -> tuple[Accel, str]:
     """The accelerator for ``scenario`` and why: ``auto`` picks what works on this host."""
-    usable, why = kvm_usable()
     if requested == "tcg":
         if scenario.needs_kvm:
             raise InputError(f"scenario {scenario.name} needs KVM", "use --accel kvm or auto")
         return "tcg", "requested"
+    usable, why = kvm_usable()
     if requested == "kvm" or scenario.needs_kvm:
         if not usable:
             raise EnvironmentProblem(f"scenario {scenario.name} needs KVM but {why}")

@@ -166,7 +166,7 @@ class _LogParser:
                 self.version = m.group(1)
         m = _INTERNAL.search(line)
         if m:
-            self.dumps.break_record()
+            self.dumps.finish()
             self._close_error()
             self.errors_total += 1
             self._open = _OpenError(
@@ -234,7 +234,7 @@ class _LogParser:
             self.note(f"line {err.line + 1}: extra data indices {indices} have gaps")
         # The dump builder numbers dumps in order; the first one closed after this error
         # started (if any, and if kept) is the error's own dump.
-        kept = err.dump_index < min(self.dumps.total, len(self.dumps.records))
+        kept = err.dump_index < len(self.dumps.records)
         dump = err.dump_index if kept else None
         if len(self.errors) < self.max_records:
             self.errors.append(

@@ -71,11 +71,6 @@ class Segment:
     kind: str | None = None
 
     @property
-    def present(self) -> bool:
-        """Descriptor P bit."""
-        return bool(self.flags & (1 << 15))
-
-    @property
     def long_mode(self) -> bool:
         """CS.L: 64-bit code segment."""
         return bool(self.flags & (1 << 21))
@@ -295,12 +290,9 @@ class DumpBuilder:
         for token in _PROMPT.sub(" ", line).split():
             self._token(token)
 
-    def break_record(self) -> None:
-        """Close the record in progress (e.g. a new ``KVM internal error`` starts)."""
-        self._close()
-
     def finish(self) -> None:
-        """Close the last record."""
+        """Close the record in progress: the last one, or one a new block of the log ends
+        (e.g. a new ``KVM internal error``)."""
         self._close()
 
     # -- record management ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..sources.registers import VcpuRegisters
-from .modes import CpuMode, mode_of
+from .modes import mode_of, rip_linear
 from .paging import ElfMemory, read_virtual, translate
 
 BEFORE = 16
@@ -48,11 +48,11 @@ def code_at_rip(dump: Path, vcpus: list[VcpuRegisters]) -> list[CodeAtRip]:
     mem = ElfMemory(dump)
     try:
         for regs in vcpus:
-            cs = regs.segments.get("CS")
-            if regs.rip is None or cs is None:
+            if regs.rip is None or "CS" not in regs.segments:
                 continue
             mode = mode_of(regs)
-            linear = regs.rip if mode is CpuMode.LONG_64 else (cs.base + regs.rip) & 0xFFFF_FFFF
+            linear = rip_linear(regs, mode)
+            assert linear is not None  # RIP is known
             control = (regs.cr.get(0, 0), regs.cr.get(3, 0), regs.cr.get(4, 0), regs.efer or 0)
             found.append(
                 CodeAtRip(

@@ -40,11 +40,6 @@ _EVENT_TYPES = {
     6: "software exception",
     7: "other event",
 }
-_VECTORS = {
-    0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
-    8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
-    17: "#AC", 18: "#MC", 19: "#XM", 20: "#VE", 21: "#CP",
-}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +106,7 @@ def _event_info(value: int) -> str:
         return "no event (valid bit clear)"
     vector = value & 0xFF
     kind = _EVENT_TYPES.get((value >> 8) & 7, "reserved type")
-    name = _VECTORS.get(vector, f"vector {vector}") if (value >> 8) & 7 in (3, 6) else None
+    name = svm.VECTOR_NAMES.get(vector) if (value >> 8) & 7 in (3, 6) else None
     text = f"{kind} {name or f'vector {vector}'}"
     return text + (", error code valid" if value & (1 << 11) else "")
 

@@ -86,3 +86,14 @@ def capstone_mode(mode: CpuMode) -> int:
 
     modes = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}
     return int(modes[_BITS[mode]])
+
+
+def rip_linear(regs: VcpuRegisters, mode: CpuMode | None) -> int | None:
+    """The linear address of the instruction at RIP: CS.base + RIP wrapped to 32 bits, or RIP
+    alone in 64-bit mode (where CS has no base)."""
+    if regs.rip is None:
+        return None
+    if mode == CpuMode.LONG_64:
+        return regs.rip
+    cs = regs.segments.get("CS")
+    return ((cs.base if cs else 0) + regs.rip) & 0xFFFF_FFFF

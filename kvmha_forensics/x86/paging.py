@@ -9,17 +9,15 @@ Intel SDM vol. 3A ch. 4: with CR0.PG clear, linear = physical; 32-bit paging (2 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ..sources.elfcore import ElfError, read_core
+from .modes import CR0_PG, EFER_LMA
 
-CR0_PG = 1 << 31
 CR4_PSE = 1 << 4
 CR4_PAE = 1 << 5
 CR4_LA57 = 1 << 12
-EFER_LMA = 1 << 10
 PRESENT = 1
 PAGE_SIZE_BIT = 1 << 7
 ADDR_MASK = 0x000F_FFFF_FFFF_F000
@@ -33,13 +31,6 @@ class PhysicalMemory(Protocol):
     def word(self, address: int, width: int) -> int | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    physical: int
-    offset: int
-    size: int
-
-
 class ElfMemory:
     """Guest-physical reads from a QEMU ELF dump (its PT_LOAD segments, by p_paddr)."""
 
@@ -47,8 +38,7 @@ class ElfMemory:
         self.path = path
         try:
             with path.open("rb") as f:
-                loads = read_core(f).loads
-            self.segments = tuple(Segment(s.paddr, s.offset, s.filesz) for s in loads)
+                self.segments = read_core(f).loads
         except (ElfError, OSError):
             self.segments = ()
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -59,8 +49,8 @@ class ElfMemory:
     def read(self, physical: int, size: int) -> bytes | None:
         """``size`` bytes at ``physical``, or None when any of them is not in the dump."""
         for seg in self.segments:
-            if seg.physical <= physical and physical + size <= seg.physical + seg.size:
-                data = os.pread(self._fd, size, seg.offset + physical - seg.physical)
+            if seg.paddr <= physical and physical + size <= seg.paddr + seg.filesz:
+                data = os.pread(self._fd, size, seg.offset + physical - seg.paddr)
                 return data if len(data) == size else None
         return None
 

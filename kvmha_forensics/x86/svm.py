@@ -7,7 +7,7 @@ gives ``SVM_EXIT_ERR`` (-1, printed by QEMU as ``0xffffffffffffffff``) in
 
 from __future__ import annotations
 
-__all__ = ["SVM_EXIT_CODES", "SVM_EXIT_ERR", "describe_exit_code"]
+__all__ = ["SVM_EXIT_CODES", "SVM_EXIT_ERR", "VECTOR_NAMES", "describe_exit_code"]
 
 SVM_EXIT_ERR = 0xFFFFFFFFFFFFFFFF
 
@@ -15,6 +15,10 @@ _EXCEPTIONS = (
     "DE", "DB", "NMI", "BP", "OF", "BR", "UD", "NM", "DF", "09", "TS", "NP", "SS", "GP", "PF",
     "15", "MF", "AC", "MC", "XM", "VE", "CP",
 )  # fmt: skip
+#: x86 exception vectors by their names (``#DE``, ``NMI``...); reserved vectors are left out.
+VECTOR_NAMES = {
+    v: n if n == "NMI" else f"#{n}" for v, n in enumerate(_EXCEPTIONS) if not n.isdigit()
+}
 
 _NAMED: dict[int, tuple[str, str]] = {
     0x060: ("INTR", "physical interrupt"),

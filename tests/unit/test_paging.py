@@ -6,15 +6,8 @@ tests/capture/test_capture.py.)
 
 from __future__ import annotations
 
-from kvmha_forensics.x86.paging import (
-    CR0_PG,
-    CR4_LA57,
-    CR4_PAE,
-    CR4_PSE,
-    EFER_LMA,
-    read_virtual,
-    translate,
-)
+from kvmha_forensics.x86.modes import CR0_PG, EFER_LMA
+from kvmha_forensics.x86.paging import CR4_LA57, CR4_PAE, CR4_PSE, read_virtual, translate
 
 P, PS = 1, 1 << 7
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
@@ -53,6 +54,7 @@ def test_drgn_loads_only_the_plugins_the_user_names(lab: Lab, tmp_path: Path) ->
     plain = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, check=False)
     assert plain.returncode == 0, plain.stderr
     for installed in ("drgn.commands._builtin", "drgn.commands._crash"):  # drgn's CLI commands
+        assert importlib.util.find_spec(installed) is not None  # so their absence below means it
         assert installed not in plain.stderr
     env = {**os.environ, "DRGN_PLUGINS": f"marker={plugin}"}
     named = subprocess.run([*CLI, "analyze", str(lab.bundle("panic")), "--format", "json"],

@@ -32,7 +32,8 @@ def without_timing(text: str) -> object:
 def test_quick_path_matches_the_typer_command(lab: Lab) -> None:
     guest = lab.frozen("panic")
     quick, full = both("--qmp", guest.qmp_spare)
-    assert (quick.returncode, quick.stdout) == (full.returncode, full.stdout) == (10, full.stdout)
+    assert (quick.returncode, quick.stdout) == (full.returncode, full.stdout)
+    assert (quick.returncode, quick.stdout) == (10, "frozen (guest-panicked), failover-safe\n")
     quick, full = both("--qmp", guest.qmp_spare, "--json")
     assert quick.returncode == full.returncode == 10
     assert without_timing(quick.stdout) == without_timing(full.stdout)
@@ -41,6 +42,7 @@ def test_quick_path_matches_the_typer_command(lab: Lab) -> None:
 def test_quick_path_matches_on_a_missing_socket(tmp_path: Path) -> None:
     quick, full = both("--qmp", str(tmp_path / "none.sock"))
     assert (quick.returncode, quick.stdout) == (full.returncode, full.stdout)
+    assert quick.returncode == 13 and quick.stdout.startswith("gone")
 
 
 @pytest.mark.parametrize(

@@ -6,22 +6,20 @@ mail client, tab-indented, or with a ``(qemu)`` prompt glued on must give the sa
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import textwrap
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmha_forensics.sources.elfcore import ElfError, read_core
-from kvmha_forensics.sources.qemu_log import QemuLog, parse_qemu_log
+from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.x86.decode import decode_internal_error
 from kvmha_forensics.x86.disasm import decode_faulting_instruction
 from kvmha_forensics.x86.modes import mode_of
+from tests.unit.qemu_logs import LOGS, comparable
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
 RECORDED = [
     (LOGS / name).read_text()
     for name in (
@@ -49,14 +47,6 @@ TOKENS = st.sampled_from(
         "(qemu) ", "\t", " ", "\n", "R8", "=", "EFER=", "CR0=", "0x", "[ST=0]",
     ]
 )  # fmt: skip
-
-
-def _comparable(log: QemuLog) -> tuple[object, ...]:
-    errors = tuple(dataclasses.replace(e, line=0) for e in log.internal_errors)
-    dumps = tuple(dataclasses.replace(r, raw="") for r in log.register_dumps)
-    entries = tuple(dataclasses.replace(e, line=0) for e in log.entry_failures)
-    runs = tuple(dataclasses.replace(r, line=0) for r in log.run_failures)
-    return errors, dumps, entries, runs
 
 
 @settings(max_examples=300, deadline=None)
@@ -122,7 +112,7 @@ def test_mangled_logs_agree(
 ) -> None:
     original = parse_qemu_log(text)
     mangled = parse_qemu_log(_mangle(text, width, tabs, prompts, noise))
-    assert _comparable(mangled) == _comparable(original)
+    assert comparable(mangled) == comparable(original)
 
 
 def test_wrap_at_72_agrees_exactly() -> None:
@@ -130,7 +120,7 @@ def test_wrap_at_72_agrees_exactly() -> None:
     mangled = _mangle(text, 72, [False], [True, False], [])
     assert mangled != text
     original = parse_qemu_log(text)
-    assert _comparable(parse_qemu_log(mangled)) == _comparable(original)
+    assert comparable(parse_qemu_log(mangled)) == comparable(original)
     assert original.register_dumps[0].code is not None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from kvmha_forensics.sources.qemu_log import (
@@ -11,23 +10,13 @@ from kvmha_forensics.sources.qemu_log import (
     parse_qemu_log,
     parse_qemu_log_file,
 )
-
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
+from tests.unit.qemu_logs import LOGS, comparable
 
 RECORDED_WORDS = (1, 0xFDEBF400EF0F660F, 0, 0x1000, 0, 0, 0, 0)
 
 
 def _log(name: str) -> QemuLog:
     return parse_qemu_log_file(LOGS / name)
-
-
-def _comparable(log: QemuLog) -> tuple[object, ...]:
-    """Records without line numbers and raw text, which re-wrapping changes."""
-    errors = tuple(dataclasses.replace(e, line=0) for e in log.internal_errors)
-    dumps = tuple(dataclasses.replace(r, raw="") for r in log.register_dumps)
-    entries = tuple(dataclasses.replace(e, line=0) for e in log.entry_failures)
-    runs = tuple(dataclasses.replace(r, line=0) for r in log.run_failures)
-    return errors, dumps, entries, runs
 
 
 def test_recorded_emulation_failure() -> None:
@@ -63,7 +52,7 @@ def test_triple_fault_stderr_has_no_errors() -> None:
 def test_mail_wrapped_agrees_with_original() -> None:
     original = _log("emulation-failure-kvm.stderr.log")
     mangled = _log("synthetic-mail-wrapped.log")
-    assert _comparable(mangled) == _comparable(original)
+    assert comparable(mangled) == comparable(original)
 
 
 def test_old_spelling_bare_hex() -> None:

@@ -62,3 +62,19 @@ def test_drgn_loads_only_the_plugins_the_user_names(lab: Lab, tmp_path: Path) ->
     assert named.returncode == 0, named.stderr
     assert marker.exists()
     assert json.loads(named.stdout)["verdict"] == json.loads(plain.stdout)["verdict"]
+
+
+LOG = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "emulation-failure-kvm.stderr.log"
+
+
+def test_analyzer_option_runs_only_the_named_ones() -> None:
+    args = [*CLI, "analyze", "--qemu-log", str(LOG), "--format", "json"]
+    done = subprocess.run([*args, "--analyzer", "kvm-exit", "--analyzer", "instruction"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [a["name"] for a in report["analyzers"]] == ["kvm-exit", "instruction"]
+    assert report["verdict"]["cause"] == "kvm-emulation-failure"
+    unknown = subprocess.run([*args, "--analyzer", "nope"], capture_output=True, text=True)
+    assert unknown.returncode == 3
+    assert "unknown analyzer nope" in unknown.stderr and "kvm-exit" in unknown.stderr

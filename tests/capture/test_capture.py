@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -283,6 +284,26 @@ def _read_pty(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the child closed its end
         return b""
+
+
+def test_bundle_verify_names_every_kind_of_damage(lab: Lab, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(lab.bundle("triple-fault"), bundle)
+    whole = cli("bundle", "verify", str(bundle))
+    assert whole.returncode == 0 and "artifacts verified" in whole.stdout, whole.stderr
+    (bundle / "mtree.txt").write_text("resized")
+    registers = bundle / "registers.txt"
+    data = registers.read_bytes()
+    registers.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, one bit flipped
+    (bundle / "code.json").unlink()
+    (bundle / "extra.txt").write_text("not captured")
+    done = cli("bundle", "verify", str(bundle))
+    assert done.returncode == ExitCode.BAD_INPUT
+    size = len("resized")
+    for said in (f"mtree.txt: {size} bytes, the manifest says", "registers.txt: does not match its"
+                 " sha256", "code.json: missing", "extra.txt: not in the manifest"):  # fmt: skip
+        assert said in done.stderr, done.stderr
+    assert "4 problem(s) found" in done.stderr
 
 
 def test_second_capture_of_the_same_guest_is_refused(lab: Lab, tmp_path: Path) -> None:

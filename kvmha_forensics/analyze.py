@@ -10,8 +10,8 @@ from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide
-from .sources import flattened
-from .sources.elfcore import ELF_MAGIC, HEAD, ElfError, is_core, read_core
+from .sources.classify import dump_kind
+from .sources.elfcore import HEAD, ElfError, read_core
 
 
 def _memory_kind(path: Path) -> str:
@@ -20,15 +20,14 @@ def _memory_kind(path: Path) -> str:
             head = f.read(HEAD)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    if head.startswith(ELF_MAGIC):
-        if not is_core(head):
-            raise InputError(
-                f"{path} is an ELF file but not a core dump", "give a guest memory dump (vmcore)"
-            )
-        return "memory-elf"
-    if head.startswith(flattened.KDUMP_SIGNATURE):
-        return "memory-kdump"
-    if head.startswith(flattened.SIGNATURE):
+    kind = dump_kind(head)
+    if kind in ("memory-elf", "memory-kdump"):
+        return kind
+    if kind == "elf-not-core":
+        raise InputError(
+            f"{path} is an ELF file but not a core dump", "give a guest memory dump (vmcore)"
+        )
+    if kind == "flattened":
         raise InputError(
             f"{path} is a makedumpfile flattened stream",
             "rearrange it first ('makedumpfile -R plain < stream'), or capture with"

@@ -97,6 +97,16 @@ class Signal:
     qemu_time: float | None
     time: float
 
+    @classmethod
+    def of(
+        cls, guest: str, qmp: str, pid: int | None, freeze: FreezeState, detected_by: str,
+        qemu_time: float | None,
+    ) -> Signal:  # fmt: skip
+        """The signal for ``freeze``, stamped now."""
+        f = freeze
+        return cls(guest, qmp, pid, f.state, f.runstate, f.cause, f.failover_safe, f.reasons,
+                   detected_by, qemu_time, time.time())  # fmt: skip
+
     def to_json(self) -> JSONObject:
         return {
             "kind": "signal", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
@@ -321,10 +331,7 @@ class GuestWatch:
             return
         first = ep.signaled is None
         ep.signaled = (freeze.runstate, freeze.failover_safe)
-        signal = Signal(
-            self.label, str(self.endpoint), self.pid, freeze.state, freeze.runstate,
-            freeze.cause, freeze.failover_safe, freeze.reasons, how, qemu_time, time.time(),
-        )  # fmt: skip
+        signal = Signal.of(self.label, str(self.endpoint), self.pid, freeze, how, qemu_time)
         self.w.emit(signal)
         hook = self.w.start_hook(self.label, "signal", signal.to_json())
         if first:
@@ -338,10 +345,7 @@ class GuestWatch:
         path = self.endpoint.path
         pids = [pid] if pid else socket_owners(path) if path else None
         freeze = FreezeState.gone(why, pids, self.episode.events)
-        signal = Signal(
-            self.label, str(self.endpoint), pid, "gone", None, freeze.cause,
-            freeze.failover_safe, freeze.reasons, "connection lost", None, time.time(),
-        )  # fmt: skip
+        signal = Signal.of(self.label, str(self.endpoint), pid, freeze, "connection lost", None)
         self.w.emit(signal)
         self.w.start_hook(self.label, "signal", signal.to_json())
         self.episode = Episode()

@@ -45,15 +45,30 @@ class Classified:
     notes: tuple[str, ...] = ()
 
 
+DumpKind = Literal["memory-elf", "memory-kdump", "elf-not-core", "flattened"]
+
+
+def dump_kind(head: bytes) -> DumpKind | None:
+    """What a file's first bytes say of it as a memory dump; None when it is none at all."""
+    if head.startswith(ELF_MAGIC):
+        return "memory-elf" if is_core(head) else "elf-not-core"
+    if head.startswith(flattened.KDUMP_SIGNATURE):
+        return "memory-kdump"
+    if head.startswith(flattened.SIGNATURE):
+        return "flattened"
+    return None
+
+
 def classify_head(path: Path, head: bytes, size: int) -> Classified:
     """Classify from ``head`` (the file's first bytes) and the file's ``size``."""
     if size == 0 or not head:
         return Classified(path, None, "empty file")
-    if head.startswith(ELF_MAGIC) and not is_core(head):
+    dump = dump_kind(head)
+    if dump == "elf-not-core":
         return Classified(path, None, "an ELF file, but not a core dump")
-    if head.startswith(ELF_MAGIC) or head.startswith(flattened.KDUMP_SIGNATURE):
+    if dump in ("memory-elf", "memory-kdump"):
         return Classified(path, "vmcore")
-    if head.startswith(flattened.SIGNATURE):
+    if dump == "flattened":
         return Classified(
             path, None, "a makedumpfile flattened stream: rearrange it with makedumpfile -R"
         )

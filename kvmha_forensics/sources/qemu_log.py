@@ -264,7 +264,7 @@ class _LogParser:
             internal_errors=tuple(self.errors),
             entry_failures=tuple(self.entries),
             run_failures=tuple(self.runs),
-            register_dumps=tuple(record for _, record in self.dumps.records),
+            register_dumps=tuple(self.dumps.records),
             qemu_version=self.version,
             notes=tuple(self.notes),
             internal_errors_total=self.errors_total,

@@ -218,7 +218,6 @@ class _Draft:
     code_rip: int | None = None
     keys: set[str] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
-    first_line: int = -1
     last_line: int = -1
 
     def freeze(self) -> VcpuRegisters:
@@ -270,7 +269,7 @@ class DumpBuilder:
     """
 
     def __init__(self, max_records: int = 64) -> None:
-        self.records: list[tuple[int, VcpuRegisters]] = []
+        self.records: list[VcpuRegisters] = []
         self.total = 0
         self.notes: list[str] = []
         self._max = max_records
@@ -311,7 +310,7 @@ class DumpBuilder:
             )
         self.total += 1
         if len(self.records) < self._max:
-            self.records.append((draft.first_line, draft.freeze()))
+            self.records.append(draft.freeze())
 
     def _draft_for(self, key: str) -> _Draft:
         """The record a key belongs to; a repeated key starts a new record."""
@@ -321,8 +320,6 @@ class DumpBuilder:
             self._draft = _Draft()
         draft = self._draft
         draft.keys.add(key)
-        if draft.first_line < 0:
-            draft.first_line = self._line_no
         if draft.last_line != self._line_no:
             if len(draft.lines) < _MAX_RAW_LINES:
                 draft.lines.append(self._line.rstrip("\n"))
@@ -508,4 +505,4 @@ def parse_register_dumps(text: str | Iterable[str], max_records: int = 64) -> li
     builder.finish()
     for note in builder.notes:
         log.debug("register dump: %s", note)
-    return [record for _, record in builder.records]
+    return builder.records

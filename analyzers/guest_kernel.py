@@ -59,7 +59,7 @@ class GuestKernel:
     requires: ClassVar[frozenset[Requirement]] = frozenset({"memory", "vmcoreinfo"})
 
     def run(self, ctx: Context) -> Outcome:
-        facts = read_facts(ctx)
+        facts = read_facts(ctx.program, ctx.vmcoreinfo, ctx.vmlinux)
         artifact = ctx.memory.name if ctx.memory else "memory"
         data = asdict(facts)
         data["dmesg"] = _dmesg_tail(facts.dmesg)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import PYTHON, ROUNDS, Run, guest, median, run, table
-from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.lab import assets
 
 SIZES = (256, 2048)

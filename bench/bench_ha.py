@@ -25,8 +25,8 @@ from pathlib import Path
 from qemu.qmp import QMPClient
 
 from bench.common import PYTHON, ROUNDS, guest, table
-from kvmha_forensics.qmp import Endpoint
-from kvmha_forensics.status import status
+from kvmha_forensics.ha.status import status
+from kvmha_forensics.transport.qmp import Endpoint
 
 SIZES = (256, 2048)
 STATUS_SAMPLES = 20

@@ -28,14 +28,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kvmha_forensics.capture import CaptureOptions, capture
+from kvmha_forensics.capture.steps import CaptureOptions, capture
 from kvmha_forensics.lab import launcher, scenarios
-from kvmha_forensics.qmp import Endpoint
 from kvmha_forensics.sources.classify import classify
 from kvmha_forensics.sources.console import parse_console
 from kvmha_forensics.sources.qemu_log import parse_qemu_log_file
-from kvmha_forensics.triage import triage
-from kvmha_forensics.triage_cache import TriageCache
+from kvmha_forensics.transport.qmp import Endpoint
+from kvmha_forensics.triage.cache import TriageCache
+from kvmha_forensics.triage.grouping import triage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 _HEX = re.compile(rb"[0-9a-f]{8,16}")

@@ -213,19 +213,25 @@ class Context:
         """The dump's VMCOREINFO (empty when it is not a Linux dump, or there is no dump)."""
         from .debuginfo import dump_vmcoreinfo
 
-        return dump_vmcoreinfo(self) if self.memory is not None else {}
+        memory = self.memory
+        if memory is None:
+            return {}
+        return dump_vmcoreinfo(self.text("vmcoreinfo"), self.path("memory-elf"), memory)
 
     @cached_property
     def vmlinux(self) -> Path | None:
         from .debuginfo import find_vmlinux
 
-        return find_vmlinux(self)
+        return find_vmlinux(self.vmcoreinfo, self.inputs.vmlinux, self.inputs.debuginfo_dirs)
 
     @cached_property
     def program(self) -> Program:
         from .kernel import open_program
 
-        return open_program(self)
+        memory = self.memory
+        if memory is None:
+            raise InputError("no memory dump to open")
+        return open_program(memory, self.text("vmcoreinfo"), self.vmlinux)
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .analysis import Analyzer, AnalyzerResult, Context, Inputs, Vendor, run_all, select
-from .bundle import MANIFEST, VENDOR_OF_KVM, Bundle
+from .capture.bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
 from .report.model import Report
 from .report.verdict import decide

@@ -24,8 +24,8 @@ from .private import write_private
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .capture import Progress as CaptureProgress
-    from .capture import ProgressSink
+    from .capture.steps import Progress as CaptureProgress
+    from .capture.steps import ProgressSink
 
 # The heavy modules (drgn, capstone, the analyzers) are imported by the commands that use them,
 # so that quick commands (status, lab down) start fast.
@@ -209,8 +209,8 @@ def capture_cmd(
     """Capture a frozen guest into a bundle, never changing its state."""
     import asyncio
 
-    from .capture import CaptureOptions, MemoryFormat, capture
-    from .qmp import Endpoint
+    from .capture.steps import CaptureOptions, MemoryFormat, capture
+    from .transport.qmp import Endpoint
 
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
@@ -262,7 +262,7 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
 @bundle_app.command("verify")
 def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle directory.")]) -> None:
     """Re-check every artifact's size and sha256 against the manifest."""
-    from .bundle import Bundle
+    from .capture.bundle import Bundle
 
     opened = Bundle.open(directory)
     problems = opened.verify()

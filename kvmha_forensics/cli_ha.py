@@ -18,8 +18,8 @@ from .errors import InputError
 from .limits import STATUS_TIMEOUT
 
 if TYPE_CHECKING:
-    from .capture import MemoryFormat
-    from .watch import WatchOptions
+    from .capture.steps import MemoryFormat
+    from .ha.watch import WatchOptions
 
 # watch (capture, analysis) is imported by the watch command only: status stays quick to start
 
@@ -50,8 +50,8 @@ def status_cmd(
     """
     import asyncio
 
-    from .qmp import Endpoint
-    from .status import render, status
+    from .ha.status import render, status
+    from .transport.qmp import Endpoint
 
     _quiet_qmp_library()
     result = asyncio.run(status(Endpoint.parse(qmp), timeout))
@@ -104,9 +104,9 @@ def watch_cmd(
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
     import asyncio
 
-    from .hooks import HookSpec
-    from .qmp import Endpoint
-    from .watch import WatchOptions
+    from .ha.hooks import HookSpec
+    from .ha.watch import WatchOptions
+    from .transport.qmp import Endpoint
 
     hook_spec = None
     if hook is not None:
@@ -135,7 +135,8 @@ async def _watch(opts: WatchOptions) -> None:
     import asyncio
     import signal
 
-    from .watch import Record, Watcher
+    from .ha.records import Record
+    from .ha.watch import Watcher
 
     def emit(record: Record) -> None:
         emit_json(record.to_json())

@@ -51,10 +51,10 @@ def triage_cmd(
     Exit codes: 0 no new signature, 20 new signatures (every signature is new without
     --known), 3 an input or the --known file cannot be used, 2 usage.
     """
-    from .report.junit import to_junit
-    from .report.triage_render import to_markdown, to_table
-    from .triage import Options, triage
-    from .triage_cache import TriageCache, default_cache_dir
+    from .triage.cache import TriageCache, default_cache_dir
+    from .triage.grouping import Options, triage
+    from .triage.junit import to_junit
+    from .triage.render import to_markdown, to_table
 
     if cpu_vendor not in (None, "intel", "amd"):
         raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")

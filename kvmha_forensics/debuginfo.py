@@ -7,20 +7,15 @@ A vmlinux whose GNU build ID differs is refused: symbols from the wrong build pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
 from .errors import InputError
-from .lab.paths import cache_dir
 from .sources import vmcoreinfo
-
-if TYPE_CHECKING:
-    from .analysis import Context
 
 SYSTEM_DEBUG = Path("/usr/lib/debug")
 
@@ -41,13 +36,14 @@ def build_id(path: Path) -> str | None:
     return None
 
 
-def dump_vmcoreinfo(ctx: Context) -> dict[str, str]:
-    """VMCOREINFO of the analyzed dump: the bundle's recovered copy, else the dump's note."""
-    text = ctx.text("vmcoreinfo")
-    if text is None and ctx.path("memory-elf"):
-        text = vmcoreinfo.from_elf_note(ctx.path("memory-elf"))  # type: ignore[arg-type]
-    if text is None and ctx.memory is not None:
-        text = vmcoreinfo.scan(ctx.memory)
+def dump_vmcoreinfo(recovered: str | None, elf: Path | None, memory: Path) -> dict[str, str]:
+    """VMCOREINFO of a dump: the bundle's ``recovered`` copy, else the ELF dump's note, else
+    a scan of ``memory`` (a kdump file or an ELF dump without the note)."""
+    text = recovered
+    if text is None and elf is not None:
+        text = vmcoreinfo.from_elf_note(elf)
+    if text is None:
+        text = vmcoreinfo.scan(memory)
     return vmcoreinfo.parse(text) if text else {}
 
 
@@ -58,14 +54,16 @@ def _candidates(release: str, wanted: str | None, dirs: tuple[Path, ...]) -> Ite
         yield SYSTEM_DEBUG / ".build-id" / wanted[:2] / f"{wanted[2:]}.debug"
     yield SYSTEM_DEBUG / "boot" / f"vmlinux-{release}"
     yield SYSTEM_DEBUG / "lib" / "modules" / release / "vmlinux"
-    yield cache_dir() / "kernel" / release / "vmlinux"
 
 
-def find_vmlinux(ctx: Context) -> Path | None:
-    """The vmlinux matching the dump: ``--vmlinux`` (checked), else searched by build ID."""
-    info = ctx.vmcoreinfo
+def find_vmlinux(
+    info: Mapping[str, str], explicit: Path | None, dirs: tuple[Path, ...]
+) -> Path | None:
+    """The vmlinux matching the dump whose VMCOREINFO is ``info``: ``explicit`` (``--vmlinux``,
+    checked), else searched by build ID in ``dirs`` (``--debuginfo-dir``) and /usr/lib/debug.
+
+    Raises: InputError when ``explicit`` is missing, not ELF, or of another build."""
     wanted = info.get("BUILD-ID")
-    explicit = ctx.inputs.vmlinux
     if explicit is not None:
         if not explicit.is_file():
             raise InputError(f"--vmlinux {explicit} does not exist")
@@ -81,7 +79,7 @@ def find_vmlinux(ctx: Context) -> Path | None:
     release = info.get("OSRELEASE")
     if release is None:
         return None
-    for candidate in _candidates(release, wanted, ctx.inputs.debuginfo_dirs):
+    for candidate in _candidates(release, wanted, dirs):
         if candidate.is_file() and (wanted is None or build_id(candidate) == wanted):
             return candidate
     return None

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .analyze import analyze, gather
-from .capture import CaptureOptions, Progress, capture
+from .capture.steps import CaptureOptions, Progress, capture
 from .lab import assets, launcher, scenarios
-from .qmp import Endpoint
+from .lab.paths import kernel_dir
 from .report.model import Report
+from .transport.qmp import Endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ async def run(
         result = await capture(opts, capture_progress)
         say(f"    bundle {result.bundle} ({result.manifest.status})")
         say("3/4 analyzing the bundle")
-        inputs, problems = gather(result.bundle)
+        inputs, problems = gather(result.bundle, debuginfo_dirs=(kernel_dir(),))
         report = analyze(inputs, problems)
     finally:
         say("4/4 shutting the guest down")

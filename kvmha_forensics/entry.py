@@ -20,9 +20,9 @@ def _status(argv: list[str]) -> int:
     import logging
 
     from .errors import ForensicsError
+    from .ha.status import render, status
     from .limits import STATUS_TIMEOUT
-    from .qmp import Endpoint
-    from .status import render, status
+    from .transport.qmp import Endpoint
 
     parser = argparse.ArgumentParser(prog="kvmha-forensics status", add_help=False)
     parser.add_argument("--qmp")

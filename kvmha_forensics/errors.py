@@ -55,16 +55,42 @@ class EnvironmentProblem(ForensicsError):
     exit_code = ExitCode.ENVIRONMENT
 
 
-class QMPProblem(ForensicsError):
-    """The QMP endpoint cannot be used: missing, refused, held by another client, not QMP."""
-
-    exit_code = ExitCode.QMP
-
-
 class OperationTimeout(ForensicsError):
     """An operation did not finish within its time limit."""
 
     exit_code = ExitCode.TIMEOUT
+
+
+class TransportError(ForensicsError):
+    """The guest cannot be reached or used through its transport (a QMP socket, a libvirt
+    domain). Callers branch on the subclass, never on ``__cause__``."""
+
+    exit_code = ExitCode.QMP
+
+
+class GuestGone(TransportError):
+    """Nothing serves the guest any more: no socket at the path, connection refused, or the
+    connection was lost mid-conversation (QEMU exited or closed its monitor)."""
+
+
+class GuestHeld(TransportError):
+    """Another client holds the guest's monitor (QEMU serves one client per QMP socket)."""
+
+
+class NotAMonitor(TransportError):
+    """The endpoint answers, but not in the transport's protocol (e.g. not QMP)."""
+
+
+class TransportConfigError(TransportError):
+    """The address itself is wrong: not a socket, not permitted, not a usable endpoint."""
+
+
+class CommandFailed(TransportError):
+    """The guest's monitor refused a command (it exists, and said no)."""
+
+
+class TransportTimeout(OperationTimeout, TransportError):
+    """The guest's monitor did not answer in time (QEMU hung, or too busy)."""
 
 
 class GuestStateError(ForensicsError):

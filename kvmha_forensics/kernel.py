@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import drgn
 from drgn.helpers.linux.kallsyms import load_module_kallsyms, load_vmlinux_kallsyms
@@ -25,9 +25,6 @@ from drgn.helpers.linux.timekeeping import uptime
 
 from .debuginfo import debug_package
 from .errors import InputError
-
-if TYPE_CHECKING:
-    from .analysis import Context
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 64
@@ -56,12 +53,11 @@ def _no_installed_plugins() -> Iterator[None]:
         os.environ.pop(PLUGINS_OFF, None)
 
 
-def open_program(ctx: Context) -> drgn.Program:
-    """A drgn Program on the dump, with debug info if found, else kallsyms symbols."""
-    memory = ctx.memory
-    if memory is None:
-        raise InputError("no memory dump to open")
-    recovered = ctx.text("vmcoreinfo")
+def open_program(memory: Path, recovered: str | None, vmlinux: Path | None) -> drgn.Program:
+    """A drgn Program on the dump ``memory`` (with the bundle's ``recovered`` VMCOREINFO when
+    the dump lacks it), with ``vmlinux``'s debug info when given, else kallsyms symbols.
+
+    Raises: InputError when drgn cannot open the dump."""
     try:
         with _no_installed_plugins():
             prog = drgn.Program(vmcoreinfo=recovered) if recovered else drgn.Program()
@@ -70,7 +66,6 @@ def open_program(ctx: Context) -> drgn.Program:
         raise InputError(
             f"drgn cannot open {memory.name}: {exc}", "is the dump truncated?"
         ) from exc
-    vmlinux = ctx.vmlinux
     if vmlinux is not None:
         prog.load_debug_info([str(vmlinux)])
     else:
@@ -161,13 +156,12 @@ class KernelFacts:
     skipped: tuple[str, ...]
 
 
-def read_facts(ctx: Context) -> KernelFacts:
-    """Everything :class:`KernelFacts` holds that the available debug info allows."""
-    prog = ctx.program
-    info = ctx.vmcoreinfo
+def read_facts(prog: drgn.Program, info: Mapping[str, str], vmlinux: Path | None) -> KernelFacts:
+    """Everything :class:`KernelFacts` holds that the debug info allows: ``info`` is the
+    dump's VMCOREINFO, ``vmlinux`` the debug info ``prog`` was opened with (None: kallsyms)."""
     release = info.get("OSRELEASE")
     skipped: list[str] = []
-    has_types = ctx.vmlinux is not None
+    has_types = vmlinux is not None
     dmesg = message = taint = None
     task = None
     frames: tuple[Frame, ...] = ()
@@ -198,7 +192,7 @@ def read_facts(ctx: Context) -> KernelFacts:
     return KernelFacts(
         release=release,
         build_id=info.get("BUILD-ID"),
-        debuginfo=str(ctx.vmlinux) if ctx.vmlinux else None,
+        debuginfo=str(vmlinux) if vmlinux else None,
         taint=taint,
         uptime_seconds=uptime,
         panic_message=message,

@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from kvmha_forensics.capture import CaptureOptions, capture
+from kvmha_forensics.capture.steps import CaptureOptions, capture
 from kvmha_forensics.errors import ForensicsError
 from kvmha_forensics.lab import launcher, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
-from kvmha_forensics.qmp import Endpoint
+from kvmha_forensics.lab.paths import kernel_dir
+from kvmha_forensics.transport.qmp import Endpoint
 
 KVM_OK, KVM_WHY = launcher.kvm_usable()
+DEBUGINFO = kernel_dir()
+"""The lab kernels' debug info, passed to analysis as --debuginfo-dir (the library never
+searches the lab's cache itself)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,7 +102,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 def runstate(socket_path: str) -> str:
     """The guest's runstate, asked over the given QMP socket."""
-    from kvmha_forensics.qmp import session
+    from kvmha_forensics.transport.qmp import session
 
     async def ask() -> str:
         async with session(Endpoint(path=socket_path)) as qmp:

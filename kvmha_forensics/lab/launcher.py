@@ -30,7 +30,8 @@ from ..errors import (
     InputError,
     OperationTimeout,
 )
-from ..qmp import Endpoint, Event, session
+from ..transport.base import Event
+from ..transport.qmp import Endpoint, session
 from . import assets
 from .scenarios import Scenario
 

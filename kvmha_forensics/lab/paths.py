@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import EnvironmentProblem
+from ..xdg import xdg_cache
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -20,13 +21,13 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-def xdg_cache() -> Path:
-    """``$XDG_CACHE_HOME/kvmha-forensics`` (``~/.cache/…`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kvmha-forensics"
-
-
 def cache_dir() -> Path:
     """The lab's asset cache: ``$KVMHA_CACHE_DIR``, else :func:`xdg_cache`."""
     explicit = os.environ.get("KVMHA_CACHE_DIR")
     return Path(explicit) if explicit else xdg_cache()
+
+
+def kernel_dir() -> Path:
+    """The lab's kernels, one directory per release with its debug vmlinux: what the demo and
+    the tests pass as ``--debuginfo-dir`` (the library never searches the lab's cache)."""
+    return cache_dir() / "kernel"

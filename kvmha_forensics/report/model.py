@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..analysis import JSON, AnalyzerResult, Cause, Evidence
-from .signature import signature_id
+from ..signature import signature_id
 
 REPORT_SCHEMA_VERSION = 1
 

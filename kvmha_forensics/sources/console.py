@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from ..report.signature import signature_id
+from ..signature import signature_id
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab
+from tests.conftest import DEBUGINFO, Lab
 
 CLI = [sys.executable, "-m", "kvmha_forensics"]
 
@@ -36,7 +36,8 @@ def test_demo_boots_captures_analyzes_and_ends_the_guest(tmp_path: Path) -> None
 def test_output_file_is_private_and_holds_the_report(lab: Lab, tmp_path: Path) -> None:
     out = tmp_path / "report.md"
     done = subprocess.run(
-        [*CLI, "analyze", str(lab.bundle("panic")), "--format", "markdown", "--output", str(out)],
+        [*CLI, "analyze", str(lab.bundle("panic")), "--debuginfo-dir", str(DEBUGINFO),
+         "--format", "markdown", "--output", str(out)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -50,14 +51,16 @@ def test_drgn_loads_only_the_plugins_the_user_names(lab: Lab, tmp_path: Path) ->
     marker = tmp_path / "plugin-ran"
     plugin = tmp_path / "plugin.py"
     plugin.write_text(f"def drgn_prog_set(prog):\n    open({str(marker)!r}, 'w').close()\n")
-    argv = [sys.executable, "-X", "importtime", *CLI[1:], "analyze", str(lab.bundle("panic"))]
+    argv = [sys.executable, "-X", "importtime", *CLI[1:], "analyze", str(lab.bundle("panic")),
+            "--debuginfo-dir", str(DEBUGINFO)]  # fmt: skip
     plain = subprocess.run([*argv, "--format", "json"], capture_output=True, text=True, check=False)
     assert plain.returncode == 0, plain.stderr
     for installed in ("drgn.commands._builtin", "drgn.commands._crash"):  # drgn's CLI commands
         assert importlib.util.find_spec(installed) is not None  # so their absence below means it
         assert installed not in plain.stderr
     env = {**os.environ, "DRGN_PLUGINS": f"marker={plugin}"}
-    named = subprocess.run([*CLI, "analyze", str(lab.bundle("panic")), "--format", "json"],
+    named = subprocess.run([*CLI, "analyze", str(lab.bundle("panic")), "--debuginfo-dir",
+                            str(DEBUGINFO), "--format", "json"],
                            capture_output=True, text=True, check=False, env=env)  # fmt: skip
     assert named.returncode == 0, named.stderr
     assert marker.exists()

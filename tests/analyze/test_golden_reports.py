@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from kvmha_forensics.analyze import analyze, gather
-from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.lab import scenarios
 from tests import schemas
-from tests.conftest import Lab, require_kvm
+from tests.conftest import DEBUGINFO, Lab, require_kvm
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "reports"
 STABLE = ("cause", "culprit", "signature", "crashed_cpu")
@@ -24,7 +24,7 @@ FROZEN = [s.name for s in scenarios.SCENARIOS if s.runstate != "running"]
 @pytest.mark.lab
 @pytest.mark.parametrize("name", FROZEN)
 def test_verdict_matches_the_golden(lab: Lab, name: str, update_goldens: bool) -> None:
-    inputs, problems = gather(lab.bundle(name))
+    inputs, problems = gather(lab.bundle(name), debuginfo_dirs=(DEBUGINFO,))
     report = analyze(inputs, problems).to_json()
     schemas.check_report(json.loads(json.dumps(report)))
     verdict = report["verdict"]
@@ -67,7 +67,7 @@ def test_a_bare_vmcore_analyzes_like_its_bundle(lab: Lab, name: str, memory_form
     dump = bundle.file("memory-elf") or bundle.file("memory-kdump")
     assert dump is not None
     log = bundle.file("qemu-log") if scenarios.get(name).guest == "baremetal" else None
-    inputs, problems = gather(dump, qemu_log=log)
+    inputs, problems = gather(dump, qemu_log=log, debuginfo_dirs=(DEBUGINFO,))
     report = analyze(inputs, problems).to_json()
     assert report["target"] == {"kind": "vmcore", "path": str(dump)}
     assert report["problems"] == []

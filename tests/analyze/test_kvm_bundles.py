@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from kvmha_forensics.bundle import VENDOR_OF_KVM, kvm_module
-from tests.conftest import Lab
+from kvmha_forensics.capture.bundle import VENDOR_OF_KVM, kvm_module
+from tests.conftest import DEBUGINFO, Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.kvm]
 
@@ -35,7 +35,17 @@ EXPECTED = {
 def analyze_json(*args: str | Path) -> dict[str, Any]:
     """The CLI's JSON report, from a run that gave a verdict (exit 0)."""
     done = subprocess.run(
-        [sys.executable, "-m", "kvmha_forensics", "analyze", *map(str, args), "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "kvmha_forensics",
+            "analyze",
+            *map(str, args),
+            "--format",
+            "json",
+            "--debuginfo-dir",
+            str(DEBUGINFO),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -20,14 +20,14 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from kvmha_forensics import __version__
-from kvmha_forensics.bundle import Bundle
-from kvmha_forensics.capture import CaptureOptions, Progress, capture, guest_lock
+from kvmha_forensics.capture.bundle import Bundle
+from kvmha_forensics.capture.steps import CaptureOptions, Progress, capture, guest_lock
 from kvmha_forensics.errors import ExitCode
 from kvmha_forensics.lab import assets, launcher, scenarios
-from kvmha_forensics.qmp import Endpoint, session
 from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from kvmha_forensics.sources.registers import parse_register_dumps
+from kvmha_forensics.transport.qmp import Endpoint, session
 from kvmha_forensics.x86.modes import CpuMode
 from kvmha_forensics.x86.prstatus import vcpu_registers
 from tests import schemas

@@ -12,7 +12,7 @@ import pytest
 from kvmha_forensics.errors import ForensicsError
 from kvmha_forensics.lab import launcher, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
-from kvmha_forensics.qmp import Endpoint, session
+from kvmha_forensics.transport.qmp import Endpoint, session
 from tests.conftest import Lab, require_kvm
 
 OwnGuest = Callable[..., LabGuest]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture.bundle import Bundle
 from tests.conftest import Lab
 from tests.ha.conftest import OwnGuest, qmp
 

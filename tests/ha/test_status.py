@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from kvmha_forensics.errors import ExitCode
+from kvmha_forensics.ha.status import Status, StatusExit, status
 from kvmha_forensics.lab import scenarios
-from kvmha_forensics.qmp import Endpoint
-from kvmha_forensics.status import Status, StatusExit, status
+from kvmha_forensics.transport.qmp import Endpoint
 from tests.conftest import KVM_OK, KVM_WHY, Lab
 from tests.ha.conftest import OwnGuest, qmp
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.lab import launcher
-from tests.conftest import Lab
+from tests.conftest import DEBUGINFO, Lab
 from tests.ha.conftest import OwnGuest, qmp
 
 pytestmark = pytest.mark.lab
@@ -50,7 +50,7 @@ class Watch:
         fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self.proc = subprocess.Popen(
-                [*CLI, "-v", "watch", "--poll", "0.2", *args],
+                [*CLI, "-v", "watch", "--poll", "0.2", "--debuginfo-dir", str(DEBUGINFO), *args],
                 stdout=subprocess.PIPE, stderr=fd, text=True,
             )  # fmt: skip
         finally:

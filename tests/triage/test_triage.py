@@ -19,15 +19,15 @@ import pytest
 import xmlschema
 from typer.testing import CliRunner
 
-from kvmha_forensics import triage as triage_mod
 from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.cli import app
 from kvmha_forensics.errors import ExitCode, InputError
-from kvmha_forensics.report.junit import to_junit
-from kvmha_forensics.report.triage_render import to_markdown, to_table
 from kvmha_forensics.sources.classify import classify
-from kvmha_forensics.triage import TriageResult, triage
-from kvmha_forensics.triage_cache import TriageCache
+from kvmha_forensics.triage import grouping as triage_mod
+from kvmha_forensics.triage.cache import TriageCache
+from kvmha_forensics.triage.grouping import TriageResult, triage
+from kvmha_forensics.triage.junit import to_junit
+from kvmha_forensics.triage.render import to_markdown, to_table
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"

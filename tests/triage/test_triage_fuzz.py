@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvmha_forensics.sources.classify import HEAD_BYTES, classify_head
-from kvmha_forensics.triage import triage
+from kvmha_forensics.triage.grouping import triage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 REAL = [

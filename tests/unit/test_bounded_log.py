@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvmha_forensics.capture import LOG_HEAD, LOG_TAIL, bounded_read
+from kvmha_forensics.capture.steps import LOG_HEAD, LOG_TAIL, bounded_read
 
 
 def test_a_small_log_is_kept_whole(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvmha_forensics.qmp import Endpoint
+from kvmha_forensics.transport.qmp import Endpoint
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kvmha_forensics.freeze import refine_cause
-from kvmha_forensics.qmp import Event
+from kvmha_forensics.ha.freeze import refine_cause
+from kvmha_forensics.transport.base import Event
 
 # Shaped as QEMU 7.2's QAPI events; SHUTDOWN and MEMORY_FAILURE as the lab recorded them.
 EIO = Event(

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 FORMAT = "kvmha-forensics-bundle"
 SCHEMA_VERSION = 1

@@ -14,13 +14,13 @@ QEMU process is known to have exited (nothing left that could write).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, cast
 
-from .qmp import Event, JSONObject, QMPSession
+from ..transport.base import Event, Guest
+from ..transport.local import process_alive
+from ..vocabulary import JSONObject
 
 State = Literal["running", "frozen", "paused", "gone"]
 
@@ -100,38 +100,6 @@ class FreezeState:
         return cls("gone", None, cause, safe, tuple(reasons), tuple(events))
 
 
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (a zombie holds no files any more)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def socket_owners(path: str) -> list[int]:
-    """Live processes serving the unix socket ``path``: QEMUs whose command line has it as
-    ``unix:PATH`` (``-qmp``) or ``path=PATH`` (``-chardev socket``)."""
-    forms = [f"{prefix}{path}".encode() for prefix in ("unix:", "path=")]
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        named = any(
-            arg[arg.find(form) + len(form) :][:1] in (b"", b",")
-            for arg in argv
-            for form in forms
-            if form in arg
-        )
-        if named and process_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
 def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
     """The freeze cause, made more precise by the events (e.g. io-error → nospace).
 
@@ -152,13 +120,18 @@ def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
     return cause
 
 
-async def assess(qmp: QMPSession, events: Sequence[Event] = ()) -> FreezeState:
-    """Query runstate, jobs and migration (all at once); decide failover safety."""
-    commands = ("query-status", "query-block-jobs", "query-jobs", "query-migrate")
-    answers = await asyncio.gather(*(qmp.execute(c) for c in commands))
-    status, migration = cast(JSONObject, answers[0]), cast(JSONObject, answers[3])
-    block_jobs, all_jobs = cast(list[JSONObject], answers[1]), cast(list[JSONObject], answers[2])
-    runstate = str(status.get("status"))
+async def assess(guest: Guest, events: Sequence[Event] = ()) -> FreezeState:
+    """Query runstate, jobs and migration (all at once); decide failover safety.
+
+    Raises what :class:`~..transport.base.Guest` methods raise."""
+    runstate, block, jobs, mig = await asyncio.gather(
+        guest.runstate(),
+        guest.execute("query-block-jobs"),
+        guest.execute("query-jobs"),
+        guest.execute("query-migrate"),
+    )
+    block_jobs, all_jobs = cast(list[JSONObject], block), cast(list[JSONObject], jobs)
+    migration = cast(JSONObject, mig)
     state, _ = RUNSTATES.get(runstate, ("paused", None))
     cause = refine_cause(runstate, events)
     reasons: list[str] = []

@@ -20,27 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from ..errors import BusyError, ForensicsError, GuestStateError, InputError
+from ..ha.freeze import FreezeState, assess
+from ..sources import flattened, vmcoreinfo
+from ..sources.registers import VcpuRegisters, parse_register_dumps
+from ..transport.base import Address, Event, Guest
+from ..vocabulary import JSONObject
+from ..x86.code import code_at_rip
+from ..xdg import runtime_dir
 from . import bundle as bundle_mod
 from .bundle import VENDOR_OF_KVM, kvm_module
 from .dump import dump_memory
-from .errors import BusyError, ForensicsError, GuestStateError, InputError
-from .freeze import FreezeState, assess
-from .qmp import Endpoint, Event, JSONObject, QMPSession, session
-from .sources import flattened, vmcoreinfo
-from .sources.records import kvm_exit_record, registers_record
-from .sources.registers import VcpuRegisters, parse_register_dumps
-from .x86.code import code_at_rip
+from .records import kvm_exit_record, registers_record
 
 log = logging.getLogger(__name__)
 
 MemoryFormat = Literal["elf", "kdump-zlib", "none"]
 LOG_HEAD = LOG_TAIL = 4 << 20  # a runaway QEMU log keeps its first and last 4 MiB
-LOCK_DIR = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+LOCK_DIR = runtime_dir()
 
 
 @dataclass(frozen=True, slots=True)
 class CaptureOptions:
-    endpoint: Endpoint
+    endpoint: Address
     out: Path
     memory_format: MemoryFormat = "elf"
     qemu_log: Path | None = None
@@ -74,7 +76,7 @@ def _ignore(_: Progress) -> None:
 
 
 @contextmanager
-def guest_lock(pid: int | None, endpoint: Endpoint) -> Iterator[None]:
+def guest_lock(pid: int | None, endpoint: Address) -> Iterator[None]:
     """One capture per guest at a time (keyed by QEMU's pid, else by the endpoint)."""
     key = str(pid) if pid else re.sub(r"[^A-Za-z0-9]+", "_", str(endpoint))
     path = LOCK_DIR / f"kvmha-forensics-capture-{key}.lock"
@@ -146,10 +148,10 @@ def _bundle_name(identity: JSONObject, pid: int | None) -> str:
     return f"kvmha-{safe}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
-async def _identity(qmp: QMPSession) -> JSONObject:
+async def _identity(guest: Guest) -> JSONObject:
     async def ask(command: str, arguments: JSONObject | None) -> object:
         try:
-            return await qmp.execute(command, arguments)
+            return await guest.execute(command, arguments)
         except ForensicsError as exc:
             return {"error": str(exc)}
 
@@ -163,8 +165,8 @@ async def _identity(qmp: QMPSession) -> JSONObject:
     machine = _machine(answers.pop("query-machines"), answers.pop("qom-get"))
     name = cast(JSONObject, answers["query-name"]).get("name")
     return {
-        "qemu_version": qmp.qemu_version,
-        "qemu_pid": qmp.peer_pid,
+        "qemu_version": guest.qemu_version,
+        "qemu_pid": guest.pid,
         "name": name,
         "uuid": cast(JSONObject, answers["query-uuid"]).get("UUID"),
         "kvm": answers["query-kvm"],
@@ -173,7 +175,7 @@ async def _identity(qmp: QMPSession) -> JSONObject:
         "memory": answers["query-memory-size-summary"],
         "block": answers["query-block"],
         "machine": machine,
-        "cmdline": qemu_cmdline(qmp.peer_pid),
+        "cmdline": qemu_cmdline(guest.pid),
     }
 
 
@@ -192,8 +194,8 @@ def _machine(machines: object, qom_type: object) -> JSONObject | None:
 class Capture:
     """One capture run: the steps, in order, into one bundle."""
 
-    def __init__(self, qmp: QMPSession, opts: CaptureOptions, sink: ProgressSink) -> None:
-        self.qmp = qmp
+    def __init__(self, guest: Guest, opts: CaptureOptions, sink: ProgressSink) -> None:
+        self.guest = guest
         self.opts = opts
         self.sink = sink
         self.deadline = time.monotonic() + opts.timeout
@@ -214,21 +216,21 @@ class Capture:
         self.sink(Progress(name, "skipped" if rec.skipped else "ok", detail=rec.detail))
 
     async def run(self, prior_events: tuple[Event, ...]) -> CaptureResult:
-        opts, qmp = self.opts, self.qmp
-        before = await assess(qmp, prior_events)
+        opts, guest = self.opts, self.guest
+        before = await assess(guest, prior_events)
         if before.state == "running" and not opts.live:
             raise GuestStateError(
                 "the guest is running, not frozen",
                 "capture takes a frozen guest; pass --live to dump it anyway"
                 " (QEMU pauses it during the dump, then resumes it)",
             )
-        identity = await _identity(qmp)
-        w = self.writer = bundle_mod.BundleWriter(opts.out, _bundle_name(identity, qmp.peer_pid))
+        identity = await _identity(guest)
+        w = self.writer = bundle_mod.BundleWriter(opts.out, _bundle_name(identity, guest.pid))
         w.guest = {
             "name": identity["name"],
             "uuid": identity["uuid"],
             "qmp": str(opts.endpoint),
-            "qemu_pid": qmp.peer_pid,
+            "qemu_pid": guest.pid,
             "runstate": before.runstate,
         }
         try:
@@ -258,7 +260,7 @@ class Capture:
     async def _registers(self) -> None:
         assert self.writer
         with self.step("registers"):
-            text = await self.qmp.hmp("info registers -a")
+            text = await self.guest.hmp("info registers -a")
             self.writer.write_bytes(
                 "registers.txt", text.encode(), "registers", "HMP 'info registers -a'"
             )
@@ -269,7 +271,7 @@ class Capture:
             )
         with self.step("vcpu-stats") as rec:
             try:
-                stats = await self.qmp.execute("query-stats", {"target": "vcpu"})
+                stats = await self.guest.execute("query-stats", {"target": "vcpu"})
             except ForensicsError as exc:
                 rec.skip(f"query-stats unavailable: {exc}")
                 return
@@ -279,7 +281,7 @@ class Capture:
         assert self.writer
         argv = cast(list[str] | None, identity.get("cmdline"))
         with self.step("qemu-log") as rec:
-            source = self.opts.qemu_log or find_stderr(self.qmp.peer_pid)
+            source = self.opts.qemu_log or find_stderr(self.guest.pid)
             if source is None:
                 rec.skip(
                     "no QEMU log: pass --qemu-log (QEMU's stderr is not a regular file);"
@@ -310,7 +312,7 @@ class Capture:
     async def _mtree(self) -> None:
         assert self.writer
         with self.step("mtree"):
-            text = await self.qmp.hmp("info mtree -f")
+            text = await self.guest.hmp("info mtree -f")
             self.writer.write_bytes("mtree.txt", text.encode(), "mtree", "HMP 'info mtree -f'")
 
     async def _memory(self) -> None:
@@ -382,7 +384,7 @@ class Capture:
             self.sink(Progress("memory", "progress", done, total))
 
         try:
-            return await dump_memory(self.qmp, fd, path, fmt, lambda: self.deadline, report)
+            return await dump_memory(self.guest, fd, path, fmt, lambda: self.deadline, report)
         except ForensicsError:  # failed, timed out, or QEMU went away: no half dump kept
             path.unlink(missing_ok=True)
             raise
@@ -390,16 +392,15 @@ class Capture:
     async def _after(self, before: FreezeState) -> None:
         assert self.writer
         with self.step("runstate-check") as rec:
-            status = cast(JSONObject, await self.qmp.execute("query-status"))
-            after = str(status.get("status"))
+            after = await self.guest.runstate()
             if after != before.runstate:
                 raise GuestStateError(
                     f"the runstate changed during capture: {before.runstate} -> {after}"
                 )
             rec.detail = f"unchanged: {after}"
-            self.qmp.events()  # take in any not read yet (DUMP_COMPLETED after the last poll)
+            self.guest.events()  # take in any not read yet (DUMP_COMPLETED after the last poll)
             self.writer.write_json(
-                "events.json", [e.to_json() for e in self.qmp.seen], "events", "QMP events seen"
+                "events.json", [e.to_json() for e in self.guest.seen], "events", "QMP events seen"
             )
 
 
@@ -415,6 +416,6 @@ async def capture(
         ) from exc
     if not os.access(opts.out, os.W_OK | os.X_OK):
         raise InputError(f"{opts.out} is not writable", "choose another --out")
-    async with session(opts.endpoint, timeout=min(10.0, opts.timeout)) as qmp:
-        with guest_lock(qmp.peer_pid, opts.endpoint):
-            return await Capture(qmp, opts, sink).run(prior_events)
+    async with opts.endpoint.connect(timeout=min(10.0, opts.timeout)) as guest:
+        with guest_lock(guest.pid, opts.endpoint):
+            return await Capture(guest, opts, sink).run(prior_events)

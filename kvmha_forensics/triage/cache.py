@@ -22,11 +22,11 @@ from functools import cache
 from pathlib import Path
 from typing import cast
 
-from . import __version__
-from .analysis import CAUSES, Analyzer, Cause, Evidence
-from .bundle import Manifest, sha256_file
-from .lab.paths import xdg_cache
-from .report.model import REPORT_SCHEMA_VERSION, Verdict
+from .. import __version__
+from ..analysis import CAUSES, Analyzer, Cause, Evidence
+from ..capture.bundle import Manifest, sha256_file
+from ..report.model import REPORT_SCHEMA_VERSION, Verdict
+from ..xdg import xdg_cache
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from . import __version__
-from .analysis import Analyzer, Inputs, Vendor, select
-from .analyze import analyze_with, gather
-from .bundle import MANIFEST, Bundle
-from .errors import ExitCode, ForensicsError, InputError
-from .report.signature import signature_id
-from .sources.classify import Classified, classify
-from .triage_cache import (
+from .. import __version__
+from ..analysis import Analyzer, Inputs, Vendor, select
+from ..analyze import analyze_with, gather
+from ..capture.bundle import MANIFEST, Bundle
+from ..errors import ExitCode, ForensicsError, InputError
+from ..signature import signature_id
+from ..sources.classify import Classified, classify
+from .cache import (
     CachedAnalysis,
     TriageCache,
     bundle_key,

@@ -21,22 +21,31 @@ import asyncio
 import contextlib
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from qemu.qmp import Runstate
-from qemu.qmp.error import QMPError
-
-from .analyze import analyze, gather
-from .capture import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
-from .errors import BusyError, ForensicsError, QMPProblem
-from .freeze import FREEZE_EVENTS, FreezeState, assess, process_alive, socket_owners
+from ..analyze import analyze, gather
+from ..capture.steps import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
+from ..errors import BusyError, ForensicsError, GuestGone
+from ..transport.base import Address, Event, Guest
+from ..transport.local import process_alive
+from ..transport.qmp import find_endpoints
+from ..vocabulary import JSONObject
+from .freeze import FREEZE_EVENTS, FreezeState, assess
 from .hooks import HookResult, HookSpec, run_hook
-from .qmp import Endpoint, Event, JSONObject, QMPSession, session
+from .records import (
+    AnalysisRecord,
+    CaptureRecord,
+    HookRecord,
+    Record,
+    Signal,
+    Sink,
+    StateChange,
+    VerdictSummary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +57,7 @@ GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging 
 class WatchOptions:
     """What to watch and what to do on a freeze (``out=None``: signal only, no capture)."""
 
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[Address, ...] = ()
     socket_dir: Path | None = None
     pattern: str = "*"
     out: Path | None = None
@@ -64,146 +73,14 @@ class WatchOptions:
     max_captures: int = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The part of the analysis verdict HA software is handed (the bundle has the rest)."""
-
-    cause: str
-    summary: str
-    culprit: str | None
-    signature: str
-    confidence: float
-
-    def to_json(self) -> JSONObject:
-        return {
-            "cause": self.cause, "summary": self.summary, "culprit": self.culprit,
-            "signature": self.signature, "confidence": self.confidence,
-        }  # fmt: skip
+BundleAnalyzer = Callable[[Path, tuple[Path, ...]], VerdictSummary]
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """The HA signal: a guest froze (or is gone), why, and whether failing over is safe."""
-
-    guest: str
-    qmp: str
-    qemu_pid: int | None
-    state: str
-    runstate: str | None
-    cause: str | None
-    failover_safe: bool
-    reasons: tuple[str, ...]
-    detected_by: str
-    qemu_time: float | None
-    time: float
-
-    @classmethod
-    def of(
-        cls, guest: str, qmp: str, pid: int | None, freeze: FreezeState, detected_by: str,
-        qemu_time: float | None,
-    ) -> Signal:  # fmt: skip
-        """The signal for ``freeze``, stamped now."""
-        f = freeze
-        return cls(guest, qmp, pid, f.state, f.runstate, f.cause, f.failover_safe, f.reasons,
-                   detected_by, qemu_time, time.time())  # fmt: skip
-
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "signal", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
-            "state": self.state, "runstate": self.runstate, "cause": self.cause,
-            "failover_safe": self.failover_safe, "reasons": list(self.reasons),
-            "detected_by": self.detected_by, "qemu_time": self.qemu_time, "time": self.time,
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    """A guest's state seen on connecting, or a change that is not a freeze."""
-
-    guest: str
-    qmp: str
-    qemu_pid: int | None
-    state: str
-    runstate: str | None
-    detail: str | None = None
-
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "state", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
-            "state": self.state, "runstate": self.runstate, "detail": self.detail,
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureRecord:
-    """Step (2): the bundle (``status`` complete/incomplete) or why there is none."""
-
-    guest: str
-    qmp: str
-    status: Literal["complete", "incomplete", "failed", "skipped"]
-    bundle: str | None
-    reasons: tuple[str, ...]
-
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "capture", "guest": self.guest, "qmp": self.qmp, "status": self.status,
-            "bundle": self.bundle, "reasons": list(self.reasons),
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class AnalysisRecord:
-    """Step (3): the verdict on a bundle, or why there is none."""
-
-    guest: str
-    bundle: str
-    status: Literal["ok", "failed", "skipped"]
-    verdict: Verdict | None
-    reason: str | None = None
-
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "analysis", "guest": self.guest, "bundle": self.bundle,
-            "status": self.status, "reason": self.reason,
-            "verdict": self.verdict.to_json() if self.verdict else None,
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class HookRecord:
-    """How a hook run ended (also logged)."""
-
-    guest: str
-    result: HookResult
-
-    def to_json(self) -> JSONObject:
-        r = self.result
-        return {
-            "kind": "hook", "guest": self.guest, "phase": r.phase, "returncode": r.returncode,
-            "timed_out": r.timed_out, "seconds": round(r.seconds, 3), "error": r.error,
-        }  # fmt: skip
-
-
-Record = Signal | StateChange | CaptureRecord | AnalysisRecord | HookRecord
-Sink = Callable[[Record], None]
-Analyzer = Callable[[Path, tuple[Path, ...]], Verdict]
-
-
-def bundle_verdict(bundle: Path, debuginfo_dirs: tuple[Path, ...] = ()) -> Verdict:
+def bundle_verdict(bundle: Path, debuginfo_dirs: tuple[Path, ...] = ()) -> VerdictSummary:
     """Step (3): analyze ``bundle`` (as ``kvmha-forensics analyze`` does) into a verdict."""
     inputs, problems = gather(bundle, debuginfo_dirs=debuginfo_dirs)
     v = analyze(inputs, problems).verdict
-    return Verdict(v.cause, v.summary, v.culprit, v.signature, v.confidence)
-
-
-def find_sockets(directory: Path, pattern: str) -> set[Path]:
-    """Unix sockets named like ``pattern`` in ``directory`` and its immediate subdirectories."""
-    found: set[Path] = set()
-    for candidate in (*directory.glob(pattern), *directory.glob(f"*/{pattern}")):
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(candidate.lstat().st_mode):
-                found.add(candidate)
-    return found
+    return VerdictSummary(v.cause, v.summary, v.culprit, v.signature, v.confidence)
 
 
 @dataclass
@@ -216,13 +93,13 @@ class Episode:
 
 
 class GuestWatch:
-    """The task watching one QMP endpoint, across reconnects."""
+    """The task watching one guest's address, across reconnects."""
 
-    def __init__(self, watcher: Watcher, endpoint: Endpoint, *, from_dir: bool) -> None:
+    def __init__(self, watcher: Watcher, endpoint: Address, *, from_dir: bool) -> None:
         self.w = watcher
         self.endpoint = endpoint
         self.from_dir = from_dir
-        self.label = Path(endpoint.path).stem if endpoint.path else str(endpoint)
+        self.label = endpoint.label
         self.pid: int | None = None  # the QEMU of the current episode
         self.last_problem: str | None = None
         self.episode = Episode()
@@ -236,14 +113,14 @@ class GuestWatch:
             owned: int | None = None
             lost: str | None = None
             try:
-                async with session(self.endpoint, self.w.opts.connect_timeout) as qmp:
+                async with self.endpoint.connect(self.w.opts.connect_timeout) as guest:
                     backoff = self.w.opts.poll_interval
-                    owned = self._own(qmp.peer_pid)
+                    owned = self._own(guest.pid)
                     if owned is not None:
-                        await self._connected(qmp)
+                        await self._connected(guest)
                         lost = "QEMU closed the QMP connection"
-            except (ForensicsError, QMPError) as exc:  # QMPError: the client is disconnecting
-                lost = str(exc) if isinstance(exc, ForensicsError) else "QMP connection lost"
+            except ForensicsError as exc:
+                lost = str(exc)
                 if owned is None:
                     self._unreachable(lost)
             except Exception as exc:  # a bug must not end this guest's watch
@@ -273,51 +150,50 @@ class GuestWatch:
             self.last_problem = why
             self.w.emit(StateChange(self.label, str(self.endpoint), None, "unreachable", None, why))
 
-    async def _connected(self, qmp: QMPSession) -> None:
-        pid = qmp.peer_pid
+    async def _connected(self, guest: Guest) -> None:
+        pid = guest.pid
         if pid != self.pid or pid is None:
             self.episode = Episode()
         self.pid, self.last_problem = pid, None
-        name = cast(JSONObject, await qmp.execute("query-name")).get("name")
+        name = cast(JSONObject, await guest.execute("query-name")).get("name")
         self.label = str(name) if name else self.label
-        self.episode.events.extend(qmp.events())
-        freeze = await assess(qmp, self.episode.events)
+        self.episode.events.extend(guest.events())
+        freeze = await assess(guest, self.episode.events)
         self.w.emit(StateChange(self.label, str(self.endpoint), pid, freeze.state,
                                 freeze.runstate, "connected"))  # fmt: skip
-        await self._judge(qmp, freeze, "connect", None)
+        await self._judge(guest, freeze, "connect", None)
         try:
-            await self._loop(qmp, freeze.runstate)
+            await self._loop(guest, freeze.runstate)
         finally:
             if self.episode.pipeline is not None:  # it captures over this connection
                 await asyncio.wait([self.episode.pipeline])
 
-    async def _loop(self, qmp: QMPSession, runstate: str | None) -> None:
+    async def _loop(self, guest: Guest, runstate: str | None) -> None:
         interval = self.w.opts.poll_interval
         next_poll = time.monotonic() + interval
         while not self.w.stopping.is_set():
-            if qmp.client.runstate != Runstate.RUNNING:
-                raise QMPProblem("QEMU closed the QMP connection")
-            event = await qmp.next_event(max(0.0, next_poll - time.monotonic()))
-            fresh = ([event] if event else []) + qmp.events()
+            if not guest.connected:
+                raise GuestGone("QEMU closed the QMP connection")
+            event = await guest.next_event(max(0.0, next_poll - time.monotonic()))
+            fresh = ([event] if event else []) + guest.events()
             self.episode.events.extend(fresh)
             if runstate == "running":
-                del self.episode.events[:-SEEN_KEEP], qmp.seen[:-SEEN_KEEP]
+                del self.episode.events[:-SEEN_KEEP], guest.seen[:-SEEN_KEEP]
             trigger = next((e for e in fresh if e.name in FREEZE_EVENTS), None)
             if trigger is None and time.monotonic() < next_poll:
                 continue
             next_poll = time.monotonic() + interval
-            status = cast(JSONObject, await qmp.execute("query-status"))
-            now = str(status.get("status"))
+            now = await guest.runstate()
             unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
             if now == runstate and not unsafe:
                 continue
             runstate = now
-            freeze = await assess(qmp, self.episode.events)
+            freeze = await assess(guest, self.episode.events)
             how = f"event {trigger.name}" if trigger else "poll"
-            await self._judge(qmp, freeze, how, trigger.timestamp if trigger else None)
+            await self._judge(guest, freeze, how, trigger.timestamp if trigger else None)
 
     async def _judge(
-        self, qmp: QMPSession, freeze: FreezeState, how: str, qemu_time: float | None
+        self, guest: Guest, freeze: FreezeState, how: str, qemu_time: float | None
     ) -> None:
         ep = self.episode
         if freeze.state != "frozen":
@@ -335,15 +211,14 @@ class GuestWatch:
         self.w.emit(signal)
         hook = self.w.start_hook(self.label, "signal", signal.to_json())
         if first:
-            ep.pipeline = self.w.spawn(self._pipeline(qmp, signal, hook, tuple(ep.events)))
+            ep.pipeline = self.w.spawn(self._pipeline(guest, signal, hook, tuple(ep.events)))
 
     async def _lost(self, why: str) -> None:
         pid, self.pid = self.pid, None
         deadline = time.monotonic() + GONE_WAIT
         while pid and process_alive(pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        path = self.endpoint.path
-        pids = [pid] if pid else socket_owners(path) if path else None
+        pids = [pid] if pid else self.endpoint.owners()
         freeze = FreezeState.gone(why, pids, self.episode.events)
         signal = Signal.of(self.label, str(self.endpoint), pid, freeze, "connection lost", None)
         self.w.emit(signal)
@@ -352,12 +227,12 @@ class GuestWatch:
 
     async def _pipeline(
         self,
-        qmp: QMPSession,
+        guest: Guest,
         signal: Signal,
         hook: asyncio.Task[HookResult] | None,
         events: tuple[Event, ...],
     ) -> None:
-        capture = await self._capture(qmp, events) if self.w.opts.out else None
+        capture = await self._capture(guest, events) if self.w.opts.out else None
         analysis = None
         if capture is not None and capture.bundle is not None:
             analysis = await self.w.analyze(self.label, Path(capture.bundle))
@@ -377,7 +252,7 @@ class GuestWatch:
         report["analysis_status"] = analysis.status if analysis else None
         await self.w.run_hook(self.w.opts.hook, self.label, "report", report)
 
-    async def _capture(self, qmp: QMPSession, events: tuple[Event, ...]) -> CaptureRecord:
+    async def _capture(self, guest: Guest, events: tuple[Event, ...]) -> CaptureRecord:
         out = self.w.opts.out
         assert out is not None
         where = str(self.endpoint)
@@ -388,8 +263,8 @@ class GuestWatch:
         async with self.w.capture_slots:
             try:
                 out.mkdir(parents=True, exist_ok=True, mode=0o700)
-                with guest_lock(qmp.peer_pid, self.endpoint):
-                    cap = Capture(qmp, opts, self._progress)
+                with guest_lock(guest.pid, self.endpoint):
+                    cap = Capture(guest, opts, self._progress)
                     if self.w.stopping.is_set():
                         cap.deadline = min(cap.deadline, time.monotonic() + self.w.opts.grace)
                     self.w.in_flight.add(cap)
@@ -417,7 +292,7 @@ class Watcher:
     """Many :class:`GuestWatch` tasks, the socket-directory scan, and a clean stop."""
 
     def __init__(
-        self, opts: WatchOptions, sink: Sink, analyzer: Analyzer | None = bundle_verdict
+        self, opts: WatchOptions, sink: Sink, analyzer: BundleAnalyzer | None = bundle_verdict
     ) -> None:
         self.opts = opts
         self.sink = sink
@@ -498,7 +373,7 @@ class Watcher:
         self.emit(record)
         return record
 
-    def _watch(self, endpoint: Endpoint, *, from_dir: bool) -> None:
+    def _watch(self, endpoint: Address, *, from_dir: bool) -> None:
         key = str(endpoint)
         if key in self.guests and not self.guests[key].done():
             return
@@ -508,12 +383,12 @@ class Watcher:
     async def _scan(self, directory: Path) -> None:
         while not self.stopping.is_set():
             try:
-                found = await asyncio.to_thread(find_sockets, directory, self.opts.pattern)
+                found = await asyncio.to_thread(find_endpoints, directory, self.opts.pattern)
             except OSError as exc:
                 log.warning("cannot scan %s: %s", directory, exc)
-                found = set()
-            for path in sorted(found):
-                self._watch(Endpoint(path=str(path)), from_dir=True)
+                found = []
+            for endpoint in found:
+                self._watch(endpoint, from_dir=True)
             for key, task in list(self.guests.items()):
                 if task.done():
                     del self.guests[key]

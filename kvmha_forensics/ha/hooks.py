@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .qmp import JSONObject
+from ..vocabulary import JSONObject
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..triage import Group, TriageResult
+from .grouping import Group, TriageResult
 
 
 def _status(group: Group) -> str:

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..sources.qemu_log import QemuLog, parse_qemu_log_file
+from ..sources.registers import VcpuRegisters
 from ..x86.decode import decode_entry_failure, decode_internal_error
 from ..x86.kvm_internal import Vendor
 from ..x86.modes import mode_of
-from .qemu_log import QemuLog, parse_qemu_log_file
-from .registers import VcpuRegisters
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -1,12 +1,12 @@
-"""Drive ``dump-guest-memory`` over QMP into a file the bundle owns, hashing as QEMU writes.
+"""Drive ``dump-guest-memory`` into a file the bundle owns, hashing as QEMU writes.
 
-The file is created by us (0600, no symlink followed) and handed to QEMU by descriptor
-(``getfd`` over SCM_RIGHTS, then ``protocol: "fd:NAME"``); over QMP on TCP, which cannot pass
-descriptors, QEMU opens the same file by its path (it must share this host's file system and
-may write there as its user). QEMU runs the dump detached; we wait for its ``DUMP_COMPLETED``
-event, polling ``query-dump`` for progress in between, so the end is seen when QEMU announces
-it, not at the next poll. ELF output is written sequentially, so a reader thread hashes it
-while it grows and no second pass over guest-sized data is needed.
+The file is created by us (0600, no symlink followed) and handed to QEMU as the transport can
+(:meth:`~..transport.base.Guest.dump_destination`: by descriptor over a QMP unix socket, by
+path over TCP, where QEMU must share this host's file system and may write there as its
+user). QEMU runs the dump detached; we wait for its ``DUMP_COMPLETED`` event, polling
+``query-dump`` for progress in between, so the end is seen when QEMU announces it, not at the
+next poll. ELF output is written sequentially, so a reader thread hashes it while it grows
+and no second pass over guest-sized data is needed.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
-from .errors import ForensicsError, OperationTimeout
-from .qmp import JSONObject, QMPSession
+from ..errors import ForensicsError, OperationTimeout
+from ..transport.base import DumpFormat, DumpProgress, Guest
+from ..vocabulary import JSONObject
 
-Format = Literal["elf", "kdump-zlib"]
-DumpProgress = Callable[[int, int], None]
-"""Called with (bytes completed, bytes total) as QEMU reports them."""
 POLL = 0.05
 CHUNK = 8 << 20
 
@@ -73,10 +71,10 @@ class GrowingFileHasher(threading.Thread):
 
 
 async def dump_memory(
-    qmp: QMPSession,
+    guest: Guest,
     fd: int,
     path: Path,
-    fmt: Format,
+    fmt: DumpFormat,
     deadline: Callable[[], float],
     progress: DumpProgress,
 ) -> str | None:
@@ -84,15 +82,9 @@ async def dump_memory(
     in one sequential pass); raise :class:`DumpFailed` or a timeout.
 
     ``deadline`` is asked at every poll: a watcher that is stopping shortens it mid-dump."""
-    if qmp.endpoint.path is not None:
-        fdname = f"kvmha-dump-{os.getpid()}"
-        qmp.send_fd(fd)
-        await qmp.execute("getfd", {"fdname": fdname})
-        protocol = f"fd:{fdname}"
-    else:  # no descriptor passing over TCP: QEMU opens our (already 0600) file by its path
-        protocol = f"file:{path}"
+    protocol = await guest.dump_destination(fd, path)
     hasher = GrowingFileHasher(path) if fmt == "elf" else None
-    await qmp.execute(
+    await guest.execute(
         "dump-guest-memory",
         {"paging": False, "protocol": protocol, "detach": True, "format": fmt},
     )
@@ -101,17 +93,17 @@ async def dump_memory(
     completed = False
     try:
         while True:
-            info = cast(JSONObject, await qmp.execute("query-dump"))
+            info = cast(JSONObject, await guest.execute("query-dump"))
             status = info.get("status")
             progress(int(cast(int, info.get("completed", 0))), int(cast(int, info.get("total", 0))))
             if status == "completed":
                 completed = True
                 break
             if status == "failed":
-                raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(qmp)})")
+                raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(guest)})")
             if time.monotonic() > deadline():
                 raise OperationTimeout("the memory dump did not finish before --timeout")
-            await _until_dump_event(qmp, POLL)
+            await _until_dump_event(guest, POLL)
     finally:
         if hasher and not completed:
             await asyncio.to_thread(hasher.abort)
@@ -121,18 +113,18 @@ async def dump_memory(
     return digest
 
 
-async def _until_dump_event(qmp: QMPSession, timeout: float) -> None:
+async def _until_dump_event(guest: Guest, timeout: float) -> None:
     """Wait up to ``timeout`` seconds, returning early when QEMU sends ``DUMP_COMPLETED``."""
     end = time.monotonic() + timeout
     while (left := end - time.monotonic()) > 0:
-        event = await qmp.next_event(left)
+        event = await guest.next_event(left)
         if event is None or event.name == "DUMP_COMPLETED":
             return
 
 
-def _dump_error(qmp: QMPSession) -> str:
-    qmp.events()  # take in any not yet read
-    for event in reversed(qmp.seen):
+def _dump_error(guest: Guest) -> str:
+    guest.events()  # take in any not yet read
+    for event in reversed(guest.seen):
         if event.name == "DUMP_COMPLETED" and "error" in event.data:
             return str(event.data["error"])
     return "no reason given"

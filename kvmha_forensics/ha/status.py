@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
-from qemu.qmp import ExecInterruptedError
-
-from .errors import ExitCode, OperationTimeout, QMPProblem
-from .freeze import FreezeState, assess, socket_owners
-from .limits import STATUS_TIMEOUT
-from .qmp import Endpoint, JSONObject, session
+from ..errors import ExitCode, GuestGone, GuestHeld, OperationTimeout
+from ..limits import STATUS_TIMEOUT
+from ..transport.base import Address
+from ..vocabulary import JSONObject
+from .freeze import FreezeState, assess
 
 StatusState = Literal["running", "frozen", "paused", "gone", "busy"]
 
@@ -86,41 +85,37 @@ def render(result: Status, as_json: bool) -> str:
     return "".join([f"{result.state}{cause}, {safe}\n", *(f"  {r}\n" for r in result.reasons)])
 
 
-def _gone(endpoint: Endpoint, why: str, start: float) -> Status:
-    owners = socket_owners(endpoint.path) if endpoint.path else None
-    freeze = FreezeState.gone(why, owners)
-    return Status.from_freeze(str(endpoint), freeze, None, time.monotonic() - start)
+def _gone(address: Address, why: str, start: float) -> Status:
+    freeze = FreezeState.gone(why, address.owners())
+    return Status.from_freeze(str(address), freeze, None, time.monotonic() - start)
 
 
-def _busy(endpoint: Endpoint, why: str, start: float) -> Status:
-    owners = socket_owners(endpoint.path) if endpoint.path else []
+def _busy(address: Address, why: str, start: float) -> Status:
+    owners = address.owners() or []
     pid = owners[0] if len(owners) == 1 else None  # so an agent can still end that QEMU
-    return Status(str(endpoint), "busy", None, None, False, (why,), pid, time.monotonic() - start)
+    return Status(str(address), "busy", None, None, False, (why,), pid, time.monotonic() - start)
 
 
-async def status(endpoint: Endpoint, timeout: float = STATUS_TIMEOUT) -> Status:
-    """Ask the guest behind ``endpoint`` for its state; answer within about ``timeout`` s.
+async def status(address: Address, timeout: float = STATUS_TIMEOUT) -> Status:
+    """Ask the guest at ``address`` for its state; answer within about ``timeout`` s.
 
-    A missing socket or one nobody listens on gives ``gone``; a held socket or a QEMU that
-    does not answer in time gives ``busy``; other QMP problems raise :class:`QMPProblem`.
-    """
+    :class:`~..errors.GuestGone` gives ``gone``; a held monitor
+    (:class:`~..errors.GuestHeld`) or no answer in time gives ``busy``.
+
+    Raises: NotAMonitor, TransportConfigError, CommandFailed (a wrong address or a QEMU that
+    refuses ``query-status``)."""
     start = time.monotonic()
 
     async def ask() -> Status:
-        async with session(endpoint, timeout) as qmp:
-            freeze = await assess(qmp)
-            return Status.from_freeze(str(endpoint), freeze, qmp.peer_pid, time.monotonic() - start)
+        async with address.connect(timeout) as guest:
+            freeze = await assess(guest)
+            return Status.from_freeze(str(address), freeze, guest.pid, time.monotonic() - start)
 
     try:
         return await asyncio.wait_for(ask(), timeout)
     except TimeoutError:
-        return _busy(endpoint, f"QEMU did not answer within {timeout:g}s", start)
-    except OperationTimeout as exc:
-        return _busy(endpoint, str(exc), start)
-    except QMPProblem as exc:
-        cause = exc.__cause__
-        if isinstance(cause, FileNotFoundError | ConnectionRefusedError | ExecInterruptedError):
-            return _gone(endpoint, exc.message, start)
-        if isinstance(cause, TimeoutError):
-            return _busy(endpoint, str(exc), start)
-        raise
+        return _busy(address, f"QEMU did not answer within {timeout:g}s", start)
+    except (OperationTimeout, GuestHeld) as exc:
+        return _busy(address, str(exc), start)
+    except GuestGone as exc:
+        return _gone(address, exc.message, start)

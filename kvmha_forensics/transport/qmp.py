@@ -1,32 +1,50 @@
-"""A QMP session over qemu.qmp: connect with timeouts, typed errors, events, the peer's pid.
+"""The QMP transport: a qemu.qmp session behind the :class:`~.base.Guest` interface.
 
-QEMU serves one client per QMP socket; a second client is accepted by the kernel but never
-greeted. The session turns that silence into a :class:`~.errors.QMPProblem` instead of hanging.
+:class:`Endpoint` is the :class:`~.base.Address` (a unix socket path, or ``HOST:PORT``);
+:class:`QMPSession` the :class:`~.base.Guest`. QEMU serves one client per QMP socket; a second
+client is accepted by the kernel but never greeted. The session turns that silence into
+:class:`~..errors.GuestHeld` instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import stat
 import struct
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
-from qemu.qmp import ConnectError, EventListener, ExecInterruptedError, ExecuteError, QMPClient
+from qemu.qmp import (
+    ConnectError,
+    EventListener,
+    ExecInterruptedError,
+    ExecuteError,
+    QMPClient,
+    Runstate,
+)
 from qemu.qmp.error import QMPError
 from qemu.qmp.protocol import StateError
 
-from .errors import OperationTimeout, QMPProblem
+from ..errors import (
+    CommandFailed,
+    GuestGone,
+    GuestHeld,
+    NotAMonitor,
+    TransportConfigError,
+    TransportTimeout,
+)
+from ..vocabulary import JSON, JSONObject
+from .base import Event, Guest
+from .local import socket_owners
 
 log = logging.getLogger(__name__)
-
-JSONValue = object
-JSONObject = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,23 +65,26 @@ class Endpoint:
     def __str__(self) -> str:
         return self.path if self.path is not None else f"{self.host}:{self.port}"
 
+    @property
+    def label(self) -> str:
+        return Path(self.path).stem if self.path else str(self)
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A QMP event: name, data and QEMU's own timestamp (seconds since the epoch)."""
+    def connect(self, timeout: float) -> AbstractAsyncContextManager[Guest]:
+        return session(self, timeout)
 
-    name: str
-    data: Mapping[str, object]
-    timestamp: float
+    def owners(self) -> list[int] | None:
+        return socket_owners(self.path) if self.path else None
 
-    @classmethod
-    def from_message(cls, msg: Mapping[str, object]) -> Event:
-        stamp = cast(Mapping[str, int], msg.get("timestamp") or {})
-        when = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
-        return cls(str(msg["event"]), cast(Mapping[str, object], msg.get("data") or {}), when)
 
-    def to_json(self) -> JSONObject:
-        return {"event": self.name, "data": dict(self.data), "timestamp": self.timestamp}
+def find_endpoints(directory: Path, pattern: str) -> list[Endpoint]:
+    """Unix sockets named like ``pattern`` in ``directory`` and its immediate subdirectories,
+    in path order."""
+    found: set[Path] = set()
+    for candidate in (*directory.glob(pattern), *directory.glob(f"*/{pattern}")):
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(candidate.lstat().st_mode):
+                found.add(candidate)
+    return [Endpoint(path=str(path)) for path in sorted(found)]
 
 
 def _peer_pid(sock: socket.socket) -> int | None:
@@ -83,34 +104,42 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
         else:
             sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
     except FileNotFoundError as exc:
-        raise QMPProblem(
+        raise GuestGone(
             f"no QMP socket at {endpoint}", "check the path given with --qmp (QEMU's -qmp option)"
         ) from exc
     except ConnectionRefusedError as exc:
         if endpoint.path is not None and not stat.S_ISSOCK(os.stat(endpoint.path).st_mode):
             hint = "give QEMU's -qmp unix socket"
-            raise QMPProblem(f"{endpoint} is not a socket", hint) from None  # not "gone"
-        raise QMPProblem(
+            raise TransportConfigError(f"{endpoint} is not a socket", hint) from None
+        raise GuestGone(
             f"connection to {endpoint} refused", "QEMU is not running or not listening there"
         ) from exc
     except TimeoutError as exc:
-        raise OperationTimeout(f"connecting to {endpoint} timed out", "is QEMU hung?") from exc
+        raise TransportTimeout(f"connecting to {endpoint} timed out", "is QEMU hung?") from exc
     except OSError as exc:
-        raise QMPProblem(f"cannot connect to {endpoint}: {exc.strerror or exc}") from exc
+        raise TransportConfigError(f"cannot connect to {endpoint}: {exc.strerror or exc}") from exc
     sock.setblocking(False)
     return sock
 
 
 @dataclass
 class QMPSession:
-    """One negotiated QMP connection. Use :func:`session` to open and close it."""
+    """One negotiated QMP connection (a :class:`~.base.Guest`). Open it with :func:`session`."""
 
     client: QMPClient
     endpoint: Endpoint
-    peer_pid: int | None
+    pid: int | None
     timeout: float
     listener: EventListener = field(default_factory=EventListener)
     seen: list[Event] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return str(self.endpoint)
+
+    @property
+    def connected(self) -> bool:
+        return self.client.runstate == Runstate.RUNNING
 
     @property
     def qemu_version(self) -> str:
@@ -126,21 +155,27 @@ class QMPSession:
         arguments: Mapping[str, object] | None = None,
         *,
         timeout: float | None = None,
-    ) -> JSONValue:
-        """Run ``command``; QMP errors and lost connections become :class:`QMPProblem`."""
+    ) -> JSON:
+        """Run ``command``; raise CommandFailed, GuestGone or TransportTimeout."""
         limit = self.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(
                 self.client.execute(command, dict(arguments) if arguments else None), limit
             )
         except ExecuteError as exc:
-            raise QMPProblem(f"QEMU refused {command}: {exc.error.error.desc}") from exc
+            raise CommandFailed(f"QEMU refused {command}: {exc.error.error.desc}") from exc
         except (ExecInterruptedError, StateError) as exc:
-            raise QMPProblem(
+            raise GuestGone(
                 f"QEMU went away during {command}", "the QEMU process exited or closed QMP"
             ) from exc
         except TimeoutError as exc:
-            raise OperationTimeout(f"QEMU did not answer {command} within {limit:g}s") from exc
+            raise TransportTimeout(f"QEMU did not answer {command} within {limit:g}s") from exc
+        except QMPError as exc:  # the client is disconnecting
+            raise GuestGone(f"QMP connection lost during {command}: {exc}") from exc
+
+    async def runstate(self) -> str:
+        status = cast(JSONObject, await self.execute("query-status"))
+        return str(status.get("status"))
 
     async def hmp(self, command_line: str) -> str:
         """Run a human-monitor command (read-only ones only, e.g. ``info registers -a``)."""
@@ -161,14 +196,22 @@ class QMPSession:
         self.seen.append(event)
         return event
 
-    def send_fd(self, fd: int) -> None:
-        """Pass ``fd`` to QEMU over SCM_RIGHTS (follow with ``getfd``)."""
+    async def dump_destination(self, fd: int, path: Path) -> str:
+        """``fd:NAME`` after passing ``fd`` over SCM_RIGHTS (``getfd``); over TCP, which
+        cannot pass descriptors, ``file:PATH`` (QEMU must share this host's file system)."""
+        if self.endpoint.path is None:
+            return f"file:{path}"
+        fdname = f"kvmha-dump-{os.getpid()}"
         self.client.send_fd_scm(fd)
+        await self.execute("getfd", {"fdname": fdname})
+        return f"fd:{fdname}"
 
 
 @asynccontextmanager
 async def session(endpoint: Endpoint, timeout: float = 5.0) -> AsyncIterator[QMPSession]:
-    """Connect, wait for the greeting (bounded: a held socket never greets), negotiate."""
+    """Connect, wait for the greeting (bounded: a held socket never greets), negotiate.
+
+    Raises: GuestGone, GuestHeld, NotAMonitor, TransportConfigError, TransportTimeout."""
     sock = await asyncio.to_thread(_open_socket, endpoint, timeout)
     pid = _peer_pid(sock)
     client = QMPClient("kvmha-forensics")
@@ -178,14 +221,14 @@ async def session(endpoint: Endpoint, timeout: float = 5.0) -> AsyncIterator[QMP
         await asyncio.wait_for(client.connect(sock), timeout)
     except TimeoutError as exc:
         sock.close()
-        raise QMPProblem(
+        raise GuestHeld(
             f"{endpoint} accepted the connection but QEMU sent no QMP greeting in {timeout:g}s",
             "another client probably holds this socket (QEMU serves one client per QMP socket);"
             " use the guest's other -qmp socket",
         ) from exc
     except (ConnectError, QMPError, OSError, EOFError) as exc:
         sock.close()
-        raise QMPProblem(f"{endpoint} does not speak QMP ({exc})", "check the --qmp path") from exc
+        raise NotAMonitor(f"{endpoint} does not speak QMP ({exc})", "check the --qmp path") from exc
     try:
         yield qmp
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ..triage import TriageResult
+from .grouping import TriageResult
 
 SUITE = "kvmha-forensics triage"
 

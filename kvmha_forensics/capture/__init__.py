@@ -1,0 +1,1 @@
+"""Capture: the steps, the memory dump, and the bundle they write (and readers verify)."""

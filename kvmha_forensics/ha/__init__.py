@@ -1,0 +1,1 @@
+"""The HA side: freeze assessment, passive status, the watcher, hooks, wire records."""

@@ -1,0 +1,1 @@
+"""How a guest is reached: one interface (:mod:`.base`), one module per transport."""

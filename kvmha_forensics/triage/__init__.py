@@ -1,0 +1,1 @@
+"""Triage: many inputs grouped by signature, its cache, and its renderers."""

@@ -1,0 +1,387 @@
+"""The HA state machine on a scripted guest (tests/unit/fake_guest.py): assess, status and its
+exit codes, the watcher's loop, and capture's step failures. The same paths run on real QEMU
+in tests/ha and tests/capture; these pin each transition without one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmha_forensics.capture.bundle import Bundle
+from kvmha_forensics.capture.steps import Capture, CaptureOptions, Progress
+from kvmha_forensics.errors import (
+    CommandFailed,
+    GuestGone,
+    GuestHeld,
+    GuestStateError,
+    NotAMonitor,
+    TransportTimeout,
+)
+from kvmha_forensics.ha.freeze import assess
+from kvmha_forensics.ha.records import Record, Signal, StateChange
+from kvmha_forensics.ha.status import StatusExit, status
+from kvmha_forensics.ha.watch import Watcher, WatchOptions
+from tests.unit.fake_guest import FakeAddress, FakeGuest, event
+
+MIRROR = {"device": "drive0", "type": "mirror", "status": "running", "paused": False}
+BOUND = 10.0  # seconds before a stuck test fails instead of hanging (never an assertion)
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, BOUND))
+
+
+# --- assess ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("runstate", "state", "cause"),
+    [
+        ("running", "running", None),
+        ("paused", "paused", None),
+        ("postmigrate", "paused", None),
+        ("internal-error", "frozen", "internal-error"),
+        ("guest-panicked", "frozen", "guest-panicked"),
+        ("io-error", "frozen", "io-error"),
+    ],
+)
+def test_assess_maps_the_runstate(runstate: str, state: str, cause: str | None) -> None:
+    freeze = run(assess(FakeGuest(state=runstate)))
+    assert (freeze.state, freeze.cause) == (state, cause)
+    assert freeze.failover_safe is (state == "frozen")
+    assert freeze.runstate == runstate
+
+
+def test_a_frozen_guest_with_a_running_mirror_is_not_failover_safe() -> None:
+    freeze = run(assess(FakeGuest(state="io-error", block_jobs=[MIRROR])))
+    assert freeze.state == "frozen" and not freeze.failover_safe
+    assert freeze.reasons == ("block job drive0 (mirror) is still running",)
+
+
+def test_a_paused_block_job_and_finished_jobs_do_not_write() -> None:
+    paused = {**MIRROR, "paused": True}
+    done = {"id": "snap", "type": "snapshot-save", "status": "concluded"}
+    freeze = run(assess(FakeGuest(state="io-error", block_jobs=[paused], jobs=[done])))
+    assert freeze.failover_safe and freeze.reasons == ()
+
+
+def test_other_jobs_and_migration_make_it_unsafe() -> None:
+    job = {"id": "snap", "type": "snapshot-save", "status": "running"}
+    freeze = run(assess(FakeGuest(state="internal-error", jobs=[job], migration="active")))
+    assert freeze.reasons == ("job snap (snapshot-save) is still running", "migration is active")
+
+
+def test_events_refine_the_cause() -> None:
+    nospace = event("BLOCK_IO_ERROR", nospace=True)
+    freeze = run(assess(FakeGuest(state="io-error"), [nospace]))
+    assert freeze.cause == "io-error-nospace" and freeze.events == (nospace,)
+
+
+def test_assess_raises_what_the_guest_raises() -> None:
+    guest = FakeGuest(state="running")
+    guest.hang_up()
+    with pytest.raises(GuestGone):
+        run(assess(guest))
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("guest", "code"),
+    [
+        (FakeGuest(state="running"), StatusExit.RUNNING),
+        (FakeGuest(state="internal-error"), StatusExit.FROZEN_SAFE),
+        (FakeGuest(state="internal-error", block_jobs=[MIRROR]), StatusExit.FROZEN_UNSAFE),
+        (FakeGuest(state="paused"), StatusExit.PAUSED),
+    ],
+)
+def test_status_exit_codes_of_a_reachable_guest(guest: FakeGuest, code: StatusExit) -> None:
+    guest.pid = 4242
+    result = run(status(FakeAddress([guest])))
+    assert result.exit_code == code
+    assert result.qemu_pid == 4242 and result.qmp == "fake.qmp"
+
+
+@pytest.mark.parametrize(
+    ("error", "pids", "state", "code", "safe"),
+    [
+        (GuestGone("no QMP socket at fake.qmp"), [], "gone", StatusExit.GONE, True),
+        (GuestGone("connection refused"), None, "gone", StatusExit.GONE, False),  # TCP
+        (GuestHeld("no greeting"), [], "busy", StatusExit.BUSY, False),
+        (TransportTimeout("connecting timed out"), [], "busy", StatusExit.BUSY, False),
+    ],
+)
+def test_status_maps_the_error_class_to_a_state(
+    error: Exception, pids: list[int] | None, state: str, code: StatusExit, safe: bool
+) -> None:
+    result = run(status(FakeAddress([error], pids=pids)))  # type: ignore[list-item]
+    assert (result.state, result.exit_code, result.failover_safe) == (state, code, safe)
+    assert result.reasons[0].startswith(str(error).split(":")[0])
+
+
+def test_status_of_a_gone_guest_whose_qemu_lingers_is_not_safe() -> None:
+    result = run(status(FakeAddress([GuestGone("lost")], pids=[os.getpid()])))
+    assert result.exit_code == StatusExit.GONE and not result.failover_safe
+    assert f"QEMU process {os.getpid()} is still alive" in result.reasons
+
+
+class Hanging(FakeGuest):
+    """A guest whose monitor takes commands and never answers them."""
+
+    async def execute(self, command: str, arguments: object = None, **_: object) -> object:
+        await asyncio.Event().wait()
+        return None
+
+
+def test_status_says_busy_when_the_guest_never_answers() -> None:
+    result = run(status(FakeAddress([Hanging()]), timeout=0.05))
+    assert result.exit_code == StatusExit.BUSY
+    assert result.reasons == ("QEMU did not answer within 0.05s",)
+
+
+def test_status_raises_for_a_wrong_address() -> None:
+    with pytest.raises(NotAMonitor):
+        run(status(FakeAddress([NotAMonitor("x does not speak QMP")])))
+
+
+def test_status_raises_when_qemu_refuses_query_status() -> None:
+    guest = FakeGuest(replies={"query-status": CommandFailed("QEMU refused query-status")})
+    with pytest.raises(CommandFailed):
+        run(status(FakeAddress([guest])))
+
+
+# --- the watcher ----------------------------------------------------------------------------
+
+
+class Script:
+    """A watcher over fake addresses, and the records it emits."""
+
+    def __init__(self, *addresses: FakeAddress) -> None:
+        self.records: list[Record] = []
+        opts = WatchOptions(endpoints=addresses, analyze=False, poll_interval=0.01, retry_max=0.02)
+        self.watcher = Watcher(opts, self.records.append, analyzer=None)
+
+    async def until(self, what: Callable[[Record], bool]) -> Record:
+        """The first record (old or new) that matches, waiting for it."""
+        while True:
+            found = next((r for r in self.records if what(r)), None)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.001)
+
+    def signals(self) -> list[Signal]:
+        return [r for r in self.records if isinstance(r, Signal)]
+
+
+def is_state(state: str, detail: str | None = None) -> Callable[[Record], bool]:
+    return lambda r: isinstance(r, StateChange) and r.state == state and detail in (None, r.detail)
+
+
+def test_watch_signals_unsafe_then_safe_then_gone() -> None:
+    guest = FakeGuest(state="running", pid=None)
+    address = FakeAddress([guest])
+    script = Script(address)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(script.watcher.run())
+        await script.until(is_state("running", "connected"))
+        guest.state, guest.block_jobs = "internal-error", [MIRROR]
+        guest.emit(event("STOP"))
+        await script.until(lambda r: isinstance(r, Signal) and not r.failover_safe)
+        guest.block_jobs = []  # the mirror ends: the same freeze is now safe
+        await script.until(lambda r: isinstance(r, Signal) and r.failover_safe)
+        guest.hang_up()
+        await script.until(lambda r: isinstance(r, Signal) and r.state == "gone")
+        await script.until(is_state("unreachable"))  # reconnecting finds nothing
+        script.watcher.stop()
+        await task
+
+    run(scenario())
+    unsafe, safe, gone = script.signals()
+    assert (unsafe.state, unsafe.cause, unsafe.detected_by) == (
+        "frozen", "internal-error", "event STOP",
+    )  # fmt: skip
+    assert unsafe.reasons == ("block job drive0 (mirror) is still running",)
+    assert (safe.state, safe.failover_safe, safe.detected_by) == ("frozen", True, "poll")
+    assert (gone.cause, gone.detected_by, gone.failover_safe) == (
+        "qemu-exited", "connection lost", True,
+    )  # fmt: skip
+    assert address.connects >= 2  # it reconnected
+
+
+def test_watch_a_pause_is_a_state_change_not_a_signal() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(script.watcher.run())
+        await script.until(is_state("running", "connected"))
+        guest.state = "paused"
+        guest.emit(event("STOP"))
+        await script.until(is_state("paused", "event STOP"))
+        script.watcher.stop()
+        await task
+
+    run(scenario())
+    assert script.signals() == []
+
+
+def test_watch_a_second_freeze_after_a_restart_is_signaled_again() -> None:
+    first, second = FakeGuest(state="running", pid=None), FakeGuest(state="running", pid=None)
+    script = Script(FakeAddress([first, second]))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(script.watcher.run())
+        await script.until(is_state("running", "connected"))
+        first.state = "guest-panicked"
+        first.emit(event("GUEST_PANICKED", action="pause"))
+        await script.until(lambda r: isinstance(r, Signal) and r.state == "frozen")
+        first.hang_up()
+        await script.until(lambda r: isinstance(r, Signal) and r.state == "gone")
+        await script.until(
+            lambda r: is_state("running", "connected")(r) and r is not script.records[0]
+        )
+        second.state = "internal-error"
+        second.emit(event("STOP"))
+        await script.until(lambda r: len([s for s in script.signals() if s.state == "frozen"]) == 2)
+        script.watcher.stop()
+        await task
+
+    run(scenario())
+    frozen = [s for s in script.signals() if s.state == "frozen"]
+    assert [s.cause for s in frozen] == ["guest-panicked", "internal-error"]
+    assert [s.detected_by for s in frozen] == ["event GUEST_PANICKED", "event STOP"]
+
+
+def test_watch_a_guest_frozen_when_first_seen_is_signaled_on_connect() -> None:
+    script = Script(FakeAddress([FakeGuest(state="io-error")]))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(script.watcher.run())
+        await script.until(lambda r: isinstance(r, Signal))
+        script.watcher.stop()
+        await task
+
+    run(scenario())
+    (signal,) = script.signals()
+    assert (signal.cause, signal.detected_by, signal.failover_safe) == ("io-error", "connect", True)
+
+
+def test_watch_resumed_guest_starts_a_new_episode() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(script.watcher.run())
+        await script.until(is_state("running", "connected"))
+        guest.state = "internal-error"
+        guest.emit(event("STOP"))
+        await script.until(lambda r: isinstance(r, Signal))
+        guest.state = "running"  # an operator resumed it (cont)
+        guest.emit(event("RESUME"))
+        await script.until(is_state("running", "poll"))
+        guest.state = "internal-error"
+        guest.emit(event("STOP"))
+        await script.until(lambda r: len(script.signals()) == 2)
+        script.watcher.stop()
+        await task
+
+    run(scenario())
+    assert [s.cause for s in script.signals()] == ["internal-error", "internal-error"]
+
+
+# --- capture's steps ------------------------------------------------------------------------
+
+REGISTERS = "CPU#0\nRAX=0000000000000000 RBX=0000000000000000\n"
+
+
+def frozen_guest(**replies: object) -> FakeGuest:
+    base: dict[str, object] = {
+        "query-name": {"name": "web1"},
+        "query-uuid": {"UUID": "00000000-0000-0000-0000-000000000000"},
+        "hmp:info registers -a": REGISTERS,
+        "hmp:info mtree -f": "FlatView #0\n",
+    }
+    return FakeGuest(state="internal-error", replies={**base, **replies})  # type: ignore[dict-item]
+
+
+def capture_with(
+    guest: FakeGuest, out: Path, memory: str = "none"
+) -> tuple[Bundle, list[Progress]]:
+    seen: list[Progress] = []
+    options = CaptureOptions(FakeAddress([guest]), out, memory)  # type: ignore[arg-type]
+    result = run(Capture(guest, options, seen.append).run(()))
+    return Bundle.open(result.bundle), seen
+
+
+def steps_of(bundle: Bundle) -> dict[str, str]:
+    return {s.name: s.status for s in bundle.manifest.steps}
+
+
+def test_capture_of_a_scripted_guest_completes_without_qemu(tmp_path: Path) -> None:
+    bundle, progress = capture_with(frozen_guest(), tmp_path)
+    assert bundle.manifest.status == "complete", bundle.manifest.reasons
+    steps = steps_of(bundle)
+    assert steps["freeze"] == steps["registers"] == steps["runstate-check"] == "ok"
+    assert steps["memory"] == "skipped" and steps["vcpu-stats"] == "skipped"
+    freeze = bundle.read_json("freeze")
+    assert isinstance(freeze, dict) and freeze["cause"] == "internal-error"
+    assert bundle.verify() == []
+    assert [p.step for p in progress if p.status == "start"][:2] == ["freeze", "identity"]
+
+
+def test_a_failing_register_read_makes_the_bundle_incomplete(tmp_path: Path) -> None:
+    guest = frozen_guest(**{"hmp:info registers -a": CommandFailed("QEMU refused it")})
+    bundle, progress = capture_with(guest, tmp_path)
+    assert bundle.manifest.status == "incomplete"
+    assert steps_of(bundle)["registers"] == "failed"
+    assert any("QEMU refused it" in r for r in bundle.manifest.reasons)
+    assert any(p.step == "registers" and p.status == "failed" for p in progress)
+    assert steps_of(bundle)["mtree"] == "ok"  # the steps after it still ran
+
+
+def test_a_runstate_change_during_capture_is_a_failed_check(tmp_path: Path) -> None:
+    answers = iter(["internal-error", "running"])
+    guest = frozen_guest(**{"query-status": lambda _: {"status": next(answers)}})
+    bundle, _ = capture_with(guest, tmp_path)
+    assert steps_of(bundle)["runstate-check"] == "failed"
+    assert any("internal-error -> running" in r for r in bundle.manifest.reasons)
+
+
+def test_identity_records_what_qemu_refused(tmp_path: Path) -> None:
+    bundle, _ = capture_with(frozen_guest(), tmp_path)
+    identity = bundle.read_json("identity")
+    assert isinstance(identity, dict)
+    assert identity["name"] == "web1"
+    assert identity["kvm"] == {"error": "no query-kvm"}  # asked, refused, recorded
+
+
+def test_a_failed_memory_dump_leaves_no_half_file(tmp_path: Path) -> None:
+    guest = frozen_guest(
+        **{"dump-guest-memory": {}, "query-dump": {"status": "failed", "completed": 0, "total": 1}}
+    )
+    bundle, _ = capture_with(guest, tmp_path, "elf")
+    assert steps_of(bundle)["memory"] == "failed"
+    assert bundle.artifact("memory-elf") is None
+    assert not (bundle.path / "memory.elf").exists()
+    assert "dump-guest-memory" in guest.commands
+
+
+def test_capture_refuses_a_running_guest_without_live(tmp_path: Path) -> None:
+    guest = frozen_guest()
+    guest.state = "running"
+    with pytest.raises(GuestStateError):
+        capture_with(guest, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no bundle, no temporary directory left
+    assert set(guest.commands) == {
+        "query-status",
+        "query-block-jobs",
+        "query-jobs",
+        "query-migrate",
+    }  # fmt: skip  (only asked, never changed)

@@ -16,6 +16,8 @@ from functools import cache
 from typing import Literal
 
 from ..signature import signature_id
+from .oops_formats import Group
+from .oops_title import describe, match_group
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +524,24 @@ def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
             if any(ign.search(line) for ign in IGNORED_LINES):
                 return None
             return fmt, m
-    return None
+    group = match_group(line)
+    if group is None or any(ign.search(line) for ign in IGNORED_LINES):
+        return None
+    fmt = _group_format(group)
+    m = fmt.header.search(line)
+    return (fmt, m) if m is not None else None
+
+
+@cache
+def _group_format(group: Group) -> OopsFormat:
+    """A report kind only syzkaller's table knows (``oops_formats``): it titles it."""
+    return OopsFormat(
+        name="other-" + group.header.strip(" :").replace(" ", "-").lower(),
+        keyword=group.header,
+        header=_re(re.escape(group.header)),
+        title="{arg}",
+        cause=group.cause,
+    )
 
 
 def _frame_name(func: str) -> str:
@@ -575,10 +594,11 @@ def _group(m: re.Match[str], name: str) -> str | None:
     return m.groupdict().get(name)
 
 
-def _build(op: _Open) -> CrashReport:
+def _build(op: _Open, raw: list[str], lines: list[str]) -> CrashReport:
     fmt, m = op.fmt, op.match
     frames, rip = _collect_frames(op.lines)
     culprit = _culprit(fmt, m, frames)
+    syz = describe(raw, lines, op.first)
     detail = ""
     if fmt.detail is not None:
         for line in op.lines[: ABSORB_WINDOW * 2]:
@@ -597,6 +617,14 @@ def _build(op: _Open) -> CrashReport:
         template, corrupted = fmt.bare_title or template, True
     title = " ".join(template.format(**fields).split())
     alt = tuple(" ".join(a.format(**fields).split()) for a in fmt.alt_titles if culprit)
+    cause = fmt.cause
+    if syz is not None:  # syzkaller knows this report: its rules title it and pick the frame
+        title, alt, corrupted = syz.title, syz.alt_titles, syz.corrupted
+        if syz.frame is not None:
+            culprit = _Frame(syz.frame, syz.module, True)
+        elif corrupted:  # a title that names no function keeps the first frame not skipped
+            culprit = None
+        cause = syz.cause if fmt.name.startswith("other-") else cause
 
     cpu = _group(m, "cpu")
     comm, pid = _group(m, "comm"), _group(m, "pid")
@@ -617,7 +645,7 @@ def _build(op: _Open) -> CrashReport:
             tainted = " ".join((t["taint"] or "").split()) or None
     return CrashReport(
         title=title,
-        cause=fmt.cause,
+        cause=cause,
         culprit=culprit.render() if culprit else None,
         format=fmt.name,
         crashed_cpu=int(cpu) if cpu is not None else None,
@@ -649,7 +677,8 @@ def _release(lines: list[str]) -> str | None:
 
 def parse_console(text: str) -> ConsoleAnalysis:
     """Split console text into crash reports; never raises, linear in the input size."""
-    lines = [clean_line(raw) for raw in text.split("\n")]
+    raw_lines = text.split("\n")
+    lines = [clean_line(raw) for raw in raw_lines]
     done: list[_Open] = []
     notes: list[str] = []
     current: _Open | None = None
@@ -711,6 +740,6 @@ def parse_console(text: str) -> ConsoleAnalysis:
         if _SYSRQ.search(line):
             notes.append(f"line {index}: crash triggered on purpose through sysrq")
             break
-    reports = tuple(_build(op) for op in done)
+    reports = tuple(_build(op, raw_lines, lines) for op in done)
     logger.debug("console: %d lines, %d reports", len(lines), len(reports))
     return ConsoleAnalysis(reports=reports, kernel_release=_release(lines), notes=tuple(notes))

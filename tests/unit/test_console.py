@@ -111,10 +111,9 @@ def test_oops_details() -> None:
     )
     assert "filp_close" not in r.frames, "'? ' frames are unreliable and left out"
     assert r.panic_message == "Fatal exception"
-    assert r.signature == "b0972fc02e4df244"  # a stable id: first 16 hex of sha256(title)
-    assert r.alt_titles == (
-        "BUG: unable to handle kernel NULL pointer dereference in kvmha_lab_oops",
-    )
+    assert r.title == "BUG: unable to handle kernel NULL pointer dereference in kvmha_lab_oops"
+    assert r.signature == "8e05b8474027ce4b"  # a stable id: first 16 hex of sha256(title)
+    assert r.alt_titles == ("bad-access in kvmha_lab_oops",)
 
 
 def test_smp_panic_cpu_and_notes() -> None:

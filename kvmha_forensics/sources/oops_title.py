@@ -1,0 +1,434 @@
+"""The engine over :mod:`.oops_formats` and :mod:`.oops_frames`: a report's syzkaller title,
+alternate titles, ``corrupted`` flag and guilty frame.
+
+:func:`match_group` says whether a console line starts a report; :func:`describe` reads the
+report from there. The report's text is its lines in the header line's printk context
+(``[T123]`` / ``[C1]`` caller ids, or timestamps), without unreliable ``? `` frames, up to the
+next report's header; the title is the earliest-matching format's template, filled with its
+groups and the guilty frames, then normalized (addresses, numbers, lines, CPU numbers).
+Linear in the report's size: no regex spans lines except the title searches.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from .oops_formats import (
+    CONTINUATIONS,
+    GROUPS,
+    INFO_WITH_STACK,
+    TRACE,
+    Format,
+    Group,
+    GroupCause,
+    Stack,
+    expand,
+)
+from .oops_frames import (
+    CORRUPTED_LINES,
+    FRAME_LINES,
+    RISCV_TRACE_START,
+    SKIP,
+    TRACE_STARTS,
+    pick_hang,
+    pick_stall,
+    strip_prefix,
+)
+
+#: A report's text never holds more lines than this (from its header on).
+MAX_LINES = 1000
+#: Titles are cut to this many characters (intermixed lines can be very long).
+MAX_TITLE = 120
+#: Where a report's lines come from: printk time, then an optional caller id.
+_CONTEXT = re.compile(
+    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?"
+    r"\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? "
+)
+_CONSOLE = "console"
+_QUESTIONABLE = re.compile(r"(?:^|\s)\? ")
+_HEADERS = re.compile("|".join(re.escape(g.header) for g in GROUPS))
+#: A cheap test for a line that may end a report: any header or message with a stack.
+_BOUNDARY = re.compile(
+    "|".join(re.escape(h) for h in (*(g.header for g in GROUPS), *INFO_WITH_STACK))
+)
+_MODULE_FRAME = re.compile(r"(?<![\w.])(\w+)(?:\.[\w.]+)?\+0x[0-9a-f]+/0x[0-9a-f]+ \[([\w-]+)")
+_SPACES = re.compile(" {2,}")
+_CORRUPTED_TITLE = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
+#: syzkaller's ``reportFrameRe``: a title's frame is what follows its last `` in ``.
+_TITLE_FRAME = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
+#: A panic (or a lockdep report induced by the oops) this far into a report ends its text.
+_MIN_LINES, _MIN_LINES_KMSAN = 22, 16
+#: Lines after a header where a repeat of it (a symbolized inline frame) may appear.
+_REPEAT_WINDOW = 8
+
+#: Title normalization, in order; each applied until nothing changes. What varies between
+#: runs of one bug goes: executor names, addresses, IPs, line numbers, offsets, numbers.
+_NORMALIZE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p, re.ASCII), r)
+    for p, r in (
+        (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor"),
+        (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller"),
+        (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\1ADDR"),
+        (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP"),
+        (r"(\.\w+)(:[0-9]+)+", r"\1:LINE"),
+        (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
+        (r"CPU#[0-9]+", "CPU"),
+        (r"(\W)(\d+)(\W|$)", r"\1NUM\3"),
+        (r"\d{7,}", "NUM"),
+    )
+)
+
+#: The cause of a report by its title, before its group's default.
+_CAUSES: tuple[tuple[str, GroupCause], ...] = (
+    ("INFO: rcu detected stall", "guest-lockup"),
+    ("BUG: soft lockup", "guest-lockup"),
+    ("BUG: spinlock lockup", "guest-lockup"),
+    ("BUG: workqueue lockup", "guest-lockup"),
+    ("INFO: task hung", "guest-hung-task"),
+    ("BUG: unable to handle", "guest-oops"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What syzkaller's rules say of one report. ``frame`` is the guilty function (None when
+    the title names none); ``module`` the module it was printed with, if any."""
+
+    title: str
+    alt_titles: tuple[str, ...]
+    corrupted: bool
+    frame: str | None
+    module: str | None
+    cause: GroupCause
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    fmt: Format
+    title: re.Pattern[str]
+    report: tuple[re.Pattern[str], ...]
+
+
+@cache
+def _compiled(group: Group) -> tuple[tuple[_Compiled, ...], tuple[re.Pattern[str], ...]]:
+    formats = tuple(
+        _Compiled(f, re.compile(expand(f.title)), tuple(re.compile(expand(p)) for p in f.report))
+        for f in group.formats
+    )
+    return formats, tuple(re.compile(p) for p in group.ignore)
+
+
+@cache
+def _parts(parts: tuple[str, ...]) -> tuple[re.Pattern[str] | None, ...]:
+    return tuple(None if p == TRACE else re.compile(expand(p)) for p in parts)
+
+
+@cache
+def _skip(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a skip list (the common one costs ~15 ms to compile: once)."""
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+_CONTINUATION = re.compile("|".join(CONTINUATIONS))
+_TRACE_START = re.compile("|".join(s.pattern for s in TRACE_STARTS))
+_CORRUPTED_LINE = re.compile("|".join(c.pattern for c in CORRUPTED_LINES))
+
+
+def match_group(line: str) -> Group | None:
+    """The group whose header ``line`` holds (the first in table order), unless the line is
+    one of that group's known non-reports."""
+    if _HEADERS.search(line) is None:
+        return None
+    for group in GROUPS:
+        if group.header in line:
+            if any(i.search(line) for i in _compiled(group)[1]):
+                continue
+            return group
+    return None
+
+
+def _context(raw: str) -> str:
+    if "[" not in raw:
+        return ""
+    m = _CONTEXT.match(raw)
+    if m is None:
+        return ""
+    return m[1] or _CONSOLE
+
+
+def _questionable(line: str) -> bool:
+    if "<EOI>" in line:
+        return False
+    return _QUESTIONABLE.search(line) is not None or line.endswith(" (unreliable)")
+
+
+def report_lines(raw: Sequence[str], clean: Sequence[str], first: int) -> tuple[list[str], int]:
+    """The report's text from its header ``first``: lines of the header's context (with a CPU
+    backtrace, the other CPUs' lines too), unreliable frames left out, up to :data:`MAX_LINES`;
+    and how many of them precede the next report's header (all, when caller ids keep reports
+    apart). The title is read from those; the check for a stack trace reads them all."""
+    context = _context(raw[first])
+    min_lines = _MIN_LINES_KMSAN if "BUG: KMSAN:" in clean[first] else _MIN_LINES
+    out = [clean[first]]
+    end, text_lines = 1, 1
+    second = skip_text = cpu_backtrace = False
+    split = context in ("", _CONSOLE)
+    # A symbolized report repeats its header once per inlined function ("BUG: KASAN: … in f
+    # file.c:1 [inline]"): those lines, just after the header, are not a second report.
+    repeat = clean[first].partition(" in ")[0] + " in " if " in " in clean[first] else None
+    for i in range(first + 1, min(len(raw), first + MAX_LINES)):
+        line = clean[i]
+        if (
+            not (repeat is not None and i - first <= _REPEAT_WINDOW and line.startswith(repeat))
+            and not second
+            and _BOUNDARY.search(line) is not None
+            and (
+                (match_group(line) is not None and _CONTINUATION.search(line) is None)
+                or any(m in line for m in INFO_WITH_STACK)
+            )
+        ):
+            second = True
+        ctx = _context(raw[i])
+        if (ctx != "" and _questionable(line)) or (
+            ctx != context and not (cpu_backtrace and ctx.startswith("[") and "C" in ctx)
+        ):
+            continue
+        text_lines += 1
+        if skip_text or "Disabling lock debugging due to kernel taint" in line:
+            continue
+        if "Sending NMI from CPU" in line:
+            cpu_backtrace = True
+        elif text_lines > min_lines and (
+            "Kernel panic - not syncing" in line
+            or "WARNING: possible circular locking dependency detected" in line
+        ):
+            skip_text = True
+            continue
+        out.append(line)
+        if not second or not split:
+            end = len(out)
+    return out, end
+
+
+def _report_match(
+    lines: list[str], parts: tuple[re.Pattern[str], ...]
+) -> tuple[list[str], int] | None:
+    """The groups of ``parts`` matched on successive lines, and the line of the first; None if
+    they do not all match."""
+    groups: list[str] = []
+    start = -1
+    i = 0
+    for part in parts:
+        while i < len(lines):
+            m = part.search(lines[i])
+            i += 1
+            if m is not None:
+                groups += [g or "" for g in m.groups()]
+                start = i - 1 if start < 0 else start
+                break
+        else:
+            return None
+    return groups, start
+
+
+def _frames(stack: Stack, lines: list[str]) -> tuple[list[tuple[str, str]], bool]:
+    """One (canonical, raw) guilty frame per trace of ``stack``; False when one has none."""
+    results, ok = _frames_with(stack, stack.parts, lines)
+    if ok or not stack.parts2:
+        return results, ok
+    return _frames_with(stack, stack.parts2, lines)
+
+
+def _pick(stack: Stack, raw: list[str]) -> tuple[str, str] | None:
+    if not raw:
+        return None
+    stripped = [strip_prefix(f) for f in raw]
+    if stack.extractor == "first":
+        return stripped[0], raw[0]
+    index, name = pick_stall(stripped) if stack.extractor == "stall" else pick_hang(stripped)
+    if index < 0:
+        return None
+    return name or stripped[index], raw[index]
+
+
+def _frames_with(
+    stack: Stack, spec: tuple[str, ...], lines: list[str]
+) -> tuple[list[tuple[str, str]], bool]:
+    parts = _parts(spec)
+    common, own = _skip(SKIP), _skip(stack.skip) if stack.skip else None
+    collect_all = stack.extractor != "first"
+    results: list[tuple[str, str]] = []
+    raw: list[str] = []
+    ok, traces, pos, index = True, 0, 0, 0
+
+    def add(m: re.Match[str]) -> None:
+        for frame in m.groups():
+            if (
+                frame
+                and (collect_all or not raw)
+                and common.search(frame) is None
+                and (own is None or own.search(frame) is None)
+            ):
+                raw.append(frame)
+
+    while True:
+        if index == len(parts) or (parts[index] is None and traces > 0):
+            picked = _pick(stack, raw)
+            if picked is None:
+                picked, ok = ("corrupted", "corrupted"), False
+            results.append(picked)
+            raw = []
+        if index == len(parts):
+            return results, ok
+        part = parts[index]
+        next_part = parts[index + 1] if index + 1 < len(parts) else None
+        index += 1
+        if part is None:
+            traces += 1
+            while pos < len(lines):
+                line = lines[pos]
+                pos += 1
+                if _CORRUPTED_LINE.search(line) is not None:
+                    ok = False
+                    break
+                if _TRACE_START.search(line) is not None:
+                    break
+                if next_part is not None and (m := next_part.search(line)) is not None:
+                    add(m)
+                    index += 1
+                    break
+                for frame_line in FRAME_LINES:
+                    if (m := frame_line.search(line)) is not None:
+                        add(m)
+                        break
+        else:
+            while pos < len(lines):
+                line = lines[pos]
+                pos += 1
+                if _CORRUPTED_LINE.search(line) is not None:
+                    ok = False
+                    break
+                if (m := part.search(line)) is not None:
+                    add(m)
+                    break
+
+
+def normalize(title: str) -> str:
+    """``title`` without what varies between runs of one bug, cut and spaced as syzkaller's."""
+    for pattern, replacement in _NORMALIZE:
+        while True:
+            new = pattern.sub(replacement, title)
+            if new == title:
+                break
+            title = new
+    kept = "".join(
+        " " if c == "\t" else c for c in title[:MAX_TITLE] if " " <= c < "\x7f" or c == "\t"
+    )
+    return _SPACES.sub(" ", kept).strip()
+
+
+def _has_trace(text: str) -> bool:
+    """Each trace header has a frame within 15 lines of it, and there is at least one."""
+    found = False
+    for start in TRACE_STARTS:
+        m = start.search(text)
+        if m is None:
+            continue
+        lines = text[m.start() :].split("\n")
+        if len(lines) < 4:
+            return False
+        frame = False
+        for line in lines[1:16]:
+            if _TRACE_START.search(line) is not None:
+                break
+            if "(stack is not available)" in line or any(f.search(line) for f in FRAME_LINES):
+                frame = found = True
+                break
+        if not frame and start is not RISCV_TRACE_START:
+            return False
+    return found
+
+
+def _module(lines: list[str], raw_frame: str) -> str | None:
+    """The module ``raw_frame`` is printed with (``func+0x1/0x2 [mod]``), if any."""
+    for line in lines:
+        if raw_frame in line and "[" in line:
+            for m in _MODULE_FRAME.finditer(line):
+                if m[1] == raw_frame:
+                    return m[2]
+    return None
+
+
+def _cause(title: str, group: Group) -> GroupCause:
+    return next((cause for prefix, cause in _CAUSES if title.startswith(prefix)), group.cause)
+
+
+def describe(raw: Sequence[str], clean: Sequence[str], first: int) -> Description | None:
+    """syzkaller's title, alternates, corruption and guilty frame of the report whose header is
+    line ``first`` (``raw`` the console's lines, ``clean`` the same without printk prefixes);
+    None when that line is no report header syzkaller knows."""
+    group = match_group(clean[first])
+    if group is None:
+        return None
+    full, end = report_lines(raw, clean, first)
+    lines = full[:end]
+    text = "\n".join(lines) + "\n"
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    best = len(text)
+    desc: str | None = None
+    chosen: Format | None = None
+    alts: list[str] = []
+    matched = corrupted = False
+    raw_frame = ""
+    for compiled in _compiled(group)[0]:
+        m = compiled.title.search(text)
+        if m is None or m.start() > best or (m.start() == best and desc is not None):
+            continue
+        if m.start() < best:
+            desc, chosen, best = None, None, m.start()
+        matched = True
+        fmt = compiled.fmt
+        if compiled.report:
+            found = _report_match(lines, compiled.report)
+            if found is None:
+                continue
+            args, start_line = found
+            start_line_text = lines[start_line:]
+        else:
+            args = [g or "" for g in m.groups()]
+            line_no = bisect_right(offsets, m.start()) - 1
+            start_line_text = [text[m.start() : offsets[line_no + 1] - 1], *lines[line_no + 1 :]]
+        corrupted = False
+        frames: list[tuple[str, str]] = []
+        if fmt.stack is not None:
+            frames, ok = _frames(fmt.stack, start_line_text)
+            corrupted = not ok
+        values = [*args, *(f[0] for f in frames)]
+        desc = fmt.template.format(*values)
+        alts = [a.format(*values) for a in fmt.alt]
+        raws = [*args, *(f[1] for f in frames)]
+        if raws != values:
+            alts += [fmt.template.format(*raws), *(a.format(*raws) for a in fmt.alt)]
+        raw_frame = frames[0][1] if frames else ""
+        chosen = fmt
+    if desc is None:
+        corrupted = matched
+        head = text.find(group.header)
+        desc = text[head : text.index("\n", head)] if head >= 0 else clean[first]
+    corrupted = corrupted or (chosen is not None and chosen.corrupted)
+    if not corrupted:
+        corrupted = _CORRUPTED_TITLE.search(desc) is not None or (
+            chosen is not None and not chosen.no_trace and not _has_trace("\n".join(full) + "\n")
+        )
+    title = normalize(desc)
+    alt_titles = tuple(dict.fromkeys(t for a in alts if (t := normalize(a)) != title))
+    fm = _TITLE_FRAME.match(title)
+    frame = fm[1] if fm is not None and fm[1] != "corrupted" else None
+    module = _module(lines, raw_frame or frame) if frame else None
+    return Description(title, alt_titles, corrupted, frame, module, _cause(title, group))

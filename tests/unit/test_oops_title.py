@@ -35,7 +35,8 @@ RIP = "RIP: 0010:{}+0x15/0x30\n" + REGS
 CASES: list[tuple[str, str, str, str | None]] = [
     (
         "kasan",
-        "BUG: KASAN: use-after-free in memcpy+0x1/0x2\nRead of size 8 at addr ffff8880 by task a/1\n"
+        "BUG: KASAN: use-after-free in memcpy+0x1/0x2\n"
+        "Read of size 8 at addr ffff8880 by task a/1\n"
         + trace("dump_stack_lvl", "print_report", "kasan_report", "memcpy", "tun_chr_write"),
         "KASAN: use-after-free Read in tun_chr_write",
         "tun_chr_write",
@@ -58,7 +59,8 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ),
     (
         "kcsan",
-        "BUG: KCSAN: data-race in ext4_mark_iloc_dirty / ext4_free_inode\n\nwrite to 0x1 of 4 bytes\n",
+        "BUG: KCSAN: data-race in ext4_mark_iloc_dirty / ext4_free_inode\n\n"
+        "write to 0x1 of 4 bytes\n",
         "KCSAN: data-race in ext4_mark_iloc_dirty / ext4_free_inode",
         "ext4_mark_iloc_dirty",
     ),
@@ -278,7 +280,8 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ),
     (
         "general protection fault",
-        "general protection fault, probably for non-canonical address 0xdffffc0000000001: 0000 [#1] SMP KASAN\n"
+        "general protection fault, probably for non-canonical address 0xdffffc0000000001: "
+        "0000 [#1] SMP KASAN\n"
         + RIP.format("smc_diag_dump_proto")
         + trace("smc_diag_dump", "netlink_dump"),
         "general protection fault in smc_diag_dump_proto",
@@ -319,7 +322,8 @@ CASES: list[tuple[str, str, str, str | None]] = [
     ),
     (
         "stack protector",
-        "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: sctp_auth_asoc_set+0x1/0x2\n",
+        "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: "
+        "sctp_auth_asoc_set+0x1/0x2\n",
         "kernel panic: stack is corrupted in sctp_auth_asoc_set",
         "sctp_auth_asoc_set",
     ),
@@ -512,7 +516,8 @@ def test_second_report_ends_the_first() -> None:
 
 def test_symbolized_header_repeats_are_one_report() -> None:
     text = (
-        "BUG: KASAN: slab-use-after-free in instrument_atomic_read_write include/linux/x.h:96 [inline]\n"
+        "BUG: KASAN: slab-use-after-free in instrument_atomic_read_write "
+        "include/linux/x.h:96 [inline]\n"
         "BUG: KASAN: slab-use-after-free in recv_work+0x694/0xa80 drivers/block/nbd.c:1022\n"
         "Write of size 4 at addr ffff8880295de478 by task kworker/u33:0/67\n"
         + trace("dump_stack_lvl", "kasan_report", "recv_work", "process_one_work")

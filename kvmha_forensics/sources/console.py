@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..signature import signature_id
 from .oops_formats import Group
-from .oops_title import describe, match_group
+from .oops_title import ConsoleLines, describe, match_group
 
 logger = logging.getLogger(__name__)
 
@@ -594,11 +594,11 @@ def _group(m: re.Match[str], name: str) -> str | None:
     return m.groupdict().get(name)
 
 
-def _build(op: _Open, raw: list[str], lines: list[str]) -> CrashReport:
+def _build(op: _Open, console: ConsoleLines) -> CrashReport:
     fmt, m = op.fmt, op.match
     frames, rip = _collect_frames(op.lines)
     culprit = _culprit(fmt, m, frames)
-    syz = describe(raw, lines, op.first)
+    syz = describe(console, op.first)
     detail = ""
     if fmt.detail is not None:
         for line in op.lines[: ABSORB_WINDOW * 2]:
@@ -740,6 +740,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
         if _SYSRQ.search(line):
             notes.append(f"line {index}: crash triggered on purpose through sysrq")
             break
-    reports = tuple(_build(op, raw_lines, lines) for op in done)
+    console = ConsoleLines(raw_lines, lines)
+    reports = tuple(_build(op, console) for op in done)
     logger.debug("console: %d lines, %d reports", len(lines), len(reports))
     return ConsoleAnalysis(reports=reports, kernel_release=_release(lines), notes=tuple(notes))

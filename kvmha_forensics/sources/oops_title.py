@@ -41,6 +41,9 @@ from .oops_frames import (
 
 #: A report's text never holds more lines than this (from its header on).
 MAX_LINES = 1000
+#: Title regexes are searched in this many first characters of a report (they match its first
+#: lines; the bound keeps a long report of long lines from costing quadratic time).
+_TITLE_SPAN = 16_384
 #: Titles are cut to this many characters (intermixed lines can be very long).
 MAX_TITLE = 120
 #: Where a report's lines come from: printk time, then an optional caller id.
@@ -161,17 +164,70 @@ def _context(raw: str) -> str:
 
 
 def _questionable(line: str) -> bool:
-    if "<EOI>" in line:
+    if "<EOI>" in line or ("? " not in line and not line.endswith(" (unreliable)")):
         return False
     return _QUESTIONABLE.search(line) is not None or line.endswith(" (unreliable)")
 
 
-def report_lines(raw: Sequence[str], clean: Sequence[str], first: int) -> tuple[list[str], int]:
+#: Lines the report's text treats specially (see :func:`report_lines`).
+_DISABLING = "Disabling lock debugging due to kernel taint"
+_NMI = "Sending NMI from CPU"
+_SPECIAL = re.compile(
+    "|".join(
+        re.escape(m)
+        for m in (
+            _DISABLING,
+            _NMI,
+            "Kernel panic - not syncing",
+            "WARNING: possible circular locking dependency detected",
+        )
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    context: str
+    starts: bool  # another header, or a message with a stack: ends a report before it
+    questionable: bool
+    special: str  # the :data:`_SPECIAL` text the line holds, else ""
+
+
+class ConsoleLines:
+    """A console's lines as printed (``raw``) and without printk prefixes (``clean``), with
+    what the rules ask of each line computed once, however many reports read it."""
+
+    def __init__(self, raw: Sequence[str], clean: Sequence[str]) -> None:
+        self.raw, self.clean = raw, clean
+        self._facts: list[_Line | None] = [None] * len(clean)
+
+    def facts(self, i: int) -> _Line:
+        """What line ``i`` is to a report's text."""
+        facts = self._facts[i]
+        if facts is None:
+            line = self.clean[i]
+            context = _context(self.raw[i])
+            starts = _BOUNDARY.search(line) is not None and (
+                (match_group(line) is not None and _CONTINUATION.search(line) is None)
+                or any(m in line for m in INFO_WITH_STACK)
+            )
+            special = _SPECIAL.search(line)
+            facts = self._facts[i] = _Line(
+                context,
+                starts,
+                context != "" and _questionable(line),
+                special[0] if special is not None else "",
+            )
+        return facts
+
+
+def report_lines(console: ConsoleLines, first: int) -> tuple[list[str], int]:
     """The report's text from its header ``first``: lines of the header's context (with a CPU
     backtrace, the other CPUs' lines too), unreliable frames left out, up to :data:`MAX_LINES`;
     and how many of them precede the next report's header (all, when caller ids keep reports
     apart). The title is read from those; the check for a stack trace reads them all."""
-    context = _context(raw[first])
+    clean = console.clean
+    context = console.facts(first).context
     min_lines = _MIN_LINES_KMSAN if "BUG: KMSAN:" in clean[first] else _MIN_LINES
     out = [clean[first]]
     end, text_lines = 1, 1
@@ -180,35 +236,30 @@ def report_lines(raw: Sequence[str], clean: Sequence[str], first: int) -> tuple[
     # A symbolized report repeats its header once per inlined function ("BUG: KASAN: … in f
     # file.c:1 [inline]"): those lines, just after the header, are not a second report.
     repeat = clean[first].partition(" in ")[0] + " in " if " in " in clean[first] else None
-    for i in range(first + 1, min(len(raw), first + MAX_LINES)):
-        line = clean[i]
+    for i in range(first + 1, min(len(clean), first + MAX_LINES)):
+        facts = console.facts(i)
         if (
-            not (repeat is not None and i - first <= _REPEAT_WINDOW and line.startswith(repeat))
-            and not second
-            and _BOUNDARY.search(line) is not None
-            and (
-                (match_group(line) is not None and _CONTINUATION.search(line) is None)
-                or any(m in line for m in INFO_WITH_STACK)
+            not second
+            and facts.starts
+            and not (
+                repeat is not None and i - first <= _REPEAT_WINDOW and clean[i].startswith(repeat)
             )
         ):
             second = True
-        ctx = _context(raw[i])
-        if (ctx != "" and _questionable(line)) or (
+        ctx = facts.context
+        if facts.questionable or (
             ctx != context and not (cpu_backtrace and ctx.startswith("[") and "C" in ctx)
         ):
             continue
         text_lines += 1
-        if skip_text or "Disabling lock debugging due to kernel taint" in line:
+        if skip_text or facts.special == _DISABLING:
             continue
-        if "Sending NMI from CPU" in line:
+        if facts.special == _NMI:
             cpu_backtrace = True
-        elif text_lines > min_lines and (
-            "Kernel panic - not syncing" in line
-            or "WARNING: possible circular locking dependency detected" in line
-        ):
+        elif facts.special and text_lines > min_lines:
             skip_text = True
             continue
-        out.append(line)
+        out.append(clean[i])
         if not second or not split:
             end = len(out)
     return out, end
@@ -367,14 +418,14 @@ def _cause(title: str, group: Group) -> GroupCause:
     return next((cause for prefix, cause in _CAUSES if title.startswith(prefix)), group.cause)
 
 
-def describe(raw: Sequence[str], clean: Sequence[str], first: int) -> Description | None:
+def describe(console: ConsoleLines, first: int) -> Description | None:
     """syzkaller's title, alternates, corruption and guilty frame of the report whose header is
-    line ``first`` (``raw`` the console's lines, ``clean`` the same without printk prefixes);
-    None when that line is no report header syzkaller knows."""
+    line ``first`` of ``console``; None when that line is no report header syzkaller knows."""
+    clean = console.clean
     group = match_group(clean[first])
     if group is None:
         return None
-    full, end = report_lines(raw, clean, first)
+    full, end = report_lines(console, first)
     lines = full[:end]
     text = "\n".join(lines) + "\n"
     offsets = [0]
@@ -387,7 +438,7 @@ def describe(raw: Sequence[str], clean: Sequence[str], first: int) -> Descriptio
     matched = corrupted = False
     raw_frame = ""
     for compiled in _compiled(group)[0]:
-        m = compiled.title.search(text)
+        m = compiled.title.search(text, 0, _TITLE_SPAN)
         if m is None or m.start() > best or (m.start() == best and desc is not None):
             continue
         if m.start() < best:

@@ -9,7 +9,13 @@ import pytest
 from kvmha_forensics.sources.console import clean_line, parse_console
 from kvmha_forensics.sources.oops_formats import GROUPS
 from kvmha_forensics.sources.oops_frames import pick_hang, pick_stall, strip_prefix
-from kvmha_forensics.sources.oops_title import Description, describe, match_group, normalize
+from kvmha_forensics.sources.oops_title import (
+    ConsoleLines,
+    Description,
+    describe,
+    match_group,
+    normalize,
+)
 
 
 def frames(*names: str) -> str:
@@ -24,7 +30,7 @@ def first_report(text: str) -> Description:
     raw = text.split("\n")
     clean = [clean_line(r) for r in raw]
     first = next(i for i, line in enumerate(clean) if match_group(line) is not None)
-    d = describe(raw, clean, first)
+    d = describe(ConsoleLines(raw, clean), first)
     assert d is not None
     return d
 

@@ -1,0 +1,130 @@
+"""Undo what transports and pasting do to log lines, for the console and QEMU log parsers.
+
+Two steps, both linear and never raising:
+
+* :func:`repair_lines` works on the whole text: a quoted-printable mail body (``=3D`` for
+  ``=``, soft line breaks ending in ``=``) is decoded, and a column of line numbers added by
+  an editor or a test harness (``  11745 [46223316.649832] ...``, ktest's ``00034 ...``) is
+  removed. Lines keep their original index: a line joined to the one before it becomes empty.
+* :func:`strip_prefixes` peels what is in front of one line, as often as it repeats: mail
+  quotes (``> >> ``), syslog and journal prefixes (any month name, with or without a host,
+  ISO 8601 stamps, ``kernel:`` or ``QEMU[pid]:``), ``dmesg -T``/``-H`` stamps, printk times
+  (also unpadded ``[3.64]``, ``[  240.]`` and one that lost its ``[``), caller ids
+  (``[  T123]``, ``[    C1]``), levels (``<4>``), ``/dev/kmsg`` and extended netconsole
+  records (``6,1234,5678901,-;``), bracketed tags (``[guest0/uart0]``), CI timestamps
+  (``[2023-07-23T14:47:36.887Z]``), shell and monitor prompts and a stray Markdown backtick.
+
+``docs/console-formats.md`` lists the shapes with an example of each.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+#: Lines longer than this are cut before matching (a lost newline must not cost quadratic work).
+MAX_LINE_CHARS = 2048
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_QP_ESCAPE = re.compile(r"=([0-9A-F]{2})")
+_QP_MIN_HINTS = 2
+_NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})\s+\S")  # also inside mail quotes
+_NUMBER_COLUMN_SHARE = 0.6
+_NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}\s")
+
+_MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?月)"
+_CLOCK = r"\d\d:\d\d:\d\d(?:[.,]\d+)?"
+_ISO = r"\d{4}-\d\d-\d\d[T ]" + _CLOCK + r"(?:Z|[+-]\d\d:?\d\d)?"
+_PROCESS = r"(?:kernel|[\w.@/-]+\[\d+\])"
+_PREFIX_PATTERNS: tuple[str, ...] = (
+    r"^\s*(?:>[ \t]?)+",  # mail quotes, any depth
+    r"^<\d{1,3}>(?! [0-9a-f]{2}\b)",  # syslog / printk level, not a wrapped "<66> 0f"
+    r"^\d{1,3},\d+,\d+,[-c+][^;]{0,40};",  # /dev/kmsg, extended netconsole
+    # syslog: "Jul 27 14:08:03 host kernel: ", "июл 27 ...", host optional
+    rf"^\s*{_MONTH}\s+\d{{1,2}},?\s+{_CLOCK}\s+(?:\S+\s+)?{_PROCESS}:\s?",
+    rf"^\s*{_ISO}\s+(?:\S+\s+)?{_PROCESS}:\s?",  # rsyslog / journalctl -o short-iso
+    rf"^\s*{_ISO}\s+",  # bare ISO stamp (rsyslog, -msg timestamp=on style)
+    r"^\s*kernel:\s?",  # syslogd wall messages, journal lines cut to the tag
+    r"^\s*\[\d{4}-\d\d-\d\dT[\d:.]+Z?\]\s?",  # CI log timestamps
+    r"^\s*\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d " + _CLOCK + r" \d{4}\]\s?",  # dmesg -T
+    r"^\s*\[[A-Z][a-z]{2}\s*\d{1,2} \d\d:\d\d\]\s?",  # dmesg -H, first line of a minute
+    r"^\s*\[\s*\+\d+\.\d+\]\s?",  # dmesg -H deltas
+    r"^\s*\[\s*\d+\.\d*\]\s?",  # printk time, also "[3.64]" and "[  240.]"
+    r"^\s*\d+\.\d{6}\]\s?",  # printk time that lost its "["
+    r"^\s*\[\.{3,}\]\s?",  # time dotted out by hand
+    r"^\[\s*[CT]\d+\]\s?",  # CONFIG_PRINTK_CALLER
+    r"^\[[\w.-]+/[\w.-]+\]\s",  # hypervisor tags such as "[guest0/uart0] "
+    r"^(?:\(qemu\)\s?)+",  # monitor prompt
+    r"^[^\s\[\]]{0,24}[#$]\s+(?=\[\s*\d)",  # shell prompt glued before a timestamp
+    r"^`+(?=\S)",  # Markdown inline-code backtick
+)
+#: One alternation (tried in the order above, in C): a prefix is peeled per match.
+_PREFIX = re.compile("|".join(f"(?:{p})" for p in _PREFIX_PATTERNS))
+_MAX_PEEL = 12
+
+
+def clean_text(raw: str) -> str:
+    """Cut, and drop ANSI escapes, CR and control characters (tabs become spaces)."""
+    line = raw[:MAX_LINE_CHARS]
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    return _CONTROL.sub("", line.replace("\t", " "))
+
+
+def strip_prefixes(line: str) -> str:
+    """``line`` without the transport, time and quote prefixes in front of it."""
+    for _ in range(_MAX_PEEL):
+        m = _PREFIX.match(line)
+        if m is None or m.end() == 0:
+            return line
+        line = line[m.end() :]
+    return line
+
+
+def _is_quoted_printable(text: str) -> bool:
+    return text.count("=3D") + text.count("=20\n") >= _QP_MIN_HINTS
+
+
+def decode_qp(line: str) -> str:
+    """``=XX`` escapes of a quoted-printable line decoded (soft breaks are the caller's)."""
+    return _QP_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), line)
+
+
+def _join_soft_breaks(lines: list[str]) -> list[str]:
+    """Quoted-printable soft line breaks (a line ending in ``=``) joined, indices kept."""
+    out = list(lines)
+    anchor: int | None = None
+    for index, line in enumerate(lines):
+        target = index if anchor is None else anchor
+        if anchor is not None:
+            out[anchor] = out[anchor][:-1] + line
+            out[index] = ""
+        anchor = target if out[target].endswith("=") else None
+    return out
+
+
+def _numbered(lines: list[str]) -> bool:
+    """Whether most non-empty lines start with a non-decreasing column of numbers."""
+    numbers: list[int] = []
+    filled = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        filled += 1
+        m = _NUMBER_COLUMN.match(line)
+        if m is not None:
+            numbers.append(int(m.group(1)))
+    if filled < 2 or len(numbers) < filled * _NUMBER_COLUMN_SHARE:
+        return False
+    return all(a <= b for a, b in itertools.pairwise(numbers))
+
+
+def repair_lines(text: str) -> list[str]:
+    """The ``\\n``-separated lines of ``text``, repaired; same count and order as the input."""
+    lines = text.split("\n")
+    if _is_quoted_printable(text):
+        lines = [decode_qp(line) for line in _join_soft_breaks([s.rstrip("\r") for s in lines])]
+    if _numbered(lines[:400]):
+        lines = [_NUMBER_COLUMN_STRIP.sub(r"\1", line, count=1) for line in lines]
+    return lines

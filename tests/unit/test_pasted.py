@@ -1,0 +1,96 @@
+"""Prefix peeling and paste-damage repair (sources/pasted.py), one example per shape listed in
+docs/console-formats.md, plus properties: never raises, keeps the line count."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvmha_forensics.sources.pasted import MAX_LINE_CHARS, clean_text, repair_lines, strip_prefixes
+
+LINE = "BUG: kernel NULL pointer dereference, address: 0000000000000000"
+
+PREFIXED = [
+    "> ",
+    "> > >> ",
+    "<4>",
+    "<30>",
+    "6,1234,5678901,-;",
+    "Jul 27 14:08:03 host kernel: ",
+    "Jul  7 04:08:03 kernel: ",
+    "июл 27 14:08:03 fedora kernel: ",
+    "Mär  3 10:00:01 host kernel: ",
+    "12月 3 10:00:01 host kernel: ",
+    "2023-01-28T13:02:16.434346+01:00 host kernel: ",
+    "2023-01-28T13:02:16.434346+01:00   ",
+    "kernel: ",
+    "[2023-07-23T14:47:36.887Z] ",
+    "[Tue Jun  4 12:00:01 2024] ",
+    "[Jun 4 12:00] ",
+    "[  +0.000123] ",
+    "[   12.345678] ",
+    "[3.64] ",
+    "[  240.] ",
+    "12.345678] ",
+    "[...] ",
+    "[  T123] ",
+    "[    C1] ",
+    "[guest0/uart0] ",
+    "(qemu) ",
+    "root@host:~# [   12.345678] ",
+    "`",
+    "> Jul 27 14:08:03 host kernel: [   12.345678] [  T123] <4>",
+]
+
+
+@pytest.mark.parametrize("prefix", PREFIXED)
+def test_prefix_is_peeled(prefix: str) -> None:
+    assert strip_prefixes(prefix + LINE) == LINE
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        LINE,
+        " <66> 0f ef 00 f4 eb fd",  # a wrapped Code= line, not a printk level
+        "RIP: 0010:__list_del_entry_valid+0x43/0x80",
+        " ? do_syscall_64+0x3d/0x90",
+    ],
+)
+def test_text_is_kept(line: str) -> None:
+    assert strip_prefixes(line) == line.lstrip() or strip_prefixes(line) == line
+
+
+def test_quoted_printable_is_decoded_and_soft_breaks_joined() -> None:
+    text = "CR0=3D80050033 CR2=3D0000\nCode=3D0f 0b <0f> 0b 66=\n 90 90\nRAX=3D00\n"
+    lines = repair_lines(text)
+    assert lines == ["CR0=80050033 CR2=0000", "Code=0f 0b <0f> 0b 66 90 90", "", "RAX=00", ""]
+
+
+def test_line_number_column_is_removed_also_inside_quotes() -> None:
+    text = "> 00034 kernel BUG at fs/x.c:1!\n> 00034 invalid opcode: 0000 [#1]\n> 00035 RIP: f\n"
+    assert [strip_prefixes(line) for line in repair_lines(text)[:3]] == [
+        "kernel BUG at fs/x.c:1!",
+        "invalid opcode: 0000 [#1]",
+        "RIP: f",
+    ]
+
+
+def test_numbers_that_are_not_a_column_stay() -> None:
+    text = "12 apples\n3 pears\nno number\n"
+    assert repair_lines(text) == text.split("\n")
+
+
+def test_clean_text_cuts_and_drops_controls() -> None:
+    assert clean_text("\x1b[31mred\x1b[0m\tx\r") == "red x"
+    assert len(clean_text("a" * (MAX_LINE_CHARS * 3))) == MAX_LINE_CHARS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_never_raises_and_keeps_line_count(text: str) -> None:
+    lines = repair_lines(text)
+    assert len(lines) == len(text.split("\n"))
+    for line in lines:
+        strip_prefixes(clean_text(line))

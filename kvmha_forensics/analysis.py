@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "kvmha_forensics.analyzers"
 
 Cause = Literal[
-    "guest-panic", "guest-oops", "guest-bug", "guest-lockup", "guest-hung-task",
+    "guest-panic", "guest-oops", "guest-bug", "guest-lockup", "guest-hung-task", "guest-oom",
     "kvm-emulation-failure", "kvm-internal-error", "kvm-entry-failure", "triple-fault",
     "host-memory-error", "storage-io-error", "storage-nospace", "watchdog", "unknown",
 ]  # fmt: skip

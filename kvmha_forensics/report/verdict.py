@@ -11,7 +11,7 @@ from .model import Verdict
 SPECIFICITY = (
     "kvm-emulation-failure", "kvm-entry-failure", "kvm-internal-error", "triple-fault",
     "host-memory-error", "storage-nospace", "storage-io-error", "guest-oops", "guest-bug",
-    "guest-lockup", "guest-hung-task", "watchdog", "guest-panic", "unknown",
+    "guest-lockup", "guest-hung-task", "guest-oom", "watchdog", "guest-panic", "unknown",
 )  # fmt: skip
 
 

@@ -23,14 +23,17 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
 _QEMU = re.compile(
     r"KVM internal error|extra data\[\d+\]:|\bemulation failure\b|KVM: entry failed"
-    r"|kvm run failed|qemu-system-\w+:|QEMU emulator version"
+    r"|kvm: unhandled exit|kvm run failed|qemu-system-\w+:|QEMU emulator version"
     r"|^\s*(?:\(qemu\)\s*)?(?:[RE]AX=[0-9a-fA-F]{8}|Code=[0-9a-fA-F?<]{2})",
     re.MULTILINE,
 )
 _CONSOLE = re.compile(
     r"^.{0,40}?\[\s*\d+\.\d{6}\]|Linux version \d|Kernel panic - not syncing|Call Trace:"
     r"|\bBUG: |\bOops: |\bWARNING: CPU: |INFO: task .{1,64} blocked|rcu: INFO: |\bKASAN: "
-    r"|\bRIP: [0-9a-fA-F]{4}:",
+    r"|\bRIP: [0-9a-fA-F]{4}:|\[Hardware Error\]|invoked oom-killer|Out of memory"
+    r"|Internal error: Oops|Unable to handle kernel|\bUBSAN: |\bKFENCE: |soft lockup"
+    r"|hard LOCKUP|Hard LOCKUP|blocked for more than|detected stall|self-detected stall"
+    r"|not syncing|---\[ end trace",
     re.MULTILINE,
 )
 

@@ -18,6 +18,7 @@ from typing import Literal
 from ..signature import signature_id
 from .oops_formats import Group
 from .oops_title import ConsoleLines, describe, match_group
+from .pasted import clean_text, repair_lines, strip_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +28,12 @@ Cause = Literal[
     "guest-bug",
     "guest-lockup",
     "guest-hung-task",
+    "guest-oom",
     "watchdog",
     "host-memory-error",
     "unknown",
 ]
 
-#: Lines longer than this are cut before matching (a lost newline must not cost quadratic work).
-MAX_LINE_CHARS = 2048
 #: A report's body never spans more lines than this.
 MAX_REPORT_LINES = 400
 #: At most this many reports are returned; the rest are counted in ``notes``.
@@ -55,7 +55,10 @@ class OopsFormat:
     but no frame qualifies, ``bare_title`` is used and the report is marked corrupted.
     ``skip`` adds culprit-skip regexes to :data:`GENERIC_SKIP`. ``consequence`` marks a panic
     printed *because of* the report before it (``oops=panic``, ``softlockup_panic``...): it is
-    folded into that report, or stands alone (``corrupted``) when the first report is lost.
+    folded into that report, or stands alone (``corrupted``) when the first report is lost; its
+    ``cause`` is then the cause the lost report would have had. ``culprit=False`` reports name
+    no function (an OOM kill is not a code bug). ``ud2_is_bug`` makes an ``invalid opcode`` at
+    a ``ud2`` (``Code: ... <0f> 0b``) or in a list check a BUG() (cause ``guest-bug``).
     """
 
     name: str
@@ -70,6 +73,9 @@ class OopsFormat:
     absorbs: tuple[str, ...] = ()
     consequence: bool = False
     corrupted: bool = False
+    culprit: bool = True
+    ud2_is_bug: bool = False
+    absorb_window: int = ABSORB_WINDOW
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -84,6 +90,8 @@ GENERIC_SKIP: tuple[str, ...] = (
     r"vpanic",
     r"(?:__)?dump_stack(?:_lvl)?",
     r"show_stack",
+    r"dump_backtrace",
+    r"unwind_backtrace",
     r"show_regs",
     r"show_trace_log_lvl",
     r"__warn",
@@ -131,6 +139,11 @@ GENERIC_SKIP: tuple[str, ...] = (
     r"end_repeat_nmi",
     r"__perf_event_overflow",
     r"perf_event_nmi_handler",
+    r"perf_event_overflow",
+    r"do_nmi",
+    r"ret_from_fork\w*",
+    r"ret_from_kernel_thread",
+    r"kernel_thread_helper",
     r"handle_pmi_common",
     r"intel_pmu_handle_irq",
     r"native_queued_spin_lock_slowpath",
@@ -153,6 +166,7 @@ _KASAN_SKIP = (
     r"print_report",
     r"print_address_description",
     r"check_region_inline",
+    r"check_memory_region\w*",
     r"instrument_\w+",
     r"atomic\w*",
     r"kmsan_\w+",
@@ -164,7 +178,10 @@ _HUNG_SKIP = (
     r"down\w*",
     r"\w*rwsem\w*",
     r"\w*completion\w*",
-    r"\w*wait\w*",
+    r"(?:__|out_of_line_)?wait_(?:on|for|event)\w*",
+    r"\w*_wait_(?:on|for|event)\w*",
+    r"prepare_to_wait\w*",
+    r"finish_wait",
     r"kthread",
     r"synchronize\w*",
     r"context_switch",
@@ -182,6 +199,8 @@ _STALL_SKIP = (
     r"__do_softirq",
     r"do_softirq\w*",
     r"handle_softirqs",
+    r"\w*timer_interrupt\w*",
+    r"fast_exception_return",
 )
 _ALLOC_SKIP = (
     r"warn_alloc",
@@ -194,26 +213,58 @@ _ALLOC_SKIP = (
     r"kzalloc\w*",
     r"kcalloc\w*",
 )
+_SCHED_SKIP = (
+    r"__schedule_bug",
+    r"__schedule",
+    r"schedule\w*",
+    r"\w*cond_resched\w*",
+    r"preempt_schedule\w*",
+    r"wait_for_common\w*",
+    r"wait_for_completion\w*",
+    r"__might_sleep",
+    r"__might_resched",
+    r"___might_sleep",
+)
+_UBSAN_SKIP = (r"__ubsan_handle_\w+", r"ubsan_\w+", r"handle_overflow", r"__ubsan_\w+")
+_BAD_PAGE_SKIP = (
+    r"bad_page",
+    r"\w*free_pages\w*",
+    r"\w*free_page\w*",
+    r"free_pcppages_bulk",
+    r"free_unref_page\w*",
+    r"release_pages",
+    r"check_new_page\w*",
+    r"\w*prep_new_page",
+)
+_DIV_SKIP = (r"div_u64\w*", r"div64_\w+", r"div_s64\w*", r"do_div")
 
 #: Panics that are a consequence of the report printed just before them.
-_CONSEQUENCE_PANICS = (
-    ("panic-fatal-exception", r"Fatal exception(?: in interrupt)?"),
-    ("panic-softlockup", r"softlockup: hung tasks"),
-    ("panic-hung-task", r"hung_task: blocked tasks"),
-    ("panic-hard-lockup", r"Hard LOCKUP"),
-    ("panic-on-warn", r"(?:\w+: )?panic_on_warn set"),
-    ("panic-rcu-stall", r"RCU Stall"),
-    ("panic-softdog", r"Software Watchdog Timer expired"),
+#: Panics that are a consequence of the report printed just before them, and the cause that
+#: report had (used when the report itself is not in the text).
+_CONSEQUENCE_PANICS: tuple[tuple[str, str, Cause], ...] = (
+    ("panic-fatal-exception", r"Fatal exception(?: in interrupt)?", "guest-oops"),
+    ("panic-softlockup", r"softlockup: hung tasks", "guest-lockup"),
+    ("panic-hung-task", r"hung_task: blocked tasks", "guest-hung-task"),
+    ("panic-hard-lockup", r"Hard LOCKUP", "guest-lockup"),
+    ("panic-on-warn", r"(?:\w+: )?panic_on_warn set", "guest-bug"),
+    ("panic-rcu-stall", r"RCU Stall", "guest-lockup"),
+    ("panic-softdog", r"Software Watchdog Timer expired", "watchdog"),
+    ("panic-oom", r"(?:Out of memory|System is deadlocked on memory)\b.*", "guest-oom"),
 )
 
-_PANIC = r"Kernel panic - not syncing: "
+#: Case and spacing vary in hand-copied reports ("kernel panic - not syncing : ...").
+_PANIC = r"(?i:kernel panic\s*-+\s*not syncing\s*:\s*)"
+_FUNC = r"[A-Za-z_.$][\w.$]*"
 
 #: The table: first matching format wins for a line, so specific forms come before general ones.
 FORMATS: tuple[OopsFormat, ...] = (
     OopsFormat(
         name="kasan",
-        keyword="BUG: KASAN:",
-        header=_re(r"BUG: KASAN: (?P<arg>[a-z0-9-]+) in (?P<func>[A-Za-z_.$][\w.$]*)"),
+        keyword="BUG: KAS",
+        header=_re(
+            r"BUG: KAS[Aa][Nn]: (?P<arg>[a-z0-9-]+(?: [a-z]+)*?) in (?P<func>" + _FUNC + ")"
+            r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[(?P<mod>[\w-]+)\])?"
+        ),
         title="KASAN: {arg} {detail} in {func}",
         bare_title="KASAN: {arg}",
         cause="guest-bug",
@@ -221,9 +272,109 @@ FORMATS: tuple[OopsFormat, ...] = (
         detail=_re(r"^\s*(Read|Write) of size \d+"),
     ),
     OopsFormat(
+        name="kfence",
+        keyword="BUG: KFENCE:",
+        header=_re(
+            r"BUG: KFENCE: (?P<arg>[a-z0-9-]+(?: read| write)?) in (?P<func>" + _FUNC + ")"
+            r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[(?P<mod>[\w-]+)\])?"
+        ),
+        title="KFENCE: {arg} in {func}",
+        bare_title="KFENCE: {arg}",
+        cause="guest-bug",
+        skip=_KASAN_SKIP,
+    ),
+    OopsFormat(
+        name="ubsan",
+        keyword="UBSAN: ",
+        header=_re(r"UBSAN: (?P<arg>[a-z0-9-]+) in "),
+        title="UBSAN: {arg} in {func}",
+        bare_title="UBSAN: {arg}",
+        cause="guest-bug",
+        skip=_UBSAN_SKIP,
+    ),
+    OopsFormat(
+        name="list-corruption",
+        keyword="corruption",
+        header=_re(r"(?P<arg>list_(?:add|del)) corruption"),
+        title="BUG: corrupted list in {func}",
+        bare_title="BUG: corrupted list",
+        cause="guest-bug",
+        absorbs=("kernel-bug", "warning", "invalid-opcode"),
+    ),
+    OopsFormat(
+        name="bad-page-state",
+        keyword="Bad page state",
+        header=_re(r"BUG: Bad page state in process (?P<comm>\S+)"),
+        title="BUG: Bad page state in {func}",
+        bare_title="BUG: Bad page state",
+        cause="guest-bug",
+        skip=_BAD_PAGE_SKIP,
+    ),
+    OopsFormat(
+        name="sched-atomic",
+        keyword="scheduling while atomic",
+        header=_re(r"BUG: scheduling while atomic: (?P<comm>.+?)/(?P<pid>\d+)/"),
+        title="BUG: scheduling while atomic in {func}",
+        bare_title="BUG: scheduling while atomic",
+        cause="guest-bug",
+        skip=(*_SCHED_SKIP, *_ALLOC_SKIP),
+    ),
+    OopsFormat(
+        name="sleep-invalid",
+        keyword="sleeping function called",
+        header=_re(r"BUG: sleeping function called from invalid context"),
+        title="BUG: sleeping function called from invalid context in {func}",
+        bare_title="BUG: sleeping function called from invalid context",
+        cause="guest-bug",
+        skip=(*_SCHED_SKIP, *_ALLOC_SKIP),
+    ),
+    OopsFormat(
+        name="oom",
+        keyword="ut of memory",
+        header=_re(
+            r"Out of memory(?: and no killable processes|: Kill(?:ed)? process)"
+            r"|Memory cgroup out of memory"
+        ),
+        title="out of memory",
+        cause="guest-oom",
+        culprit=False,
+        absorbs=("oom-killer",),
+    ),
+    OopsFormat(
+        name="oom-killer",
+        keyword="invoked oom-killer",
+        header=_re(r"(?P<comm>\S+) invoked oom-killer: "),
+        title="out of memory",
+        cause="guest-oom",
+        culprit=False,
+        absorbs=("oom",),
+    ),
+    OopsFormat(
+        name="arm-fault",
+        keyword="nable to handle kernel",
+        header=_re(
+            r"(?<!BUG: )Unable to handle kernel (?P<arg>NULL pointer dereference|paging request"
+            r"|execute from non-executable memory|access to user memory|read from unreadable"
+            r" memory|write to read-only memory) at (?:virtual )?address"
+        ),
+        title="Unable to handle kernel {arg} in {func}",
+        bare_title="Unable to handle kernel {arg}",
+        cause="guest-oops",
+        absorbs=("arm-oops",),
+        absorb_window=24,
+    ),
+    OopsFormat(
+        name="arm-oops",
+        keyword="Internal error: ",
+        header=_re(r"Internal error: (?P<arg>Oops(?: - [A-Za-z ]+?)?)(?::| \[#)"),
+        title="Internal error: {arg} in {func}",
+        bare_title="Internal error: {arg}",
+        cause="guest-oops",
+    ),
+    OopsFormat(
         name="null-deref",
         keyword="NULL pointer dereference",
-        header=_re(r"BUG: (?:unable to handle )?[Kk]ernel NULL pointer dereference"),
+        header=_re(r"BUG: (?:[Uu]nable to handle )?[Kk]ernel NULL pointer dereference"),
         title="BUG: kernel NULL pointer dereference in {func}",
         bare_title="BUG: kernel NULL pointer dereference",
         alt_titles=("BUG: unable to handle kernel NULL pointer dereference in {func}",),
@@ -231,8 +382,8 @@ FORMATS: tuple[OopsFormat, ...] = (
     ),
     OopsFormat(
         name="page-fault",
-        keyword="BUG: unable to handle",
-        header=_re(r"BUG: unable to handle (?:page fault for address|kernel paging request)"),
+        keyword="nable to handle",
+        header=_re(r"BUG:? [Uu]nable to handle (?:page fault for address|kernel paging request)"),
         title="BUG: unable to handle page fault in {func}",
         bare_title="BUG: unable to handle page fault",
         alt_titles=("BUG: unable to handle kernel paging request in {func}",),
@@ -261,10 +412,14 @@ FORMATS: tuple[OopsFormat, ...] = (
     OopsFormat(
         name="warning",
         keyword="WARNING: CPU: ",
-        header=_re(r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at "),
+        header=_re(
+            r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?:\S+ (?P<func>" + _FUNC + r")"
+            r"\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?)?"
+        ),
         title="WARNING in {func}",
         bare_title="WARNING: corrupted",
         cause="guest-bug",
+        absorbs=("list-corruption",),
     ),
     OopsFormat(
         name="gpf",
@@ -281,6 +436,7 @@ FORMATS: tuple[OopsFormat, ...] = (
         title="invalid opcode in {func}",
         bare_title="invalid opcode",
         cause="guest-oops",
+        ud2_is_bug=True,
     ),
     OopsFormat(
         name="divide-error",
@@ -289,6 +445,7 @@ FORMATS: tuple[OopsFormat, ...] = (
         title="divide error in {func}",
         bare_title="divide error",
         cause="guest-oops",
+        skip=_DIV_SKIP,
     ),
     OopsFormat(
         name="double-fault",
@@ -300,8 +457,11 @@ FORMATS: tuple[OopsFormat, ...] = (
     ),
     OopsFormat(
         name="hard-lockup",
-        keyword="hard LOCKUP",
-        header=_re(r"Watchdog detected hard LOCKUP on cpu (?P<cpu>\d+)"),
+        keyword="ard LOCKUP",
+        header=_re(
+            r"Watchdog detected hard LOCKUP on cpu (?P<cpu>\d+)|Watchdog CPU:\s*(?P<cpu2>\d+)"
+            r" (?:detected )?Hard LOCKUP"
+        ),
         title="BUG: hard lockup in {func}",
         bare_title="BUG: hard lockup",
         cause="guest-lockup",
@@ -309,7 +469,9 @@ FORMATS: tuple[OopsFormat, ...] = (
     OopsFormat(
         name="rcu-stall",
         keyword="detected",
-        header=_re(r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall"),
+        header=_re(
+            r"INFO: rcu_(?:preempt|sched|bh)(?:_state)? (?:self-)?detected(?: expedited)? stall"
+        ),
         title="INFO: rcu detected stall in {func}",
         bare_title="INFO: rcu detected stall",
         cause="guest-lockup",
@@ -356,7 +518,7 @@ FORMATS: tuple[OopsFormat, ...] = (
     ),
     OopsFormat(
         name="panic-mce",
-        keyword=_PANIC,
+        keyword="not syncing",
         header=_re(_PANIC + r"(?P<arg>Fatal machine check|Machine check from unknown source)"),
         title="kernel panic: {arg}",
         cause="host-memory-error",
@@ -364,26 +526,29 @@ FORMATS: tuple[OopsFormat, ...] = (
     *(
         OopsFormat(
             name=name,
-            keyword=_PANIC,
+            keyword="not syncing",
             header=_re(_PANIC + rf"(?P<arg>{pattern})"),
             title="kernel panic: {arg}",
-            cause="watchdog" if name == "panic-softdog" else "guest-panic",
+            cause=cause,
             consequence=True,
-            corrupted=name != "panic-softdog",
+            corrupted=name not in ("panic-softdog", "panic-oom"),
+            culprit=name != "panic-oom",
+            skip=_STALL_SKIP if cause == "guest-lockup" else (),
         )
-        for name, pattern in _CONSEQUENCE_PANICS
+        for name, pattern, cause in _CONSEQUENCE_PANICS
     ),
     OopsFormat(
         name="panic-kill-init",
-        keyword=_PANIC,
+        keyword="not syncing",
         header=_re(_PANIC + r"(?P<arg>Attempted to kill init!)"),
         title="kernel panic: {arg}",
         cause="guest-panic",
         consequence=True,
+        culprit=False,
     ),
     OopsFormat(
         name="panic",
-        keyword=_PANIC,
+        keyword="not syncing",
         header=_re(_PANIC + r"(?P<arg>.*)"),
         title="kernel panic: {arg}",
         cause="guest-panic",
@@ -406,28 +571,59 @@ IGNORED_LINES: tuple[re.Pattern[str], ...] = (
 #: Lines that end a report's body.
 _END_MARKERS = (_re(r"---\[ end trace [0-9a-f]+ \]---"), _re(r"---\[ end Kernel panic"))
 
-_ANSI = _re(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-_CONTROL = _re(r"[\x00-\x08\x0b-\x1f\x7f]")
-_QEMU_PROMPT = _re(r"^(?:\(qemu\) ?)+")
-_PREFIX = _re(
-    r"^(?:<\d{1,2}>)?"  # syslog level
-    r"(?:\[ *\d+\.\d+\])?"  # printk time
-    r"(?:\[ *[CT]\d+\])?"  # CONFIG_PRINTK_CALLER
-    r" ?"
-)
-_JOURNAL = _re(r"^(?:\S+ +){2,3}\d\d:\d\d:\d\d(?:\.\d+)? \S+ kernel: ")
+_SYM = r"(?P<func>[A-Za-z_.$][\w.$]*)"
+_OFF = r"\+0x[0-9a-f]+/0x[0-9a-f]+"
+_MOD = r"\[(?P<mod>[\w-]+)\]"
+#: What may follow a symbol: file:line (syzkaller), "(file:line)" (decode_stacktrace.sh),
+#: "[inline]", "(unreliable)" (powerpc), "()" (old WARN lines).
+_DECOR = r"(?:\s+\[inline\]|\s+[\w./-]+:\d+(?::\d+)?|\s*\((?:[^()]|\([^()]*\))*\))*\s*$"
 _FRAME = _re(
-    r"^\s*(?P<q>\? )?(?:\[<[0-9a-f]+>\] )?(?P<q2>\? )?"
-    r"(?P<func>[A-Za-z_.$][\w.$]*)"
-    r"(?:(?P<off>\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[(?P<mod1>[\w-]+)\])?"
-    r"|(?= \S+:\d+ \[inline\]))"
-    r"(?: \S+:\d+)?(?: \[inline\])?(?: \[(?P<mod2>[\w-]+)\])?\s*$"
+    r"^\s*(?:<[A-Z#]{2,4}>\s*)*(?P<q>\?\s)?(?:\[<[0-9a-f]*>\]\s*)?(?P<q2>\?\s)?"
+    + _SYM
+    + r"(?:"
+    + _OFF
+    + r"(?:\s+"
+    + _MOD
+    + r")?"
+    + r"|(?=\s+\(\S+:\d+|\s+\S+:\d+ \[inline\]))"
+    + _DECOR
 )
+#: powerpc: "[c0000001fb2cb3c0] [c000000000d3fc18] dump_stack+0xbc/0x104 (unreliable)".
+_PPC_FRAME = _re(
+    r"^\s*\[[0-9a-f]{8,16}\]\s+\[[0-9a-f]{8,16}\]\s+"
+    + _SYM
+    + _OFF
+    + r"(?:\s+"
+    + _MOD
+    + r")?\s*(?P<unreliable>\(unreliable\))?"
+)
+#: arm: "[<c0012940>] (dump_backtrace+0x0/0x10c) from [<...>] (...)" and
+#: "__schedule from schedule+0x20/0xac" (the first function is the frame).
+_ARM_FRAME = _re(
+    r"^\s*(?:\[<[0-9a-f]+>\]\s*\(" + _SYM + r"(?:" + _OFF + r")?(?:\s+" + _MOD + r")?\)"
+    r"|(?P<func2>[A-Za-z_.$][\w.$]*)(?:\s+\[(?P<mod2>[\w-]+)\])?)\s+from\s+"
+    r"(?:\[<[0-9a-f]+>\]|[A-Za-z_.$][\w.$]*\+0x)"
+)
+#: The faulting function: "RIP: 0010:f+0x1/0x2", "RIP: 0010:[<a>]  [<a>] f+...", "RIP: 0010:[] []
+#: f+..." (Markdown ate the addresses), "IP: [<a>] f+...", "EIP: [<a>] f+...", "EIP is at f+...",
+#: "PC is at f+...", "pc : f+...", "NIP [a] f+...", with file:line or decoded forms.
 _RIP = _re(
-    r"^\s*(?:RIP|IP|pc) ?: (?:[0-9a-f]{4}:)?(?:\[<[0-9a-f]+>\] )?"
-    r"(?P<sym>(?P<func>[A-Za-z_.$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?)"
-    r"(?: \[(?P<mod>[\w-]+)\])?"
+    r"^\s*(?:R?IP|EIP|NIP|PC is at|EIP is at|pc\s*:)\s*:?\s*(?:[0-9a-f]{4}:)?"
+    r"(?:\[<?[0-9a-f]*>?\]\s*)*"
+    r"(?P<sym>" + _SYM + r"(?:" + _OFF + r")?)"
+    r"(?=" + _OFF + r"|\s+\[|\s+\(|\s+[\w./-]+:\d+|\s+RSP|\s*$)"
+    r"(?:\s+\[(?P<mod>[\w-]+)\](?!\S))?"
 )
+#: Lines after which stack lines are not the faulting context's (until the report ends).
+_OTHER_STACKS = _re(
+    r"RCU grace-period kthread stack dump:|^\s*(?:Allocated|Freed) by task|"
+    r"^\s*(?:allocated|freed) by task \d+|INFO: (?:Allocated|Freed) in|"
+    r"Last potentially related work creation:|The buggy address belongs to"
+)
+_PREEMPTION_AT = _re(r"Preemption disabled at:\s*$")
+_CODE_LINE = _re(r"^\s*Code: ")
+_UD2 = _re(r"<0f>\s+0b")
+_LIST_CHECK = _re(r"(?:__)?list_\w*_valid\w*|__list_(?:add|del)\w*")
 _COMPILER_SUFFIX = _re(r"(?:\.(?:cold|isra|constprop|part|llvm|lto_priv)(?:\.\d+)?)+$")
 _CPU_LINE = _re(
     r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.+?)"
@@ -503,16 +699,9 @@ class _Open:
 
 
 def clean_line(raw: str) -> str:
-    """Strip what the transport and printk add: ANSI, CR, monitor prompt, level, time, caller."""
-    line = raw[:MAX_LINE_CHARS]
-    if "\x1b" in line:
-        line = _ANSI.sub("", line)
-    line = _CONTROL.sub("", line.replace("\t", " "))
-    line = _QEMU_PROMPT.sub("", line)
-    # Syslog files put the printk time after "host kernel: "; a serial capture may prepend one.
-    line = _PREFIX.sub("", line, count=1)
-    line = _JOURNAL.sub("", line, count=1)
-    return _PREFIX.sub("", line, count=1)
+    """Strip what the transport and printk add: ANSI, CR, prompts, quotes, level, time, caller,
+    syslog and journal prefixes (:mod:`kvmha_forensics.sources.pasted`)."""
+    return strip_prefixes(clean_text(raw))
 
 
 def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
@@ -549,21 +738,53 @@ def _frame_name(func: str) -> str:
 
 
 def _collect_frames(lines: list[str]) -> tuple[list[_Frame], str | None]:
-    """Kernel RIP frames and call-trace frames of a body, in printed order."""
+    """Kernel RIP frames and call-trace frames of a body, in printed order: x86 (all eras),
+    arm and arm64 (both unwinder formats), powerpc, riscv and MIPS stack lines."""
     frames: list[_Frame] = []
     rip: str | None = None
+    skip_next = False
     for line in lines:
+        if _OTHER_STACKS.search(line):
+            break
+        if _PREEMPTION_AT.search(line):
+            skip_next = True
+            continue
         m = _RIP.match(line)
         if m is not None:
             if rip is None:
                 rip = m["sym"] + (f" [{m['mod']}]" if m["mod"] else "")
             frames.append(_Frame(_frame_name(m["func"]), m["mod"], True))
             continue
-        f = _FRAME.match(line)
-        if f is not None:
-            reliable = f["q"] is None and f["q2"] is None
-            frames.append(_Frame(_frame_name(f["func"]), f["mod1"] or f["mod2"], reliable))
+        frame = _stack_frame(line)
+        if frame is not None:
+            if not skip_next:
+                frames.append(frame)
+            skip_next = False
     return frames, rip
+
+
+def _stack_frame(line: str) -> _Frame | None:
+    f = _FRAME.match(line)
+    if f is not None:
+        reliable = f["q"] is None and f["q2"] is None
+        return _Frame(_frame_name(f["func"]), f["mod"], reliable)
+    p = _PPC_FRAME.match(line)
+    if p is not None:
+        return _Frame(_frame_name(p["func"]), p["mod"], p["unreliable"] is None)
+    a = _ARM_FRAME.match(line)
+    if a is not None:
+        func, module = (a["func"], a["mod"]) if a["func"] else (a["func2"], a["mod2"])
+        return _Frame(_frame_name(func), module, True)
+    return None
+
+
+def _hits_ud2(lines: list[str]) -> bool:
+    """Whether the ``Code:`` line (maybe wrapped onto the next one) shows ``<0f> 0b``."""
+    for index, line in enumerate(lines):
+        if _CODE_LINE.match(line):
+            joined = line + " " + (lines[index + 1] if index + 1 < len(lines) else "")
+            return _UD2.search(joined) is not None
+    return False
 
 
 @cache
@@ -573,15 +794,20 @@ def _skips(fmt: OopsFormat) -> re.Pattern[str]:
 
 
 def _culprit(fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]) -> _Frame | None:
+    if not fmt.culprit:
+        return None
     skip = _skips(fmt)
     named = _group(m, "func")
     if named is not None and not skip.fullmatch(_frame_name(named)):
         name = _frame_name(named)
-        module = next((f.module for f in frames if f.func == name), None)
+        module = _group(m, "mod") or next((f.module for f in frames if f.func == name), None)
         return _Frame(name, module, True)
     for frame in frames:
         if frame.reliable and not skip.fullmatch(frame.func):
             return frame
+    if frames and not any(f.reliable for f in frames):
+        # Old kernels without frame pointers mark every frame "?": they are still the stack.
+        return next((f for f in frames if not skip.fullmatch(f.func)), None)
     return None
 
 
@@ -607,7 +833,9 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
                 detail = d.group(1)
                 break
     fields = {
-        "arg": _sanitize(_group(m, "arg") or ""),
+        "arg": _sanitize(_group(m, "arg") or "").replace(" ", "-")
+        if fmt.name == "kasan"
+        else _sanitize(_group(m, "arg") or ""),
         "detail": detail,
         "func": culprit.func if culprit else "",
     }
@@ -626,7 +854,12 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
             culprit = None
         cause = syz.cause if fmt.name.startswith("other-") else cause
 
-    cpu = _group(m, "cpu")
+    cause = fmt.cause
+    if fmt.ud2_is_bug and (
+        _hits_ud2(op.lines) or (rip is not None and _LIST_CHECK.fullmatch(rip.split("+")[0]))
+    ):
+        cause = "guest-bug"
+    cpu = _group(m, "cpu") or _group(m, "cpu2")
     comm, pid = _group(m, "comm"), _group(m, "pid")
     tainted: str | None = None
     for line in op.lines:
@@ -677,7 +910,7 @@ def _release(lines: list[str]) -> str | None:
 
 def parse_console(text: str) -> ConsoleAnalysis:
     """Split console text into crash reports; never raises, linear in the input size."""
-    raw_lines = text.split("\n")
+    raw_lines = repair_lines(text)
     lines = [clean_line(raw) for raw in raw_lines]
     done: list[_Open] = []
     notes: list[str] = []
@@ -708,7 +941,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
             fmt, m = hit
             if (
                 current is not None
-                and index - current.first < ABSORB_WINDOW
+                and index - current.first < current.fmt.absorb_window
                 and (fmt.name == current.fmt.name or fmt.name in current.fmt.absorbs)
             ):
                 current.lines.append(line)

@@ -227,12 +227,13 @@ def _fetch_evidence(
         if rip_region.mmio:
             return f"RIP is in {region_token(rip_region)} (mtree)"
         return None
-    if decoded is None or decoded.suberror != Suberror.EMULATION or not decoded.words:
-        return None
-    no_bytes = not decoded.words[0].value & EMULATION_FLAG_INSTRUCTION_BYTES
-    code = regs.code if regs else None
-    if no_bytes and code is not None and code.rip_index is not None and not code.rip_readable:
-        return "KVM fetched no instruction bytes and QEMU could not read the byte at RIP (??)"
+    if decoded is not None and decoded.suberror == Suberror.EMULATION and decoded.words:
+        no_bytes = not decoded.words[0].value & EMULATION_FLAG_INSTRUCTION_BYTES
+        code = regs.code if regs else None
+        if no_bytes and code is not None and code.rip_index is not None and not code.rip_readable:
+            return "KVM fetched no instruction bytes and QEMU could not read the byte at RIP (??)"
+    if rip_region is not None and rip_region.source == "well-known":
+        return f"RIP is in the fixed PC {rip_region.name} window {rip_region.range}"
     return None
 
 
@@ -252,9 +253,30 @@ def _decode(
         result = decode_faulting_instruction(code, mode, registers=regs, fetch_from_non_ram=fetch)
         if result.instruction is not None:
             return result, source
+        if mode is None and code is not None:
+            same = _mode_independent(code, regs, fetch)
+            if same is not None:
+                return same, source
         first = first or (result, source)
     assert first is not None
     return first
+
+
+#: Modes tried when the dump does not tell the vCPU's mode (no CS/CR0 printed).
+_ANY_MODE = (CpuMode.LONG_64, CpuMode.PROTECTED_32, CpuMode.PROTECTED_16)
+
+
+def _mode_independent(
+    code: CodeBytes, regs: VcpuRegisters | None, fetch: bool
+) -> FaultingInstruction | None:
+    """The decoding of ``code`` when it reads the same in 64-, 32- and 16-bit code (e.g.
+    ``0f 30`` is ``wrmsr`` in all three), else ``None``: the mode stays unknown."""
+    results = [
+        decode_faulting_instruction(code, m, registers=regs, fetch_from_non_ram=fetch)
+        for m in _ANY_MODE
+    ]
+    texts = {r.instruction.text if r.instruction else None for r in results}
+    return results[0] if len(texts) == 1 and None not in texts else None
 
 
 def _finding(
@@ -264,19 +286,21 @@ def _finding(
     evidence = [log_evidence(ctx, line, "emulation failure")]
     if mmap_region is not None:
         evidence.append(mmap_region)
+    in_mode = f" in {facts.cpu_mode}" if facts.cpu_mode else ""
     if facts.fetch_from_non_ram and target is not None:
         return Finding(
             cause="kvm-emulation-failure",
             summary=f"KVM could not emulate an instruction: the vCPU fetched instructions "
             f"from {where(target)}.",
-            signature=f"kvm-emulation-failure: instruction fetch from {region_token(target)}",
+            signature=f"kvm-emulation-failure: instruction fetch from {region_token(target)}"
+            + in_mode,
             confidence=CONFIDENCE,
             culprit=_device(target),
             crashed_cpu=facts.vcpu,
             evidence=tuple(evidence),
         )
     if facts.text is None:
-        return None
+        return _unknown_instruction(facts, evidence, in_mode)
     kind = facts.family or facts.classification
     if facts.access and facts.memory is not None:
         kind += f" {facts.access}"
@@ -287,12 +311,37 @@ def _finding(
         signature += f" on {region_token(target)}"
     else:
         summary += f" at RIP {facts.rip} in {facts.cpu_mode} mode"
+    signature += in_mode
     return Finding(
         cause="kvm-emulation-failure",
         summary=summary + ".",
         signature=re.sub(r"\s+", " ", signature),
         confidence=CONFIDENCE,
         culprit=facts.text,
+        crashed_cpu=facts.vcpu,
+        evidence=tuple(evidence),
+    )
+
+
+def _unknown_instruction(
+    facts: InstructionFacts, evidence: list[Evidence], in_mode: str
+) -> Finding | None:
+    """No instruction to name (no ``Code=`` bytes, or unreadable ones): what is left to tell
+    failures apart is the class of RIP's region and the CPU mode."""
+    region = facts.rip_region
+    if region is None:
+        return None
+    from kvmha_forensics.x86.failure_keys import region_class
+
+    linear = region.translation.startswith("linear")
+    where_rip = region_class(int(region.address, 16), linear=linear)
+    return Finding(
+        cause="kvm-emulation-failure",
+        summary=f"KVM could not emulate an instruction at RIP {facts.rip} ({where_rip})"
+        f"{in_mode} mode; the instruction is not known ({facts.decode}).",
+        signature=f"kvm-emulation-failure: unknown instruction at RIP in {where_rip}{in_mode}",
+        confidence=CONFIDENCE,
+        culprit=None,
         crashed_cpu=facts.vcpu,
         evidence=tuple(evidence),
     )

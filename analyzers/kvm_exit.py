@@ -29,6 +29,7 @@ from kvmha_forensics.analysis import (
 )
 from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
 from kvmha_forensics.sources.registers import VcpuRegisters
+from kvmha_forensics.x86.modes import mode_of
 
 if TYPE_CHECKING:
     from kvmha_forensics.x86.decode import DecodedEntryFailure, DecodedInternalError
@@ -46,6 +47,10 @@ COULD_NOT: dict[int, str] = {
 }
 #: Suberrors whose signature carries the exit reason (it is what tells two of them apart).
 SIGNATURE_EXIT_REASON = frozenset({3, 4})
+#: Data words that describe an event (IDT-vectoring / EXITINTINFO layout).
+EVENT_FIELDS = frozenset({"vectoring_info", "intr_info", "info2"})
+ALL_ONES = 0xFFFF_FFFF_FFFF_FFFF
+MAX_VCPU_NUMBER = 0xFFFF
 VENDOR_NAMES: dict[Vendor, str] = {"intel": "Intel", "amd": "AMD"}
 
 
@@ -77,12 +82,14 @@ def primary_failure(log: QemuLog) -> PrimaryFailure | None:
 
 
 def failing_dump(log: QemuLog, failure: PrimaryFailure) -> VcpuRegisters | None:
-    """The register dump QEMU printed for ``failure``: the one linked to an internal error,
-    else the log's first dump (entry and run failures are followed by theirs)."""
+    """The register dump QEMU printed for ``failure``: the one paired with an internal error,
+    else the first dump after the failure (entry and run failures are followed by theirs)."""
     if failure.internal is not None:
         index = failure.internal.register_dump
         return log.register_dumps[index] if index is not None else None
-    return log.register_dumps[0] if log.register_dumps else None
+    after = (i for i, (first, _) in enumerate(log.register_dump_lines) if first > failure.line)
+    index = next(after, 0)
+    return log.register_dumps[index] if index < len(log.register_dumps) else None
 
 
 def failing_cpu(ctx: Context, dump: VcpuRegisters | None) -> int | None:
@@ -212,8 +219,42 @@ def entry_vendor(entry: EntryFailure, vendor: Vendor | None) -> Vendor | None:
     return "intel" if entry.intel_hint else None
 
 
+def _is_gpa(field: str, value: int) -> bool:
+    """A GPA word; one only the vendor would name (GPA or vCPU number) counts when its value
+    is too large for a vCPU number, so the signature is the same with or without the vendor."""
+    return field == "gpa" or (field == "gpa_or_cpu" and value > MAX_VCPU_NUMBER)
+
+
+def failure_key(decoded: DecodedInternalError) -> list[str]:
+    """What tells two internal errors of one suberror apart, in stable words: the exit
+    reason, the event(s) being delivered and the region class of the GPA (docs/kvm-errors.md).
+    """
+    from kvmha_forensics.x86.failure_keys import event_name, region_class
+
+    parts: list[str] = []
+    if decoded.suberror in SIGNATURE_EXIT_REASON and decoded.exit_reason is not None:
+        parts.append(f"exit {decoded.exit_reason:#x}")
+    events = [
+        name
+        for w in decoded.words
+        if w.field in EVENT_FIELDS and (name := event_name(w.value)) is not None
+    ]
+    if events:
+        parts.append("delivering " + events[0])
+    if len(events) > 1:
+        parts.append("then " + events[1])
+    gpa = next((w.value for w in decoded.words if _is_gpa(w.field, w.value)), None)
+    if gpa is not None and gpa != ALL_ONES:
+        parts.append(f"GPA in {region_class(gpa)}")
+    return parts
+
+
 def _internal_finding(
-    ctx: Context, err: KvmInternalError, decoded: DecodedInternalError, cpu: int | None
+    ctx: Context,
+    err: KvmInternalError,
+    decoded: DecodedInternalError,
+    cpu: int | None,
+    mode: str | None,
 ) -> Finding:
     suberror = decoded.suberror
     cause: Cause = "kvm-emulation-failure" if suberror == 1 else "kvm-internal-error"
@@ -228,9 +269,9 @@ def _internal_finding(
         details.append(f"event being delivered: {event}")
     number = f", suberror {suberror}" if suberror is not None and decoded.name else ""
     tail = f"; {'; '.join(details)}" if details else ""
-    signature = f"{cause}: {label}"
-    if suberror in SIGNATURE_EXIT_REASON and decoded.exit_reason is not None:
-        signature += f" exit {decoded.exit_reason:#x}"
+    signature = " ".join([f"{cause}: {label}", *failure_key(decoded)])
+    if mode is not None:
+        signature += f" in {mode}"
     return Finding(
         cause=cause,
         summary=f"{_could_not(decoded)} ({label}{number}){tail}.",
@@ -243,7 +284,11 @@ def _internal_finding(
 
 
 def _entry_finding(
-    ctx: Context, entry: EntryFailure, decoded: DecodedEntryFailure, cpu: int | None
+    ctx: Context,
+    entry: EntryFailure,
+    decoded: DecodedEntryFailure,
+    cpu: int | None,
+    mode: str | None,
 ) -> Finding:
     value = f"{entry.hardware_error:#x}"
     if decoded.vendor is None:
@@ -254,7 +299,7 @@ def _entry_finding(
         cause="kvm-entry-failure",
         summary=f"The CPU refused to enter the guest: VM entry failed with hardware error "
         f"{value} ({reading}).",
-        signature=f"kvm-entry-failure: hardware error {value}",
+        signature=f"kvm-entry-failure: hardware error {value}" + (f" in {mode}" if mode else ""),
         confidence=CONFIDENCE,
         culprit=decoded.name or f"hardware error {value}",
         crashed_cpu=cpu,
@@ -262,11 +307,12 @@ def _entry_finding(
     )
 
 
-def _run_finding(ctx: Context, run: RunFailure, cpu: int | None) -> Finding:
+def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | None) -> Finding:
     return Finding(
         cause="kvm-internal-error",
         summary=f"The KVM_RUN ioctl failed ({run.message}); QEMU stopped the guest.",
-        signature=f"kvm-internal-error: kvm run failed {run.message}",
+        signature=f"kvm-internal-error: kvm run failed {run.message}"
+        + (f" in {mode}" if mode else ""),
         confidence=RUN_FAILED_CONFIDENCE,
         culprit=f"KVM_RUN: {run.message}",
         crashed_cpu=cpu,
@@ -321,11 +367,14 @@ class KvmExit:
         }
         if primary is None:
             return Outcome((), facts, ("no KVM failure in the QEMU log",))
-        cpu = failing_cpu(ctx, failing_dump(log, primary))
+        regs = failing_dump(log, primary)
+        cpu = failing_cpu(ctx, regs)
+        mode_value = mode_of(regs) if regs is not None else None
+        mode = str(mode_value) if mode_value is not None else None
         notes: tuple[str, ...] = ()
         if primary.internal is not None:
             decoded = decoded_errors[0]
-            finding = _internal_finding(ctx, primary.internal, decoded, cpu)
+            finding = _internal_finding(ctx, primary.internal, decoded, cpu, mode)
             facts["suberror"] = {
                 "number": decoded.suberror,
                 "name": decoded.name,
@@ -340,14 +389,14 @@ class KvmExit:
             notes = decoded.notes
         elif primary.entry is not None:
             decoded_entry = decoded_entries[0]
-            finding = _entry_finding(ctx, primary.entry, decoded_entry, cpu)
+            finding = _entry_finding(ctx, primary.entry, decoded_entry, cpu, mode)
             if vendor is None and decoded_entry.vendor is not None:
                 facts["vendor"] = decoded_entry.vendor
                 facts["vendor_source"] = "qemu-intel-hint"
             facts["could_not"] = "the CPU refused to enter the guest (VM entry failed)"
         else:
             assert primary.run is not None
-            finding = _run_finding(ctx, primary.run, cpu)
+            finding = _run_finding(ctx, primary.run, cpu, mode)
             facts["could_not"] = "the KVM_RUN ioctl failed"
         if facts["vendor"] is None:
             notes += (

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import BinaryIO
 
+from kvmha_forensics.sources.pasted import clean_text, decode_qp, strip_prefixes
 from kvmha_forensics.sources.registers import CodeBytes, DumpBuilder, VcpuRegisters
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,17 @@ _MAX_EXTRA_WORDS = 64  # kvm_run.internal.data[] has 16 entries; leave room for 
 _INTERNAL = re.compile(r"KVM internal error\.\s*(?:Suberror:\s*(\d+))?")
 _EXTRA = re.compile(r"extra data\[(\d+)\]:\s*(0[xX])?([0-9a-fA-F]+)")
 _EMULATION = re.compile(r"\bemulation failure\b")
-_ENTRY = re.compile(r"KVM: entry failed, hardware error (0[xX])?([0-9a-fA-F]+)")
+_ENTRY = re.compile(
+    r"(?:KVM: entry failed, hardware error|kvm: unhandled exit|kvm: vm entry failed with error)"
+    r" (0[xX])?([0-9a-fA-F]+)"
+)
 _ENTRY_HEAD = re.compile(r"KVM: entry failed, hardware error\s*$")
 _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
 _RUN_FAILED = re.compile(r"kvm run failed (.*\S)")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
-# Noise in front of a line: prompts, mail quotes, syslog/libvirt style timestamps.
-_PREFIX = re.compile(
-    r"^(?:\s*(?:\(qemu\)\s?|>+\s?"
-    r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?:?\s))+"
-)
+_QP_SOFT_BREAK = "="
+_QP_MARK = "=3D"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class QemuLog:
     notes: tuple[str, ...]
     internal_errors_total: int = 0
     register_dumps_total: int = 0
+    #: (first, last) line of each kept register dump, 0-based, same order as the dumps.
+    register_dump_lines: tuple[tuple[int, int], ...] = ()
     lines: int = 0
     bytes_read: int = 0
     truncated: bool = False
@@ -129,7 +132,6 @@ class QemuLog:
 class _OpenError:
     suberror: int | None
     line: int
-    dump_index: int
     words: dict[int, int] = field(default_factory=dict)
     style: str | None = None
     emulation: bool = False
@@ -148,7 +150,10 @@ class _LogParser:
         self.version: str | None = None
         self.notes: list[str] = []
         self.lines = 0
+        self._closed: list[_OpenError] = []
         self._open: _OpenError | None = None
+        self._qp = False
+        self._held: tuple[int, str] | None = None
         self._last_entry: int | None = None
         self._entry_head: int | None = None
 
@@ -157,21 +162,33 @@ class _LogParser:
             self.notes.append(text)
 
     def feed(self, raw: str) -> None:
+        """One physical line. A quoted-printable mail body (seen from its ``=3D``) is decoded
+        on the fly: a soft line break (``=`` at the end) joins the next line to this one."""
         number = self.lines
         self.lines += 1
-        line = _PREFIX.sub("", raw.replace("\t", " ").rstrip("\r\n"))
+        raw = raw.rstrip("\r\n")
+        self._qp = self._qp or _QP_MARK in raw
+        if self._held is not None:
+            number, raw = self._held[0], self._held[1][:-1] + raw
+            self._held = None
+        if self._qp and raw.endswith(_QP_SOFT_BREAK):
+            self._held = (number, raw)
+            return
+        if self._qp:
+            raw = decode_qp(raw)
+        self._line(number, strip_prefixes(clean_text(raw)))
+
+    def _line(self, number: int, line: str) -> None:
         if self.version is None:
             m = _VERSION.search(line)
             if m:
                 self.version = m.group(1)
         m = _INTERNAL.search(line)
         if m:
-            self.dumps.finish()
+            # No dumps.finish(): another vCPU's dump may be in the middle of being printed.
             self._close_error()
             self.errors_total += 1
-            self._open = _OpenError(
-                int(m.group(1)) if m.group(1) else None, number, self.dumps.total
-            )
+            self._open = _OpenError(int(m.group(1)) if m.group(1) else None, number)
             if m.group(1) is None:
                 self.note(f"line {number + 1}: internal error without a suberror number")
             return
@@ -226,18 +243,21 @@ class _LogParser:
 
     def _close_error(self) -> None:
         err, self._open = self._open, None
-        if err is None:
-            return
-        indices = sorted(err.words)
-        complete = indices == list(range(len(indices)))
-        if not complete:
-            self.note(f"line {err.line + 1}: extra data indices {indices} have gaps")
-        # The dump builder numbers dumps in order; the first one closed after this error
-        # started (if any, and if kept) is the error's own dump.
-        kept = err.dump_index < len(self.dumps.records)
-        dump = err.dump_index if kept else None
-        if len(self.errors) < self.max_records:
-            self.errors.append(
+        if err is not None and len(self._closed) < self.max_records:
+            self._closed.append(err)
+
+    def _errors(self) -> list[KvmInternalError]:
+        """The closed error blocks, each paired with its vCPU's register dump (see
+        :func:`pair_dumps`)."""
+        spans = self.dumps.spans
+        pairs = pair_dumps([e.line for e in self._closed], spans)
+        out = []
+        for err, dump in zip(self._closed, pairs, strict=True):
+            indices = sorted(err.words)
+            complete = indices == list(range(len(indices)))
+            if not complete:
+                self.note(f"line {err.line + 1}: extra data indices {indices} have gaps")
+            out.append(
                 KvmInternalError(
                     suberror=err.suberror,
                     data=tuple(err.words[i] for i in indices),
@@ -248,10 +268,16 @@ class _LogParser:
                     complete=complete,
                 )
             )
+        return out
 
     def result(self, bytes_read: int, truncated: bool) -> QemuLog:
+        if self._held is not None:
+            number, raw = self._held
+            self._held = None
+            self._line(number, strip_prefixes(clean_text(decode_qp(raw[:-1]))))
         self.dumps.finish()
         self._close_error()
+        self.errors = self._errors()
         for note in self.dumps.notes:
             self.note(note)
         if self.errors_total > len(self.errors):
@@ -269,10 +295,34 @@ class _LogParser:
             notes=tuple(self.notes),
             internal_errors_total=self.errors_total,
             register_dumps_total=self.dumps.total,
+            register_dump_lines=tuple(self.dumps.spans),
             lines=self.lines,
             bytes_read=bytes_read,
             truncated=truncated,
         )
+
+
+def pair_dumps(error_lines: list[int], spans: list[tuple[int, int]]) -> list[int | None]:
+    """For each error block (by its first line), the index of its vCPU's register dump.
+
+    vCPU threads print concurrently: a burst of error headers may come before their dumps,
+    and a header may land inside another vCPU's dump. In order, each error takes the first
+    dump not yet taken that starts after it; an error with none takes the nearest dump that
+    started before it (a reporter who pasted the ``Code=`` line first), else ``None``.
+    """
+    taken: set[int] = set()
+    out: list[int | None] = []
+    for line in error_lines:
+        after = next(
+            (i for i, (first, _) in enumerate(spans) if first > line and i not in taken), None
+        )
+        if after is not None:
+            taken.add(after)
+            out.append(after)
+            continue
+        before = [i for i, (first, _) in enumerate(spans) if first < line]
+        out.append(before[-1] if before else None)
+    return out
 
 
 def _text_lines(text: str | bytes) -> Iterator[str]:

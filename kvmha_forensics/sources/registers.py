@@ -218,6 +218,7 @@ class _Draft:
     code_rip: int | None = None
     keys: set[str] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
+    first_line: int = -1
     last_line: int = -1
 
     def freeze(self) -> VcpuRegisters:
@@ -261,6 +262,17 @@ class _Pending:
     values: list[str] = field(default_factory=list)
 
 
+def _starts_new_record(draft: _Draft, key: str) -> bool:
+    if key in draft.keys:
+        return True
+    if key not in _GPR64 and key not in _GPR32 and key not in ("RIP", "EIP"):
+        return False
+    if "Code" in draft.keys:
+        return True
+    wide = key in _GPR64 or key == "RIP"
+    return draft.width is not None and wide != (draft.width == 64)
+
+
 class DumpBuilder:
     """Incremental parser: feed lines (any order of noise), collect ``VcpuRegisters``.
 
@@ -270,6 +282,8 @@ class DumpBuilder:
 
     def __init__(self, max_records: int = 64) -> None:
         self.records: list[VcpuRegisters] = []
+        #: Line spans (first, last) of the kept records, in the same order.
+        self.spans: list[tuple[int, int]] = []
         self.total = 0
         self.notes: list[str] = []
         self._max = max_records
@@ -311,15 +325,19 @@ class DumpBuilder:
         self.total += 1
         if len(self.records) < self._max:
             self.records.append(draft.freeze())
+            self.spans.append((draft.first_line, draft.last_line))
 
     def _draft_for(self, key: str) -> _Draft:
-        """The record a key belongs to; a repeated key starts a new record."""
-        if self._draft is not None and key in self._draft.keys:
+        """The record a key belongs to; a repeated key starts a new record, and so does a
+        general register after ``Code=`` (QEMU prints it last) or of the other width."""
+        if self._draft is not None and _starts_new_record(self._draft, key):
             self._close()
         if self._draft is None:
             self._draft = _Draft()
         draft = self._draft
         draft.keys.add(key)
+        if draft.first_line < 0:
+            draft.first_line = self._line_no
         if draft.last_line != self._line_no:
             if len(draft.lines) < _MAX_RAW_LINES:
                 draft.lines.append(self._line.rstrip("\n"))

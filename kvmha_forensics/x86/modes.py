@@ -60,13 +60,16 @@ def cpu_mode(cr0: int, efer: int, cs_flags: int, rflags: int = 0) -> CpuMode:
 
 
 def mode_of(regs: VcpuRegisters) -> CpuMode | None:
-    """The mode of a parsed dump, or ``None`` when CR0 or CS is missing.
+    """The mode of a parsed dump, or ``None`` when CR0 or CS is missing (a dump cut before
+    ``CR0=`` whose segment lines carry ``DPL=`` is in protected mode: QEMU prints it only then).
 
     A dump without ``EFER=`` (very old QEMU, or cut off) counts as LMA clear unless it was
     printed with 64-bit register names, which QEMU does only when CS.L is set in long mode.
     """
     cs = regs.segments.get("CS")
     cr0 = regs.cr.get(0)
+    if cs is not None and cr0 is None and regs.width != 64 and cs.dpl is not None:
+        cr0 = CR0_PE  # QEMU prints DPL= only when CR0.PE is set: a dump cut before CR0=
     if cs is None or cr0 is None:
         return CpuMode.LONG_64 if regs.width == 64 else None
     efer = regs.efer

@@ -21,13 +21,13 @@ EXPECTED = {
         "pxor xmm0, xmmword ptr [rax]",
         "KVM could not emulate `pxor xmm0, xmmword ptr [rax]` (SSE load) against MMIO "
         "0xfed00000 (hpet).",
-        "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet",
+        "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet in long-64",
     ),
     "mmio-fetch": (
         "hpet",
         "KVM could not emulate an instruction: the vCPU fetched instructions from MMIO "
         "0xfed00000 (hpet).",
-        "kvm-emulation-failure: instruction fetch from MMIO hpet",
+        "kvm-emulation-failure: instruction fetch from MMIO hpet in long-64",
     ),
 }
 

@@ -90,7 +90,10 @@ def test_emulation_failure_summary_names_instruction_and_probable_device() -> No
     verdict = report(LOGS / "emulation-failure-kvm.stderr.log")["verdict"]
     assert verdict["analyzer"] == "instruction"
     assert verdict["culprit"] == PXOR
-    assert verdict["signature"] == "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet"
+    assert (
+        verdict["signature"]
+        == "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet in long-64"
+    )
     assert verdict["summary"].startswith(f"KVM could not emulate `{PXOR}` (SSE load) against ")
     # no mtree: the HPET is only "probably", and the words say why
     assert "probably hpet" in verdict["summary"]
@@ -104,7 +107,10 @@ def test_mmio_fetch_text_only_is_a_fetch_from_non_ram() -> None:
     assert insn["fetch_from_non_ram"] is True
     assert "??" in insn["fetch_evidence"]
     assert insn["target"]["source"] == "well-known"
-    assert doc["verdict"]["signature"] == "kvm-emulation-failure: instruction fetch from MMIO hpet"
+    assert (
+        doc["verdict"]["signature"]
+        == "kvm-emulation-failure: instruction fetch from MMIO hpet in long-64"
+    )
     assert doc["verdict"]["culprit"] == "hpet (probably)"
     assert "fetched instructions from 0xfed00000" in doc["verdict"]["summary"]
 
@@ -168,7 +174,7 @@ def test_entry_failure_vendor_from_intel_hint_or_unknown(tmp_path: Path) -> None
     assert exit_facts["vendor"] == "intel"
     assert exit_facts["vendor_source"] == "qemu-intel-hint"
     assert exit_facts["entry_failures"][0]["name"] == "INVALID_STATE"
-    assert doc["verdict"]["signature"] == "kvm-entry-failure: hardware error 0x80000021"
+    assert doc["verdict"]["signature"] == "kvm-entry-failure: hardware error 0x80000021 in real"
     text = (LOGS / "synthetic-entry-failure-vmx.log").read_text()
     bare = write(
         tmp_path, "bare.log", re.sub(r"If you're running.*?real mode\n.*?\n", "", text, flags=re.S)
@@ -193,7 +199,10 @@ def test_two_vcpus_all_errors_listed_first_one_decides() -> None:
 def test_delivery_event_signature_carries_exit_reason_not_vendor() -> None:
     unknown = report(LOGS / "synthetic-old-spelling-bare-hex.log")["verdict"]
     intel = report(LOGS / "synthetic-old-spelling-bare-hex.log", "intel")["verdict"]
-    expected = "kvm-internal-error: KVM_INTERNAL_ERROR_DELIVERY_EV exit 0x31"
+    expected = (
+        "kvm-internal-error: KVM_INTERNAL_ERROR_DELIVERY_EV exit 0x31 delivering #PF "
+        "GPA in LAPIC in long-64"
+    )
     assert unknown["signature"] == intel["signature"] == expected
     assert "#PF" in intel["summary"] and "EPT_MISCONFIG" in intel["summary"]
 
@@ -215,7 +224,9 @@ def test_mtree_names_the_region_for_sure() -> None:
     assert finding.summary == (
         f"KVM could not emulate `{PXOR}` (SSE load) against MMIO 0xfed00000 (hpet)."
     )
-    assert finding.signature == "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet"
+    assert (
+        finding.signature == "kvm-emulation-failure: pxor xmm, m128 (SSE) on MMIO hpet in long-64"
+    )
     assert ("mtree.txt", "0xfed00000-0xfed003ff") in [
         (e.artifact, e.locator) for e in finding.evidence
     ]
@@ -233,7 +244,10 @@ def test_mtree_fetch_and_unassigned(tmp_path: Path) -> None:
     )
     ctx = context(LOGS / "emulation-failure-kvm.stderr.log", no_hpet)
     (finding,) = Instruction().run(ctx).findings
-    assert finding.signature == "kvm-emulation-failure: pxor xmm, m128 (SSE) on unassigned memory"
+    assert (
+        finding.signature
+        == "kvm-emulation-failure: pxor xmm, m128 (SSE) on unassigned memory in long-64"
+    )
 
 
 def test_text_and_mtree_agree_on_signature() -> None:
@@ -260,7 +274,7 @@ def test_unknown_address_is_not_guessed(tmp_path: Path) -> None:
         "range": None,
     }
     (finding,) = Instruction().run(context(log)).findings
-    assert finding.signature.endswith("on unknown region")
+    assert finding.signature.endswith("on unknown region in long-64")
     assert "region unknown" in finding.summary
 
 

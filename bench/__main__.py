@@ -9,7 +9,12 @@ import platform
 import sys
 from pathlib import Path
 
-MODULES = ("bench.bench_capture_analyze", "bench.bench_ha", "bench.bench_triage")
+MODULES = (
+    "bench.bench_capture_analyze",
+    "bench.bench_ha",
+    "bench.bench_triage",
+    "bench.bench_corpus",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -3,8 +3,9 @@
 Each case is a text file as it was pasted (``consoles/NNN-*.txt``, ``qemu-logs/NNN-*.log``)
 and a sidecar ``.json``: ``source`` (its address), ``note`` (what was trimmed), ``expect``
 (the reviewed answer, what a kernel engineer would say) and, where the tool still disagrees,
-``known_wrong`` (field -> what the tool says today). ``pytest --update-goldens`` rewrites
-``known_wrong`` from the tool's output and fills ``expect`` only for a new case (review it).
+``known_wrong`` (field -> what the tool says today, where it is still wrong). ``pytest
+--update-goldens`` regenerates ``expect`` from the tool's output except the ``known_wrong``
+fields (see :func:`update`); review the diff by hand against the text.
 """
 
 from __future__ import annotations
@@ -99,18 +100,25 @@ def compare(case: Case, got: dict[str, object]) -> dict[str, object]:
 
 
 def update(case: Case, got: dict[str, object]) -> None:
-    """Rewrite the sidecar: ``expect`` only when missing, ``known_wrong`` always."""
+    """Regenerate the sidecar from the tool's output: ``expect`` takes what the tool says,
+    except fields already recorded as ``known_wrong`` (their reviewed answer stays, and
+    ``known_wrong`` records the tool's current value, or drops the field once it is right).
+    Review the diff (``git diff fixtures/real``) before committing it."""
     meta = dict(case.meta)
     fields = CONSOLE_FIELDS if case.kind == "console" else QEMU_FIELDS
-    if case.expect is None:
-        meta["expect"] = {k: got.get(k) for k in fields}
-        meta.pop("known_wrong", None)
-    else:
-        wrong = compare(case, got)
-        if wrong:
-            meta["known_wrong"] = wrong
+    expect = dict(case.expect or {})
+    wrong_before = case.known_wrong
+    wrong: dict[str, object] = {}
+    for k in fields:
+        if k in wrong_before and k in expect and got.get(k) != expect[k]:
+            wrong[k] = got.get(k)
         else:
-            meta.pop("known_wrong", None)
+            expect[k] = got.get(k)
+    meta["expect"] = expect
+    if wrong:
+        meta["known_wrong"] = wrong
+    else:
+        meta.pop("known_wrong", None)
     case.sidecar.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 from ..signature import signature_id
 from .oops_formats import Group
 from .oops_title import ConsoleLines, describe, match_group
-from .pasted import clean_text, repair_lines, strip_prefixes
+from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -563,11 +563,16 @@ FORMATS: tuple[OopsFormat, ...] = (
 )
 
 #: Lines that contain a header keyword but are not a report.
+#: Lines of a report's body that syzkaller's table would take for a header: SLUB debug's
+#: "INFO: Allocated in …", "INFO: Freed in …", "INFO: Slab 0x… objects=…", "INFO: Object 0x…".
+_IN_REPORT = (_re(r"^\s*INFO: (?:Allocated in|Freed in|Slab 0x|Object 0x|0x[0-9a-f]+-0x)"),)
 IGNORED_LINES: tuple[re.Pattern[str], ...] = (
     _re(r"---\[ end Kernel panic"),
     _re(r"Kernel panic - not syncing: .*\]---\s*$"),
 )
 
+#: How syzkaller's title ends when its rules found no guilty frame.
+_SYZ_NO_FRAME = " in corrupted"
 #: Lines that end a report's body.
 _END_MARKERS = (_re(r"---\[ end trace [0-9a-f]+ \]---"), _re(r"---\[ end Kernel panic"))
 
@@ -714,7 +719,7 @@ def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
                 return None
             return fmt, m
     group = match_group(line)
-    if group is None or any(ign.search(line) for ign in IGNORED_LINES):
+    if group is None or any(ign.search(line) for ign in (*IGNORED_LINES, *_IN_REPORT)):
         return None
     fmt = _group_format(group)
     m = fmt.header.search(line)
@@ -850,11 +855,13 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
         title, alt, corrupted = syz.title, syz.alt_titles, syz.corrupted
         if syz.frame is not None:
             culprit = _Frame(syz.frame, syz.module, True)
+        elif culprit is not None and fmt.culprit and title.endswith(_SYZ_NO_FRAME):
+            # syzkaller's stack patterns found no frame in a stack ours can read (arm, mips,
+            # powerpc, old or pasted layouts): our frame takes the place of "corrupted"
+            title = title[: -len(_SYZ_NO_FRAME)] + " in " + culprit.func
         elif corrupted:  # a title that names no function keeps the first frame not skipped
             culprit = None
         cause = syz.cause if fmt.name.startswith("other-") else cause
-
-    cause = fmt.cause
     if fmt.ud2_is_bug and (
         _hits_ud2(op.lines) or (rip is not None and _LIST_CHECK.fullmatch(rip.split("+")[0]))
     ):
@@ -910,8 +917,8 @@ def _release(lines: list[str]) -> str | None:
 
 def parse_console(text: str) -> ConsoleAnalysis:
     """Split console text into crash reports; never raises, linear in the input size."""
-    raw_lines = repair_lines(text)
-    lines = [clean_line(raw) for raw in raw_lines]
+    raw_lines = [clean_text(raw) for raw in repair_lines(text)]
+    lines = [strip_prefixes(raw) for raw in raw_lines]
     done: list[_Open] = []
     notes: list[str] = []
     current: _Open | None = None
@@ -973,7 +980,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
         if _SYSRQ.search(line):
             notes.append(f"line {index}: crash triggered on purpose through sysrq")
             break
-    console = ConsoleLines(raw_lines, lines)
+    console = ConsoleLines([strip_outer_prefixes(raw) for raw in raw_lines], lines)
     reports = tuple(_build(op, console) for op in done)
     logger.debug("console: %d lines, %d reports", len(lines), len(reports))
     return ConsoleAnalysis(reports=reports, kernel_release=_release(lines), notes=tuple(notes))

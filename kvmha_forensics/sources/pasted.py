@@ -82,6 +82,23 @@ def strip_prefixes(line: str) -> str:
     return line
 
 
+_PRINTK_STAMP = re.compile(r"^(?:<\d{1,3}>)?\[ *\d+\.\d+\]")
+
+
+def strip_outer_prefixes(line: str) -> str:
+    """``line`` without what is in front of the kernel's own ``[   12.345678]`` stamp (mail
+    quotes, syslog, journal, shell prompts), the stamp and caller id kept; a line without such
+    a stamp loses every prefix. Rules that read the printk context use this."""
+    for _ in range(_MAX_PEEL):
+        if _PRINTK_STAMP.match(line):
+            return line
+        m = _PREFIX.match(line)
+        if m is None or m.end() == 0:
+            return line
+        line = line[m.end() :]
+    return line
+
+
 def _is_quoted_printable(text: str) -> bool:
     return text.count("=3D") + text.count("=20\n") >= _QP_MIN_HINTS
 

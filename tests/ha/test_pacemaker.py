@@ -1,0 +1,371 @@
+"""Failover without fencing, on a real two-node Pacemaker cluster (tests/ha/cluster.py).
+
+A lab guest (Linux under TCG, booted with ``unknown_nmi_panic``) runs as the resource ``vm1``
+of the agent ``ocf:kvmha:kvmha-guest`` on node-a; its QEMU is started by the agent's
+``start_cmd`` in the node's namespaces, its disk and the bundle directory are on the cluster's
+shared directory. The test freezes it with an NMI (a kernel panic: ``GUEST_PANICKED``) and
+follows what Pacemaker does. Freeze → running-on-node-b times are printed (``-s`` shows them)
+from QEMU's event timestamp and Pacemaker's log, beside the monitor interval; none is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.lab import assets
+from kvmha_forensics.qmp import Endpoint, session
+from tests.ha.cluster import ROOT, Cluster, Node
+
+pytestmark = pytest.mark.lab
+BINARY = str(Path(sys.executable).with_name("kvmha-forensics"))
+HOOK = ROOT / "ha" / "hook" / "kvmha-crm-fail"
+RSC = "vm1"
+WAIT = 120.0  # an upper bound on waiting for the cluster, not a speed requirement
+SAFE_REASON = "guest frozen: guest-panicked (failover_safe=true)"
+BLOCK_JOB = "block job bk (backup) is still running"
+STAMP = re.compile(r"(\w{3} +\d+ \d\d:\d\d:\d\d)(\.\d+)? ")
+
+
+def need_cluster_tools() -> None:
+    for tool in ("corosync", "pacemakerd", "cibadmin", "ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool}: ./run setup installs pacemaker, corosync and iproute2")
+    if os.geteuid() != 0:
+        pytest.skip("network and mount namespaces need root")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh two-node cluster (stonith off, no resources), torn down even on failure."""
+    need_cluster_tools()
+    made = Cluster(tmp_path / "cluster")
+    try:
+        made.start()
+        (made.shared / "bundles").mkdir()
+        (made.shared / "guests").mkdir()
+        yield made
+    finally:
+        made.close()
+
+
+# -- the guest ---------------------------------------------------------------------------------
+
+
+def start_script(cluster: Cluster, memory_mb: int) -> Path:
+    """The resource's start_cmd: start vm1's QEMU detached, as an operator's script would.
+
+    Two QMP sockets in the node's /run/kvmha: vm1.qmp for the agent, vm1.sock for the watcher;
+    a third, vm1.test, for the test's own commands. The disk is on the shared directory.
+    """
+    linux = assets.linux(assets._quiet)
+    disk = cluster.shared / f"{RSC}.img"
+    with disk.open("wb") as f:
+        f.truncate(16 << 20)
+    guests = cluster.shared / "guests"
+    blockdev = {"node-name": "disk0", "driver": "raw",
+                "file": {"driver": "file", "filename": str(disk)}}  # fmt: skip
+    argv = [
+        "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "tcg",
+        "-m", str(memory_mb), "-display", "none", "-name", RSC,
+        "-device", "pvpanic", "-device", "vmcoreinfo",
+        "-action", "panic=pause,reboot=shutdown,shutdown=pause",
+        "-blockdev", json.dumps(blockdev),
+        "-device", "virtio-blk-pci,drive=disk0,id=vd0,werror=stop,rerror=stop",
+        "-kernel", str(linux.kernel.vmlinuz), "-initrd", str(linux.initramfs),
+        "-append", "console=ttyS0 oops=panic mitigations=off kvmha.scenario=running "
+        "unknown_nmi_panic",
+    ]  # fmt: skip
+    sockets = [
+        f"-qmp unix:/run/kvmha/{RSC}.{s},server=on,wait=off" for s in ("qmp", "sock", "test")
+    ]
+    script = cluster.shared / f"start-{RSC}"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"out={guests}/{RSC}-$(hostname)\n"
+        f"exec setsid -f {shlex.join(argv)} {' '.join(sockets)} \\\n"
+        '    -serial "file:$out.console" </dev/null >/dev/null 2>>"$out.stderr"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def resource(
+    cluster: Cluster, monitor: str, stop_timeout: str = "60s", memory_mb: int = 256
+) -> ET.Element:
+    """vm1 as a primitive of ocf:kvmha:kvmha-guest, moved away after one failure."""
+    rsc = ET.Element(
+        "primitive", {"id": RSC, "class": "ocf", "provider": "kvmha", "type": "kvmha-guest"}
+    )
+    params = {
+        "qmp": f"/run/kvmha/{RSC}.qmp",
+        "start_cmd": str(start_script(cluster, memory_mb)),
+        "capture_dir": str(cluster.shared / "bundles"),
+        "binary": BINARY,
+    }
+    attrs = ET.SubElement(rsc, "instance_attributes", id=f"{RSC}-params")
+    for name, value in params.items():
+        ET.SubElement(attrs, "nvpair", id=f"{RSC}-{name}", name=name, value=value)
+    meta = ET.SubElement(rsc, "meta_attributes", id=f"{RSC}-meta")
+    ET.SubElement(meta, "nvpair", id=f"{RSC}-mt", name="migration-threshold", value="1")
+    ops = ET.SubElement(rsc, "operations")
+    for name, interval, timeout in (("monitor", monitor, "30s"), ("start", "0s", "60s"),
+                                    ("stop", "0s", stop_timeout)):  # fmt: skip
+        ET.SubElement(ops, "op", id=f"{RSC}-{name}", name=name, interval=interval, timeout=timeout)
+    return rsc
+
+
+def fencing(cluster: Cluster) -> None:
+    """The test fence device for both nodes, then stonith-enabled=true."""
+    dev = ET.Element("primitive", {"id": "fencer", "class": "stonith", "type": "fence_kvmha_test"})
+    attrs = ET.SubElement(dev, "instance_attributes", id="fencer-params")
+    for name, value in (("pcmk_host_list", "node-a node-b"),
+                        ("record", str(cluster.shared / "fenced")),
+                        ("holders", str(cluster.shared / "holders"))):  # fmt: skip
+        ET.SubElement(attrs, "nvpair", id=f"fencer-{name}", name=name, value=value)
+    cluster.create("resources", dev)
+    cluster.set_property("stonith-enabled", "true")
+
+
+def fenced(cluster: Cluster) -> list[str]:
+    """The fence agent's records: 'TIME ACTION NODE' lines."""
+    record = cluster.shared / "fenced"
+    return record.read_text().splitlines() if record.exists() else []
+
+
+def place(cluster: Cluster, rsc: ET.Element) -> None:
+    """Create the resource, preferring node-a, and wait until its guest has booted there."""
+    meta = rsc.find("meta_attributes")
+    assert meta is not None
+    stopped = ET.SubElement(meta, "nvpair", id=f"{RSC}-role", name="target-role", value="Stopped")
+    cluster.create("resources", rsc)
+    cluster.create(
+        "constraints", ET.Element("rsc_location", id="on-a", rsc=RSC, node="node-a", score="100")
+    )
+    cluster.delete("resources", stopped)
+    until(lambda: cluster.running_on(RSC) == "node-a", "vm1 running on node-a")
+    console = cluster.shared / "guests" / f"{RSC}-node-a.console"
+    until(lambda: console.exists() and "KVMHA-LAB: idle" in console.read_text(), "vm1 booted")
+
+
+def until(ready: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout:g}s")
+
+
+def qmp(node: Node, command: str, arguments: dict[str, object] | None = None) -> object:
+    """One QMP command on the test's own socket of vm1 on ``node``."""
+
+    async def run() -> object:
+        async with session(Endpoint(path=str(node.path(f"/run/kvmha/{RSC}.test")))) as s:
+            return await s.execute(command, arguments)
+
+    return asyncio.run(run())
+
+
+def panic(node: Node) -> float:
+    """Inject an NMI into vm1 on ``node`` (it panics); QEMU's time of GUEST_PANICKED."""
+
+    async def run() -> float:
+        async with session(Endpoint(path=str(node.path(f"/run/kvmha/{RSC}.test")))) as s:
+            await s.execute("inject-nmi")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                event = await s.next_event(1.0)
+                for e in ([event] if event else []) + s.events():
+                    if e.name == "GUEST_PANICKED":
+                        return e.timestamp
+        raise AssertionError("vm1 did not panic")
+
+    return asyncio.run(run())
+
+
+# -- what Pacemaker did ------------------------------------------------------------------------
+
+
+def log_time(node: Node, text: str) -> float | None:
+    """The time of the first line of the node's Pacemaker log that contains ``text``."""
+    log = node.root / "log-pacemaker" / "pacemaker.log"
+    for line in log.read_text(errors="replace").splitlines():
+        stamp = STAMP.match(line)
+        if text in line and stamp:  # the daemons log milliseconds, agents (ocf_log) seconds
+            when = datetime.strptime(f"{datetime.now().year} {stamp[1]}", "%Y %b %d %H:%M:%S")
+            return when.timestamp() + float(stamp[2] or 0)
+    return None
+
+
+def started_on(node: Node) -> float | None:
+    return log_time(node, f"Result of start operation for {RSC} on {node.name}: ok")
+
+
+def op(cluster: Cluster, node: str, operation: str, rc: str) -> dict[str, str] | None:
+    for record in cluster.operations(RSC):
+        if (record["node"], record["operation"], record["rc-code"]) == (node, operation, rc):
+            return record
+    return None
+
+
+def bundles(cluster: Cluster) -> list[Path]:
+    return sorted((cluster.shared / "bundles").glob("kvmha-*"))
+
+
+def measured(what: str, seconds: float, monitor: str) -> None:
+    print(f"\n{what}: {seconds:.2f} s after the freeze (monitor interval {monitor})")
+
+
+# -- the proofs --------------------------------------------------------------------------------
+
+
+def test_monitor_fails_a_frozen_guest_stop_captures_it_and_it_runs_on_the_other_node(
+    cluster: Cluster,
+) -> None:
+    place(cluster, resource(cluster, monitor="2s"))
+    frozen = panic(cluster.a)
+    until(lambda: started_on(cluster.b), "vm1 started on node-b")
+    assert cluster.running_on(RSC) == "node-b"
+    failed = op(cluster, "node-a", "monitor", "1")  # OCF_ERR_GENERIC, with the cause
+    assert failed is not None and failed["exit-reason"] == SAFE_REASON, cluster.operations(RSC)
+    assert op(cluster, "node-a", "stop", "0") is not None
+    (bundle,) = bundles(cluster)  # captured by stop, before QEMU ended: its memory is whole
+    opened = Bundle.open(bundle)
+    assert opened.manifest.status == "complete" and opened.verify() == []
+    assert opened.manifest.guest["runstate"] == "guest-panicked"
+    measured("running on node-b", started_on(cluster.b) - frozen, "2 s")  # type: ignore[operator]
+
+
+def watch(node: Node, cluster: Cluster, *hook: str) -> Path:
+    """Start the watcher on ``node`` (its output file returned): the guests' .sock sockets,
+    bundles to the shared directory, and the given hook."""
+    node.spawn(
+        "watch",
+        [BINARY, "watch", "--socket-dir", "/run/kvmha", "--pattern", "*.sock", "--poll", "0.2",
+         "--out", str(cluster.shared / "bundles"), *(("--hook", *hook) if hook else ())],
+    )  # fmt: skip
+    return node.root / "watch.out"
+
+
+def records(out: Path, kind: str) -> list[dict[str, object]]:
+    found = []
+    for line in out.read_text().splitlines() if out.exists() else []:
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("kind") == kind:
+                found.append(record)
+    return found
+
+
+def test_the_watchers_hook_fails_the_resource_at_once_and_nothing_is_fenced(
+    cluster: Cluster,
+) -> None:
+    fencing(cluster)
+    for node in cluster.nodes:
+        watch(node, cluster, str(HOOK))
+    place(cluster, resource(cluster, monitor="10s"))
+    frozen = panic(cluster.a)
+    until(lambda: started_on(cluster.b), "vm1 started on node-b")
+    out = cluster.a.root / "watch.out"
+    until(lambda: records(out, "capture"), "the watcher's capture record")
+    signal = records(out, "signal")[0]  # then "gone", once the stop ended QEMU
+    assert (signal["guest"], signal["cause"], signal["failover_safe"]) == (
+        RSC,
+        "guest-panicked",
+        True,
+    )
+    until(lambda: records(out, "hook"), "the watcher's hook record")
+    hook = records(out, "hook")[0]
+    assert (hook["phase"], hook["returncode"]) == ("signal", 0), hook
+    # the failure Pacemaker acted on is the hook's (crm_resource --fail), not a monitor's
+    pushed = [r for r in cluster.operations(RSC) if r["node"] == "node-a" and r["rc-code"] == "1"]
+    assert [r["operation"] for r in pushed] == ["asyncmon"], cluster.operations(RSC)
+    assert op(cluster, "node-a", "monitor", "1") is None
+    assert op(cluster, "node-a", "stop", "0") is not None
+    (capture,) = records(out, "capture")
+    assert capture["status"] == "complete"  # the stop waited for the watcher's capture
+    (bundle,) = bundles(cluster)
+    assert str(bundle) == capture["bundle"] and Bundle.open(bundle).verify() == []
+    assert fenced(cluster) == []  # stonith is enabled, and a failover-safe freeze needs none
+    history = cluster.a.run("stonith_admin", "--history", "*", check=False)
+    assert "node-a" not in history.stdout and "node-b" not in history.stdout, history.stdout
+    measured("running on node-b (the hook's push)", started_on(cluster.b) - frozen, "10 s")  # type: ignore[operator]
+
+
+def unsafe_freeze(cluster: Cluster) -> float:
+    """vm1 on node-a, a backup job writing (slowly) while it panics: frozen, not failover-safe."""
+    fencing(cluster)
+    place(cluster, resource(cluster, monitor="2s", stop_timeout="20s"))
+    target = str(cluster.shared / "backup.img")
+    qmp(cluster.a, "drive-backup", {"device": "disk0", "job-id": "bk", "target": target,
+                                    "sync": "full", "format": "raw", "speed": 1})  # fmt: skip
+    frozen = panic(cluster.a)
+    until(lambda: log_time(cluster.a, "guest frozen but not failover-safe"), "stop waiting")
+    return frozen
+
+
+def test_an_unsafe_freeze_fails_over_once_the_job_ends_within_the_stop_timeout(
+    cluster: Cluster,
+) -> None:
+    unsafe_freeze(cluster)
+    assert started_on(cluster.b) is None  # the stop waits; nothing starts a second copy
+    qmp(cluster.a, "block-job-cancel", {"device": "bk"})
+    until(lambda: started_on(cluster.b), "vm1 started on node-b")
+    assert op(cluster, "node-a", "stop", "0") is not None
+    assert cluster.running_on(RSC) == "node-b"
+    assert fenced(cluster) == []
+    (bundle,) = bundles(cluster)
+    assert Bundle.open(bundle).manifest.status == "complete"
+
+
+def test_an_unsafe_freeze_that_stays_unsafe_fails_the_stop_and_the_node_is_fenced(
+    cluster: Cluster,
+) -> None:
+    unsafe_freeze(cluster)
+    until(lambda: started_on(cluster.b), "vm1 started on node-b")
+    # the stop failed with the reason, so Pacemaker fenced node-a before starting vm1 again
+    failed = log_time(cluster.a, f"Result of stop operation for {RSC} on node-a: error "
+                                 f"(guest frozen but not failover-safe: {BLOCK_JOB})")  # fmt: skip
+    assert failed is not None
+    (fence,) = fenced(cluster)
+    when, action, target = fence.split()
+    assert (action, target) == ("reboot", "node-a")
+    assert failed < float(when) < started_on(cluster.b)  # type: ignore[operator]
+    assert cluster.a.processes() == []  # fenced: powered off, its QEMU too
+    assert cluster.running_on(RSC) == "node-b"
+
+
+def test_node_loss_while_the_watcher_captures_the_survivor_takes_over_and_no_bundle_is_half_written(
+    cluster: Cluster,
+) -> None:
+    fencing(cluster)
+    out = watch(cluster.a, cluster)  # no hook: Pacemaker learns nothing until node-a is lost
+    place(cluster, resource(cluster, monitor="60s", memory_mb=1024))
+    panic(cluster.a)
+    until(lambda: records(out, "signal"), "the watcher's signal", timeout=30)
+    lost = time.time()
+    cluster.a.power_off()  # mid-capture: corosync, Pacemaker, the watcher and QEMU die at once
+    until(lambda: started_on(cluster.b), "vm1 started on node-b")
+    assert records(out, "capture") == []  # the watcher died before its capture ended
+    (fence,) = fenced(cluster)  # a lost node is fenced before its resource starts elsewhere
+    assert fence.split()[1:] == ["reboot", "node-a"]
+    assert float(fence.split()[0]) < started_on(cluster.b)  # type: ignore[operator]
+    assert cluster.running_on(RSC) == "node-b"
+    # the bundle being written stays under its hidden temporary name: no bundle is half-written
+    entries = list((cluster.shared / "bundles").iterdir())
+    assert [e.name.startswith(".kvmha-vm1-") and ".partial-" in e.name for e in entries] == [True]
+    print(f"\nnode loss → running on node-b: {started_on(cluster.b) - lost:.2f} s (token 1000 ms)")  # type: ignore[operator]

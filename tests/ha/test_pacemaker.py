@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from kvmha_forensics.bundle import Bundle
+from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.lab import assets
-from kvmha_forensics.qmp import Endpoint, session
+from kvmha_forensics.transport.qmp import Endpoint, session
 from tests.ha.cluster import ROOT, Cluster, Node
 
 pytestmark = pytest.mark.lab

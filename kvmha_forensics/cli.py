@@ -202,6 +202,14 @@ def capture_cmd(
     ] = "elf",
     timeout: Annotated[float, typer.Option(min=1, help="Seconds for the whole capture.")] = 600,
     live: Annotated[bool, typer.Option("--live", help="Allow a running guest.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="If --out holds a complete bundle of this QEMU in this runstate, made since it"
+            " started, that is the result: no second capture of one freeze.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON lines; the last is the result.")
     ] = False,
@@ -215,7 +223,7 @@ def capture_cmd(
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
     opts = CaptureOptions(
-        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live
+        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once
     )
     with capture_progress(as_json) as sink:
         result = asyncio.run(capture(opts, sink))
@@ -225,12 +233,14 @@ def capture_cmd(
         "reasons": list(result.manifest.reasons),
         "runstate": result.freeze.runstate,
         "cause": result.freeze.cause,
+        "existing": result.existing,
     }
     if as_json:
         emit_json(summary)
     else:
         print(result.bundle)
-        print(f"capture {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
+        made = "already captured" if result.existing else "capture"
+        print(f"{made} {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
         for reason in result.manifest.reasons:
             print(f"  missing: {reason}", file=sys.stderr)
     if result.manifest.status != "complete":

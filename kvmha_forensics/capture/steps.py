@@ -9,6 +9,7 @@ checked again at the end.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import fcntl
 import logging
 import os
@@ -25,6 +26,7 @@ from ..ha.freeze import FreezeState, assess
 from ..sources import flattened, vmcoreinfo
 from ..sources.registers import VcpuRegisters, parse_register_dumps
 from ..transport.base import Address, Event, Guest
+from ..transport.local import process_started
 from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
 from ..xdg import runtime_dir
@@ -48,6 +50,7 @@ class CaptureOptions:
     qemu_log: Path | None = None
     timeout: float = 600.0
     live: bool = False
+    once: bool = False  # a complete bundle of this freeze in ``out`` already: that is the result
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class CaptureResult:
     bundle: Path
     manifest: bundle_mod.Manifest
     freeze: FreezeState
+    existing: bool = False  # ``once``: the bundle was there before
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,4 +422,31 @@ async def capture(
         raise InputError(f"{opts.out} is not writable", "choose another --out")
     async with opts.endpoint.connect(timeout=min(10.0, opts.timeout)) as guest:
         with guest_lock(guest.pid, opts.endpoint):
+            if opts.once:
+                before = await assess(guest, prior_events)
+                found = captured_before(opts.out, guest.pid, before.runstate)
+                if found is not None:
+                    return CaptureResult(found.path, found.manifest, before, existing=True)
             return await Capture(guest, opts, sink).run(prior_events)
+
+
+def captured_before(out: Path, pid: int | None, runstate: str | None) -> bundle_mod.Bundle | None:
+    """A complete bundle in ``out`` of the local QEMU ``pid`` in ``runstate``, made since that
+    process started (so by another capture of this freeze: the watcher's, an alert's)."""
+    started = process_started(pid) if pid else None
+    if started is None:
+        return None
+    for path in sorted(out.glob("kvmha-*"), reverse=True):
+        try:
+            found = bundle_mod.Bundle.open(path)
+            made = calendar.timegm(time.strptime(found.manifest.created, "%Y-%m-%dT%H:%M:%SZ"))
+        except (ForensicsError, ValueError):
+            continue
+        guest = found.manifest.guest
+        if (
+            found.manifest.status == "complete"
+            and (guest.get("qemu_pid"), guest.get("runstate")) == (pid, runstate)
+            and made >= int(started)
+        ):
+            return found
+    return None

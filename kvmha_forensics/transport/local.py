@@ -15,6 +15,20 @@ def process_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def process_started(pid: int) -> float | None:
+    """When ``pid`` started (epoch seconds, to the clock tick), or None if it is not there."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def socket_owners(path: str) -> list[int]:
     """Live processes serving the unix socket ``path``: QEMUs whose command line has it as
     ``unix:PATH`` (``-qmp``) or ``path=PATH`` (``-chardev socket``)."""

@@ -314,6 +314,29 @@ def test_second_capture_of_the_same_guest_is_refused(lab: Lab, tmp_path: Path) -
     assert "another capture" in done.stderr
 
 
+def test_once_takes_the_bundle_of_this_freeze_already_there(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.frozen("triple-fault")
+    args = ("capture", "--once", "--json", "--qmp", guest.qmp, "--out", str(tmp_path),
+            "--memory-format", "none")  # fmt: skip
+
+    def once() -> dict[str, object]:
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    first = once()
+    assert first["existing"] is False
+    # a bundle made before this QEMU started is of another freeze: captured again
+    manifest = Path(str(first["bundle"])) / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**doc, "created": "2000-01-01T00:00:00Z"}))
+    second = once()
+    assert second["existing"] is False and second["bundle"] != first["bundle"]
+    third = once()
+    assert third == {**second, "existing": True}
+    assert len(list(tmp_path.glob("kvmha-*"))) == 2
+
+
 def test_timeout_leaves_an_incomplete_bundle_that_says_so(lab: Lab, tmp_path: Path) -> None:
     guest = lab.up("triple-fault", "-2g", memory_mb=2048)
     done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path), "--timeout", "1", "--json")

@@ -76,8 +76,8 @@ def start_script(cluster: Cluster, memory_mb: int) -> Path:
     with disk.open("wb") as f:
         f.truncate(16 << 20)
     guests = cluster.shared / "guests"
-    blockdev = {"node-name": "disk0", "driver": "raw",
-                "file": {"driver": "file", "filename": str(disk)}}  # fmt: skip
+    file = {"node-name": "file0", "driver": "file", "filename": str(disk)}
+    blockdev = {"node-name": "disk0", "driver": "raw", "file": file}
     argv = [
         "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "tcg",
         "-m", str(memory_mb), "-display", "none", "-name", RSC,
@@ -87,7 +87,7 @@ def start_script(cluster: Cluster, memory_mb: int) -> Path:
         "-device", "virtio-blk-pci,drive=disk0,id=vd0,werror=stop,rerror=stop",
         "-kernel", str(linux.kernel.vmlinuz), "-initrd", str(linux.initramfs),
         "-append", "console=ttyS0 oops=panic mitigations=off kvmha.scenario=running "
-        "unknown_nmi_panic",
+        "unknown_nmi_panic kvmha.writes=1",
     ]  # fmt: skip
     sockets = [
         f"-qmp unix:/run/kvmha/{RSC}.{s},server=on,wait=off" for s in ("qmp", "sock", "test")
@@ -180,19 +180,32 @@ def qmp(node: Node, command: str, arguments: dict[str, object] | None = None) ->
     return asyncio.run(run())
 
 
-def panic(node: Node) -> float:
-    """Inject an NMI into vm1 on ``node`` (it panics); QEMU's time of GUEST_PANICKED."""
+def freeze(node: Node, how: str = "panic") -> float:
+    """Freeze vm1 on ``node``; QEMU's time of the event that says so.
+
+    ``panic``: an NMI (the guest runs with unknown_nmi_panic), GUEST_PANICKED. ``io-error``:
+    the disk's file is put behind a blkdebug node that fails every write (blockdev-reopen), so
+    the guest's next write stops it (werror=stop), BLOCK_IO_ERROR.
+    """
+    commands: list[tuple[str, dict[str, object] | None]] = [("inject-nmi", None)]
+    event = "GUEST_PANICKED"
+    if how == "io-error":
+        failing = {"node-name": "failing", "driver": "blkdebug", "image": "file0",
+                   "inject-error": [{"event": "write_aio", "errno": 5}]}  # fmt: skip
+        reopen = {"options": [{"node-name": "disk0", "driver": "raw", "file": "failing"}]}
+        commands, event = [("blockdev-add", failing), ("blockdev-reopen", reopen)], "BLOCK_IO_ERROR"
 
     async def run() -> float:
         async with session(Endpoint(path=str(node.path(f"/run/kvmha/{RSC}.test")))) as s:
-            await s.execute("inject-nmi")
+            for command, arguments in commands:
+                await s.execute(command, arguments)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                event = await s.next_event(1.0)
-                for e in ([event] if event else []) + s.events():
-                    if e.name == "GUEST_PANICKED":
+                first = await s.next_event(1.0)
+                for e in ([first] if first else []) + s.events():
+                    if e.name == event:
                         return e.timestamp
-        raise AssertionError("vm1 did not panic")
+        raise AssertionError(f"vm1 did not freeze: no {event}")
 
     return asyncio.run(run())
 
@@ -237,7 +250,7 @@ def test_monitor_fails_a_frozen_guest_stop_captures_it_and_it_runs_on_the_other_
     cluster: Cluster,
 ) -> None:
     place(cluster, resource(cluster, monitor="2s"))
-    frozen = panic(cluster.a)
+    frozen = freeze(cluster.a)
     until(lambda: started_on(cluster.b), "vm1 started on node-b")
     assert cluster.running_on(RSC) == "node-b"
     failed = op(cluster, "node-a", "monitor", "1")  # OCF_ERR_GENERIC, with the cause
@@ -271,23 +284,23 @@ def records(out: Path, kind: str) -> list[dict[str, object]]:
     return found
 
 
+@pytest.mark.parametrize(
+    ("how", "runstate", "cause"),
+    [("panic", "guest-panicked", "guest-panicked"), ("io-error", "io-error", "io-error")],
+)
 def test_the_watchers_hook_fails_the_resource_at_once_and_nothing_is_fenced(
-    cluster: Cluster,
+    cluster: Cluster, how: str, runstate: str, cause: str
 ) -> None:
     fencing(cluster)
     for node in cluster.nodes:
         watch(node, cluster, str(HOOK))
     place(cluster, resource(cluster, monitor="10s"))
-    frozen = panic(cluster.a)
+    frozen = freeze(cluster.a, how)
     until(lambda: started_on(cluster.b), "vm1 started on node-b")
     out = cluster.a.root / "watch.out"
     until(lambda: records(out, "capture"), "the watcher's capture record")
     signal = records(out, "signal")[0]  # then "gone", once the stop ended QEMU
-    assert (signal["guest"], signal["cause"], signal["failover_safe"]) == (
-        RSC,
-        "guest-panicked",
-        True,
-    )
+    assert (signal["guest"], signal["cause"], signal["failover_safe"]) == (RSC, cause, True)
     until(lambda: records(out, "hook"), "the watcher's hook record")
     hook = records(out, "hook")[0]
     assert (hook["phase"], hook["returncode"]) == ("signal", 0), hook
@@ -299,11 +312,13 @@ def test_the_watchers_hook_fails_the_resource_at_once_and_nothing_is_fenced(
     (capture,) = records(out, "capture")
     assert capture["status"] == "complete"  # the stop waited for the watcher's capture
     (bundle,) = bundles(cluster)
-    assert str(bundle) == capture["bundle"] and Bundle.open(bundle).verify() == []
+    opened = Bundle.open(bundle)
+    assert str(bundle) == capture["bundle"] and opened.verify() == []
+    assert opened.manifest.guest["runstate"] == runstate
     assert fenced(cluster) == []  # stonith is enabled, and a failover-safe freeze needs none
     history = cluster.a.run("stonith_admin", "--history", "*", check=False)
     assert "node-a" not in history.stdout and "node-b" not in history.stdout, history.stdout
-    measured("running on node-b (the hook's push)", started_on(cluster.b) - frozen, "10 s")  # type: ignore[operator]
+    measured(f"{how}: running on node-b (the hook's push)", started_on(cluster.b) - frozen, "10 s")  # type: ignore[operator]
 
 
 def unsafe_freeze(cluster: Cluster) -> float:
@@ -313,7 +328,7 @@ def unsafe_freeze(cluster: Cluster) -> float:
     target = str(cluster.shared / "backup.img")
     qmp(cluster.a, "drive-backup", {"device": "disk0", "job-id": "bk", "target": target,
                                     "sync": "full", "format": "raw", "speed": 1})  # fmt: skip
-    frozen = panic(cluster.a)
+    frozen = freeze(cluster.a)
     until(lambda: log_time(cluster.a, "guest frozen but not failover-safe"), "stop waiting")
     return frozen
 
@@ -355,7 +370,7 @@ def test_node_loss_while_the_watcher_captures_the_survivor_takes_over_and_no_bun
     fencing(cluster)
     out = watch(cluster.a, cluster)  # no hook: Pacemaker learns nothing until node-a is lost
     place(cluster, resource(cluster, monitor="60s", memory_mb=1024))
-    panic(cluster.a)
+    freeze(cluster.a)
     until(lambda: records(out, "signal"), "the watcher's signal", timeout=30)
     lost = time.time()
     cluster.a.power_off()  # mid-capture: corosync, Pacemaker, the watcher and QEMU die at once

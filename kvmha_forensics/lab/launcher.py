@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -269,9 +270,15 @@ async def up(
 
 
 async def _wait_socket(path: Path, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            return
+    """Until QEMU listens on ``path``: the file appears at bind(), before listen(), and a
+    connection in between is refused (seen on a loaded machine)."""
+    while proc.poll() is None and time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
         await asyncio.sleep(0.02)
 
 

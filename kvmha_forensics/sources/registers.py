@@ -52,6 +52,16 @@ _CPU_HEADER = re.compile(r"^CPU#(\d+)$")
 _MULTI_KEY = re.compile(r"^(XMM|YMM|ZMM|FPR)(\d{1,2})$")
 _OPMASK_KEY = re.compile(r"^Opmask(\d{2})$")
 _PROMPT = re.compile(r"\(qemu\)\s?")
+# qemu-kvm 0.12-1.x (RHEL 6) ``kvm_show_regs()``: "rax 0000… rbx …", "cs 0008 (00000000/ffffffff
+# p 1 dpl 0 db 0 s 1 type b l 1 g 1 avl 0)", "gdt a25000/1f", "cr0 80010011 … efer d00".
+_OLD_GPRS = frozenset(
+    ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", *(f"r{i}" for i in range(8, 16)))
+)
+_OLD_SCALARS = frozenset(("rip", "rflags", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"))
+_OLD_SEGMENTS = frozenset(("cs", "ds", "es", "ss", "fs", "gs", "tr", "ldt"))
+_OLD_TABLE = re.compile(r"^([0-9a-f]+)/([0-9a-f]+)$")
+_OLD_SEG_BITS = {"type": 8, "s": 12, "dpl": 13, "p": 15, "avl": 20, "l": 21, "db": 22, "g": 23}
+_OLD_SEG_TOKENS = 18  # selector, "(base/limit", 8 name/value pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +300,7 @@ class DumpBuilder:
         self._draft: _Draft | None = None
         self._pending: _Pending | None = None
         self._held_name: str | None = None
+        self._old: tuple[str, list[str]] | None = None
         self._seg_tail: str | None = None
         self._in_code = False
         self._line_no = 0
@@ -314,6 +325,7 @@ class DumpBuilder:
         self._in_code = False
         self._seg_tail = None
         self._held_name = None
+        self._old = None
         draft, self._draft = self._draft, None
         if draft is None or not draft.keys:
             return
@@ -346,6 +358,14 @@ class DumpBuilder:
 
     # -- tokens -----------------------------------------------------------------------
     def _token(self, token: str) -> None:
+        if self._old is not None and self._old_token(token):
+            return
+        if token in _OLD_GPRS or token in _OLD_SCALARS or token in _OLD_SEGMENTS:
+            self._old = (token, [])
+            return
+        if token in ("gdt", "idt"):
+            self._old = (token, [])
+            return
         if self._held_name is not None:
             held, self._held_name = self._held_name, None
             if token.startswith("="):
@@ -424,6 +444,71 @@ class DumpBuilder:
             self._draft_for(key).fpu[key.lower()] = number
         elif _OPMASK_KEY.match(key):
             self._draft_for(key).vector_regs[key.lower()] = (number,)
+
+    def _old_token(self, token: str) -> bool:
+        """A value of qemu-kvm's old dump (see ``_OLD_GPRS``); False when the token is not one
+        (the name was ordinary text)."""
+        assert self._old is not None
+        name, values = self._old
+        if name in _OLD_GPRS or name in _OLD_SCALARS:
+            self._old = None
+            if not _HEX.match(token) or (name in _OLD_GPRS and len(token) != 16):
+                return False
+            self._old_scalar(name, int(token, 16))
+            return True
+        if name in ("gdt", "idt"):
+            self._old = None
+            m = _OLD_TABLE.match(token)
+            if m is None:
+                return False
+            table = DescriptorTable(int(m.group(1), 16), int(m.group(2), 16))
+            draft = self._draft_for(name.upper())
+            if name == "gdt":
+                draft.gdt = table
+            else:
+                draft.idt = table
+            return True
+        values.append(token)
+        if len(values) == 1 and not _HEX.match(token):
+            self._old = None
+            return False
+        if len(values) == 2 and not _OLD_TABLE.match(token.lstrip("(")):
+            self._old = None
+            return False
+        if token.endswith(")") or len(values) >= _OLD_SEG_TOKENS:
+            self._old = None
+            self._old_segment(name, values)
+        return True
+
+    def _old_scalar(self, name: str, value: int) -> None:
+        key = name.upper()
+        draft = self._draft_for(key)
+        if name in _OLD_GPRS:
+            draft.width = 64
+            draft.gprs[name] = value
+        elif name == "rip":
+            draft.rip = value
+        elif name == "rflags":
+            draft.rflags = value
+        elif name == "efer":
+            draft.efer = value
+        else:
+            draft.cr[int(name[2:])] = value
+
+    def _old_segment(self, name: str, values: list[str]) -> None:
+        m = _OLD_TABLE.match(values[1].lstrip("("))
+        assert m is not None
+        fields = [v.rstrip(")") for v in values[2:]]
+        flags = 0
+        dpl: int | None = None
+        for field_name, value in zip(fields[::2], fields[1::2], strict=False):
+            if field_name in _OLD_SEG_BITS and _HEX.match(value):
+                flags |= int(value, 16) << _OLD_SEG_BITS[field_name]
+                dpl = int(value, 16) if field_name == "dpl" else dpl
+        key = name.upper()
+        self._draft_for(key).segments[key] = Segment(
+            int(values[0], 16), int(m.group(1), 16), int(m.group(2), 16), flags, dpl
+        )
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, None

@@ -125,3 +125,26 @@ def test_partial_dump_gives_partial_record() -> None:
 
 def test_no_dump_in_plain_text() -> None:
     assert parse_register_dumps("hello world\nfoo=bar CR=1 [x]") == []
+
+
+REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real" / "qemu-logs"
+
+
+def test_old_qemu_kvm_dump_wrapped_as_posted() -> None:
+    """qemu-kvm 0.12's ``kvm_show_regs()`` layout (RHEL 6), lines wrapped by the reporter:
+    the same values and descriptor flags as the modern dump would carry."""
+    (dump,) = parse_register_dumps(
+        (REAL / "014-osv-qemu-kvm-0.12-simul-ex-old-dump.log").read_text()
+    )
+    assert dump.gpr("rdx") == 0x6A3C8A and dump.gpr("r15") == 0x40
+    assert dump.rip == 0x3D721C and dump.rflags == 0x6
+    cs = dump.segments["CS"]
+    assert (cs.selector, cs.base, cs.limit, cs.dpl) == (8, 0, 0xFFFFFFFF, 0)
+    assert cs.flags == 0x00A09B00 and cs.long_mode  # as "CS =0008 ... 00a09b00 CS64"
+    assert dump.segments["TR"].flags == 0x00008B00
+    assert dump.cr == {0: 0x80010011, 2: 0, 3: 0xEAE000, 4: 0x7B8, 8: 0}
+    assert dump.efer == 0xD00 and dump.gdt is not None and dump.gdt.limit == 0x1F
+
+
+def test_old_names_in_prose_are_not_a_dump() -> None:
+    assert parse_register_dumps("the rip 0x10 and cs ok (fine)\nrax is zero\n") == []

@@ -611,9 +611,11 @@ _ARM_FRAME = _re(
 )
 #: The faulting function: "RIP: 0010:f+0x1/0x2", "RIP: 0010:[<a>]  [<a>] f+...", "RIP: 0010:[] []
 #: f+..." (Markdown ate the addresses), "IP: [<a>] f+...", "EIP: [<a>] f+...", "EIP is at f+...",
-#: "PC is at f+...", "pc : f+...", "NIP [a] f+...", with file:line or decoded forms.
+#: "PC is at f+...", "pc : f+...", "NIP [a] f+...", MIPS "epc   : 8005d844 f+...", with file:line
+#: or decoded forms.
 _RIP = _re(
-    r"^\s*(?:R?IP|EIP|NIP|PC is at|EIP is at|pc\s*:)\s*:?\s*(?:[0-9a-f]{4}:)?"
+    r"^\s*(?:R?IP|EIP|NIP|PC is at|EIP is at|pc\s*:|epc\s*:\s*[0-9a-f]{8,16})\s*:?\s*"
+    r"(?:[0-9a-f]{4}:)?"
     r"(?:\[<?[0-9a-f]*>?\]\s*)*"
     r"(?P<sym>" + _SYM + r"(?:" + _OFF + r")?)"
     r"(?=" + _OFF + r"|\s+\[|\s+\(|\s+[\w./-]+:\d+|\s+RSP|\s*$)"

@@ -29,9 +29,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _QP_ESCAPE = re.compile(r"=([0-9A-F]{2})")
 _QP_MIN_HINTS = 2
-_NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})\s+\S")  # also inside mail quotes
+# Also inside mail quotes, and grep -n's "1261929:" / context "1262024-" columns.
+_NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})(?:\s+|[:-](?=\S))\S")
 _NUMBER_COLUMN_SHARE = 0.6
-_NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}\s")
+_NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}(?:\s|[:-](?=\S))")
 
 _MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?月)"
 _CLOCK = r"\d\d:\d\d:\d\d(?:[.,]\d+)?"
@@ -47,10 +48,11 @@ _PREFIX_PATTERNS: tuple[str, ...] = (
     rf"^\s*{_ISO}\s+",  # bare ISO stamp (rsyslog, -msg timestamp=on style)
     r"^\s*kernel:\s?",  # syslogd wall messages, journal lines cut to the tag
     r"^\s*\[\d{4}-\d\d-\d\dT[\d:.]+Z?\]\s?",  # CI log timestamps
+    r"^\s*\d\d:\d\d:\d\d(?:[.,]\d+)?\s+",  # a bare wall clock (CI and serial-capture tools)
     r"^\s*\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d " + _CLOCK + r" \d{4}\]\s?",  # dmesg -T
     r"^\s*\[[A-Z][a-z]{2}\s*\d{1,2} \d\d:\d\d\]\s?",  # dmesg -H, first line of a minute
     r"^\s*\[\s*\+\d+\.\d+\]\s?",  # dmesg -H deltas
-    r"^\s*\[\s*\d+\.\d*\]\s?",  # printk time, also "[3.64]" and "[  240.]"
+    r"^\s*\[\s*\d+\.\d*\]\s?(?:c\d{1,2} )?",  # printk time, "[3.64]", "[  240.]"; Android "c1 "
     r"^\s*\d+\.\d{6}\]\s?",  # printk time that lost its "["
     r"^\s*\[\.{3,}\]\s?",  # time dotted out by hand
     r"^\[\s*[CT]\d+\]\s?",  # CONFIG_PRINTK_CALLER

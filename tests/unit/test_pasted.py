@@ -32,6 +32,8 @@ PREFIXED = [
     "[   12.345678] ",
     "[3.64] ",
     "[  240.] ",
+    "<4>[169739.712650] c1 ",
+    "16:56:35 [ 82.646346] ",
     "12.345678] ",
     "[...] ",
     "[  T123] ",
@@ -75,6 +77,11 @@ def test_line_number_column_is_removed_also_inside_quotes() -> None:
         "invalid opcode: 0000 [#1]",
         "RIP: f",
     ]
+
+
+def test_grep_n_columns_are_removed() -> None:
+    text = "1261929:Apr 13 18:52:32 h kernel: BUG: x\n1262024-Apr 13 18:52:32 h kernel: IP: y\n"
+    assert [strip_prefixes(line) for line in repair_lines(text)[:2]] == ["BUG: x", "IP: y"]
 
 
 def test_numbers_that_are_not_a_column_stay() -> None:

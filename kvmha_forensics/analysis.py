@@ -9,7 +9,6 @@ print. Built-in and third-party analyzers are found through the entry-point grou
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, get_args, runtime_checkable
 
 from .errors import InputError
+from .input_files import Keep, parse_json, read_input
+from .limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
 
 if TYPE_CHECKING:
     from drgn import Program
@@ -112,6 +113,17 @@ class AnalyzerResult:
         }
 
 
+TEXT_KINDS = frozenset({"console", "registers", "mtree", "vmcoreinfo"})
+
+
+def text_limit(kind: str) -> tuple[int, Keep]:
+    """How much of an artifact of ``kind`` analysis reads, and which part (docs/limits.md):
+    a console's tail (where the crash is), the head of anything else."""
+    if kind == "console":
+        return MAX_CONSOLE_BYTES, "tail"
+    return (MAX_TEXT_BYTES if kind in TEXT_KINDS else MAX_JSON_BYTES), "head"
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What there is to analyze: a bundle, a bare vmcore, or text; plus debug-info hints."""
@@ -144,14 +156,13 @@ class Context:
         return self.inputs.files.get(kind)
 
     def text(self, kind: str) -> str | None:
-        """An artifact as text, read once however many analyzers ask (None when absent)."""
+        """An artifact as text, read once however many analyzers ask (None when absent); read
+        to its bound (:func:`text_limit`), a special file refused (:mod:`.input_files`)."""
         if kind not in self._texts:
             path = self.path(kind)
-            try:
-                text = None if path is None else path.read_bytes().decode("utf-8", "replace")
-            except OSError as exc:
-                raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-            self._texts[kind] = text
+            limit, keep = text_limit(kind)
+            read = None if path is None else read_input(path, limit, keep)
+            self._texts[kind] = None if read is None else read.data.decode("utf-8", "replace")
         return self._texts[kind]
 
     def json(self, kind: str) -> object:
@@ -159,10 +170,7 @@ class Context:
         text = self.text(kind)
         if text is None:
             return None
-        try:
-            return cast(object, json.loads(text))
-        except ValueError as exc:
-            raise InputError(f"{self.path(kind)} is not valid JSON: {exc}") from exc
+        return parse_json(text.encode(), str(self.path(kind)))
 
     def json_object(self, kind: str) -> dict[str, object]:
         found = self.json(kind)

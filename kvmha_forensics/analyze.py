@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .analysis import Analyzer, AnalyzerResult, Context, Inputs, Vendor, run_all, select
+from .analysis import (
+    TEXT_KINDS,
+    Analyzer,
+    AnalyzerResult,
+    Context,
+    Inputs,
+    Vendor,
+    run_all,
+    select,
+    text_limit,
+)
 from .capture.bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
+from .input_files import opened, read_input, refusal
 from .report.model import Report
 from .report.verdict import decide
 from .sources.classify import dump_kind
@@ -15,11 +27,7 @@ from .sources.elfcore import HEAD, ElfError, read_core
 
 
 def _memory_kind(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            head = f.read(HEAD)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    head = read_input(path, HEAD).data
     kind = dump_kind(head)
     if kind in ("memory-elf", "memory-kdump"):
         return kind
@@ -42,14 +50,34 @@ def _memory_kind(path: Path) -> str:
 def elf_truncation(path: Path) -> str | None:
     """Why an ELF dump is unusable (truncated, or not ELF at all), or None when it looks whole."""
     try:
-        with path.open("rb") as f:
+        with opened(path, follow=False) as f:
             end = max((s.offset + s.filesz for s in read_core(f).segments), default=0)
+            size = os.fstat(f.fileno()).st_size
     except ElfError as exc:
         return f"{path.name} is not a valid ELF dump ({exc})"
-    size = path.stat().st_size
+    except InputError as exc:
+        return str(exc)
     if end > size:
         return f"{path.name} is truncated: {size} bytes, its segments need {end}"
     return None
+
+
+def _cut_notes(files: Mapping[str, Path]) -> list[str]:
+    """What analysis will leave out of text inputs larger than it reads (docs/limits.md)."""
+    notes = []
+    for kind, path in files.items():
+        limit, keep = text_limit(kind)
+        if kind in TEXT_KINDS and (size := _size(path)) > limit:
+            part = "last" if keep == "tail" else "first"
+            notes.append(f"{path.name} is {size} bytes: only its {part} {limit} were analyzed")
+    return notes
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def gather(
@@ -65,13 +93,15 @@ def gather(
     problems: list[str] = []
     extra = {k: p for k, p in (("qemu-log", qemu_log), ("console", console)) if p is not None}
     for kind, path in extra.items():
-        if not path.is_file():
-            raise InputError(f"{kind} {path} does not exist or is not a file")
+        why = refusal(path)
+        if why is not None:
+            raise InputError(f"{kind} {path} is {why}", f"give a {kind} file")
     dirs = tuple(debuginfo_dirs)
     if target is None:
         if not extra:
             raise InputError("nothing to analyze", "give a bundle, a vmcore, or --qemu-log FILE")
         label = ", ".join(str(p) for p in extra.values())
+        problems += _cut_notes(extra)
         return Inputs(label, "text", extra, vmlinux, dirs, cpu_vendor), problems
     if not target.exists():
         raise InputError(f"{target} does not exist")
@@ -81,13 +111,17 @@ def gather(
         bundle = Bundle.open(target)
         problems += [f"bundle: {p}" for p in bundle.verify(hash_memory=False)]
         problems += [f"capture: {r}" for r in bundle.manifest.reasons]
-        dump = bundle.file("memory-elf")
-        damage = elf_truncation(dump) if dump and dump.is_file() else None
+        unusable = bundle.unusable()  # left out: never opened, let alone read
+        arts = [a for a in bundle.manifest.artifacts if a.path not in unusable]
+        files = {a.kind: bundle.path / a.path for a in arts} | extra
+        dump = files.get("memory-elf")
+        damage = elf_truncation(dump) if dump else None
         problems += [damage] if damage else []
-        files = {a.kind: bundle.path / a.path for a in bundle.manifest.artifacts} | extra
+        problems += _cut_notes(files)
         vendor = cpu_vendor or VENDOR_OF_KVM.get(bundle.manifest.host.get("kvm_module", ""))
         return Inputs(str(target), "bundle", files, vmlinux, dirs, vendor), problems
     kind = _memory_kind(target)
+    problems += _cut_notes(extra)
     damage = elf_truncation(target) if kind == "memory-elf" else None
     problems += [damage] if damage else []
     files = {kind: target, **extra}

@@ -15,6 +15,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
 from .errors import InputError
+from .input_files import opened
 from .sources import vmcoreinfo
 
 SYSTEM_DEBUG = Path("/usr/lib/debug")
@@ -23,7 +24,7 @@ SYSTEM_DEBUG = Path("/usr/lib/debug")
 def build_id(path: Path) -> str | None:
     """The GNU build ID of an ELF file, in hex; None if it has none or is not ELF."""
     try:
-        with path.open("rb") as f:
+        with opened(path) as f:
             elf = ELFFile(f)
             for section in elf.iter_sections():
                 if not isinstance(section, NoteSection):
@@ -31,7 +32,7 @@ def build_id(path: Path) -> str | None:
                 for note in section.iter_notes():
                     if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
                         return str(note["n_desc"])
-    except (OSError, ELFError):
+    except (OSError, ELFError, InputError):
         return None
     return None
 

@@ -8,6 +8,7 @@ bundle; the directory is 0700 and every file 0600, created without following sym
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,11 +24,15 @@ from typing import Literal, cast
 
 from .. import __version__
 from ..errors import InputError
+from ..input_files import opened, parse_json, plain_relative, read_input, refusal
+from ..limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
+from ..private import rename_noreplace
 
 FORMAT = "kvmha-forensics-bundle"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 HASH_CHUNK = 1 << 20
+HASH_IN_ANALYSIS = MAX_CONSOLE_BYTES  # analysis hashes no artifact larger than it reads
 
 Status = Literal["complete", "incomplete"]
 StepStatus = Literal["ok", "failed", "skipped"]
@@ -119,7 +124,7 @@ class Manifest:
             steps = tuple(_step(s) for s in cast(list[dict[str, object]], doc["steps"]))
             artifacts = tuple(
                 Artifact(
-                    str(a["path"]),
+                    str(plain_relative(str(a["path"]))),
                     str(a["kind"]),
                     int(cast(int, a["size"])),
                     str(a["sha256"]),
@@ -154,10 +159,11 @@ def _step(doc: dict[str, object]) -> Step:
                 None if detail is None else str(detail))  # fmt: skip
 
 
-def sha256_file(path: Path, prefix: bytes = b"") -> str:
-    """The SHA-256 of ``prefix`` then the file's content, streamed."""
+def sha256_file(path: Path, prefix: bytes = b"", follow: bool = True) -> str:
+    """The SHA-256 of ``prefix`` then the file's content, streamed; the file must be a regular
+    one (:func:`..input_files.open_input`)."""
     digest = hashlib.sha256(prefix)
-    with path.open("rb") as f:
+    with opened(path, follow) as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -196,15 +202,12 @@ def kvm_module() -> str:
     return "none"
 
 
-def _safe_name(rel: str) -> str:
-    if rel.startswith("/") or ".." in Path(rel).parts or not rel:
-        raise ValueError(f"artifact path {rel!r} escapes the bundle")
-    return rel
-
-
 @dataclass
 class BundleWriter:
-    """Builds a bundle under ``.NAME.partial-*`` in ``parent``; :meth:`finish` publishes it."""
+    """Builds a bundle under ``.NAME.partial-*`` in ``parent``; :meth:`finish` publishes it.
+
+    Every name is taken relative to a descriptor on ``parent``, opened once: a directory or a
+    link swapped in at ``parent``'s path meanwhile changes nothing."""
 
     parent: Path
     name: str
@@ -214,23 +217,32 @@ class BundleWriter:
     reasons: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     tmp: Path = field(init=False)
+    _parent_fd: int = field(init=False)
+    _tmp_fd: int = field(init=False)
 
     def __post_init__(self) -> None:
-        tmp = self.parent / f".{self.name}.partial-{secrets.token_hex(4)}"
-        os.mkdir(tmp, 0o700)
-        self.tmp = tmp
+        tmp = f".{self.name}.partial-{secrets.token_hex(4)}"
+        self._parent_fd = os.open(self.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.mkdir(tmp, 0o700, dir_fd=self._parent_fd)
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._tmp_fd = os.open(tmp, flags, dir_fd=self._parent_fd)
+        except OSError:
+            os.close(self._parent_fd)
+            raise
+        self.tmp = self.parent / tmp
 
     def create(self, rel: str, readable: bool = False) -> int:
         """A new file's descriptor (0600, never following a symlink, never overwriting)."""
         access = os.O_RDWR if readable else os.O_WRONLY
         flags = access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(self.tmp / _safe_name(rel), flags, 0o600)
+        return os.open(plain_relative(rel), flags, 0o600, dir_fd=self._tmp_fd)
 
     def add(self, rel: str, kind: str, description: str, sha256: str | None = None) -> Artifact:
         """Record a file already written under ``rel``."""
-        path = self.tmp / rel
+        size = os.stat(plain_relative(rel), dir_fd=self._tmp_fd, follow_symlinks=False).st_size
         artifact = Artifact(
-            rel, kind, path.stat().st_size, sha256 or sha256_file(path), description
+            rel, kind, size, sha256 or sha256_file(self.tmp / rel, follow=False), description
         )
         self.artifacts.append(artifact)
         return artifact
@@ -269,26 +281,74 @@ class BundleWriter:
         )  # fmt: skip
 
     def finish(self) -> tuple[Path, Manifest]:
-        """Write the manifest, sync, and rename to the final name. Returns (path, manifest)."""
+        """Write the manifest, sync, and rename to the final name. Returns (path, manifest).
+
+        Out of space for the manifest, the memory dump is given up (the bundle is then
+        incomplete and says why); when even that is not enough, the partial directory is
+        removed and an :class:`InputError` says so. Either way no hidden partial is left."""
+        try:
+            try:
+                manifest = self._write_manifest()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not self._drop_memory(exc):
+                    raise
+                manifest = self._write_manifest()
+            final = self._publish()
+        except OSError as exc:
+            self.abandon()
+            raise InputError(
+                f"cannot finish the bundle in {self.parent}: {exc.strerror}",
+                "free some space there, or choose another --out",
+            ) from exc
+        os.fsync(self._parent_fd)
+        self._close()
+        return final, manifest
+
+    def _write_manifest(self) -> Manifest:
         manifest = self.manifest("incomplete" if self.reasons else "complete")
         fd = self.create(MANIFEST)
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest.to_json(), f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        final = self.parent / self.name
-        suffix = 1
-        while final.exists():
-            suffix += 1
-            final = self.parent / f"{self.name}.{suffix}"
-        os.rename(self.tmp, final)
-        dir_fd = os.open(self.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return final, manifest
+            with os.fdopen(fd, "w") as f:
+                json.dump(manifest.to_json(), f, indent=2)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            os.unlink(MANIFEST, dir_fd=self._tmp_fd)
+            raise
+        return manifest
+
+    def _drop_memory(self, exc: OSError) -> bool:
+        """Delete the memory dump to make room; False when there is none."""
+        dumps = [a for a in self.artifacts if a.kind.startswith("memory")]
+        for art in dumps:
+            os.unlink(art.path, dir_fd=self._tmp_fd)
+            self.artifacts.remove(art)
+            self.reasons.append(f"memory: {art.path} deleted: {exc.strerror} for the manifest")
+        return bool(dumps)
+
+    def _publish(self) -> Path:
+        """Rename the partial directory to the first free name of ``NAME``, ``NAME.2``, …:
+        whatever is at a name (a directory, a file, a dangling link) is never replaced."""
+        for suffix in range(1, 1000):
+            name = self.name if suffix == 1 else f"{self.name}.{suffix}"
+            try:
+                rename_noreplace(self.tmp.name, name, self._parent_fd)
+            except FileExistsError:
+                continue
+            return self.parent / name
+        raise OSError(errno.EEXIST, f"{self.name} and 998 more names are taken")
+
+    def abandon(self) -> None:
+        """Remove the partial directory and what it holds."""
+        for child in os.listdir(self._tmp_fd):
+            os.unlink(child, dir_fd=self._tmp_fd)
+        os.rmdir(self.tmp.name, dir_fd=self._parent_fd)
+        self._close()
+
+    def _close(self) -> None:
+        os.close(self._tmp_fd)
+        os.close(self._parent_fd)
 
 
 @dataclass
@@ -313,16 +373,18 @@ class Bundle:
 
     @classmethod
     def open(cls, path: Path) -> Bundle:
+        """Read and validate the manifest (bounded, not through a link): :class:`InputError`
+        when it is missing, too large, not JSON or not a manifest."""
         where = path / MANIFEST
         if not path.is_dir():
             raise InputError(f"{path} is not a bundle directory", "give the path capture printed")
-        try:
-            doc = json.loads(where.read_text())
-        except FileNotFoundError as exc:
-            raise InputError(f"{path} is not a bundle ({MANIFEST} missing)") from exc
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{where} is unreadable or not JSON: {exc}") from exc
-        return cls(path, Manifest.from_json(doc, where))
+        if refusal(where, follow=False) == "missing":
+            raise InputError(f"{path} is not a bundle ({MANIFEST} missing)")
+        raw = read_input(where, MAX_JSON_BYTES, follow=False)
+        if raw.left:
+            raise InputError(f"{where} is {raw.size} bytes: larger than a manifest may be "
+                             f"({MAX_JSON_BYTES})")  # fmt: skip
+        return cls(path, Manifest.from_json(parse_json(raw.data, where), where))
 
     def artifact(self, kind: str) -> Artifact | None:
         return next((a for a in self.manifest.artifacts if a.kind == kind), None)
@@ -331,39 +393,56 @@ class Bundle:
         found = self.artifact(kind)
         return self.path / found.path if found else None
 
+    def unusable(self) -> dict[str, str]:
+        """Artifacts that cannot be read as what they claim, and why: missing, or not a
+        regular file (a FIFO, a device, a directory, a link: links are never followed, nor
+        are linked directories on the way)."""
+        found: dict[str, str] = {}
+        for art in self.manifest.artifacts:
+            parts = Path(art.path).parts
+            for depth in range(1, len(parts) + 1):
+                why = refusal(self.path.joinpath(*parts[:depth]), follow=False)
+                if why is not None and (depth == len(parts) or not why.startswith("a directory")):
+                    found[art.path] = why
+                    break
+        return found
+
     def read_json(self, kind: str) -> object | None:
         path = self.file(kind)
         if path is None:
             return None
-        try:
-            return cast(object, json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"bundle artifact {path.name} is unreadable: {exc}") from exc
+        raw = read_input(path, MAX_JSON_BYTES, follow=False)
+        if raw.left:
+            raise InputError(f"bundle artifact {path.name} is larger than {MAX_JSON_BYTES} bytes")
+        return parse_json(raw.data, path)
 
     def read_text(self, kind: str) -> str | None:
         path = self.file(kind)
-        return path.read_text(errors="replace") if path else None
+        if path is None:
+            return None
+        return read_input(path, MAX_TEXT_BYTES, follow=False).data.decode(errors="replace")
 
     def verify(self, hash_memory: bool = True) -> list[str]:
         """Every problem found re-checking sizes and checksums (empty when all is well).
 
-        ``hash_memory=False`` checks the memory dump's size only: analysis does that, since
-        re-hashing gigabytes would cost more than the analysis itself (``bundle verify`` does)."""
-        problems: list[str] = []
+        ``hash_memory=False`` (analysis) checks sizes only for the memory dump and for any
+        artifact larger than :data:`HASH_IN_ANALYSIS`: re-hashing gigabytes would cost more
+        than the analysis itself, which reads at most that much of a text artifact
+        (``bundle verify`` hashes every byte)."""
+        unusable = self.unusable()
+        problems = [f"{rel}: {why}" for rel, why in unusable.items()]
         for art in self.manifest.artifacts:
-            path = self.path / _safe_name(art.path)
-            if path.is_symlink() or not path.is_file():
-                problems.append(f"{art.path}: missing or not a regular file")
+            if art.path in unusable:
                 continue
-            if path.stat().st_size != art.size:
-                problems.append(
-                    f"{art.path}: {path.stat().st_size} bytes, the manifest says {art.size}"
-                )
-            elif (hash_memory or not art.kind.startswith("memory")) and sha256_file(
-                path
-            ) != art.sha256:
+            path = self.path / art.path
+            size = path.stat(follow_symlinks=False).st_size
+            if size != art.size:
+                problems.append(f"{art.path}: {size} bytes, the manifest says {art.size}")
+            elif (
+                hash_memory or (not art.kind.startswith("memory") and size <= HASH_IN_ANALYSIS)
+            ) and sha256_file(path, follow=False) != art.sha256:
                 problems.append(f"{art.path}: does not match its sha256")
-        listed = {a.path for a in self.manifest.artifacts} | {MANIFEST}
+        listed = {Path(a.path).parts[0] for a in self.manifest.artifacts} | {MANIFEST}
         problems += [f"{p.name}: not in the manifest" for p in self.path.iterdir()
                      if p.name not in listed]  # fmt: skip
         return problems

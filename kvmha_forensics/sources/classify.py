@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import InputError
+from ..input_files import read_input
 from . import flattened
 from .elfcore import ELF_MAGIC, is_core
 
@@ -114,15 +116,14 @@ def classify_head(path: Path, head: bytes, size: int) -> Classified:
     )
 
 
-def classify(path: Path) -> Classified:
-    """Classify a file by its content; an unreadable file is skipped with the reason."""
+def classify(path: Path, follow: bool = True) -> Classified:
+    """Classify a file by its content; a file that is not a regular one (a FIFO, a device, a
+    link when ``follow`` is false) or cannot be read is skipped with the reason."""
     try:
-        with path.open("rb") as f:
-            head = f.read(HEAD_BYTES)
-            size = path.stat().st_size
-    except OSError as exc:
-        return Classified(path, None, f"cannot read: {exc.strerror}")
-    return classify_head(path, head, size)
+        read = read_input(path, HEAD_BYTES, follow=follow)
+    except InputError as exc:
+        return Classified(path, None, exc.message.removeprefix(f"{path} is "))
+    return classify_head(path, read.data, read.size)
 
 
 def _control_ratio(head: bytes) -> float:

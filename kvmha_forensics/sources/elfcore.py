@@ -88,7 +88,15 @@ def is_core(head: bytes) -> bool:
 
 
 def read_core(f: BinaryIO) -> Core:
-    """The program headers of the ELF file open as ``f``; :class:`ElfError` if unreadable."""
+    """The program headers of the ELF file open as ``f``; :class:`ElfError` if unreadable
+    (an offset past any possible file included: a seek there fails, or overflows)."""
+    try:
+        return _read_core(f)
+    except (OSError, OverflowError) as exc:
+        raise ElfError(f"unreadable headers ({exc})") from exc
+
+
+def _read_core(f: BinaryIO) -> Core:
     f.seek(0)
     ident = f.read(16)
     if len(ident) < 16 or not ident.startswith(ELF_MAGIC):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import BinaryIO
 
+from kvmha_forensics.input_files import opened
 from kvmha_forensics.sources.pasted import clean_text, decode_qp, strip_prefixes
 from kvmha_forensics.sources.registers import CodeBytes, DumpBuilder, VcpuRegisters
 
@@ -360,7 +361,7 @@ def parse_qemu_log_file(
     read = 0
     truncated = False
     cut_lines = 0
-    with open(path, "rb") as handle:
+    with opened(path) as handle:
         while True:
             if read >= max_bytes:
                 truncated = bool(handle.read(1))

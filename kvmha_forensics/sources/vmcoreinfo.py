@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
+from ..input_files import opened
 from .elfcore import ElfError, read_core
 
 MARKER = b"OSRELEASE="
@@ -35,11 +37,11 @@ def _plausible(blob: bytes) -> str | None:
 def from_elf_note(path: Path) -> str | None:
     """The VMCOREINFO note QEMU wrote into an ELF dump, if any (None for a damaged ELF)."""
     try:
-        with path.open("rb") as f:
+        with opened(path) as f:
             for note in read_core(f).notes(f):
                 if note.name == "VMCOREINFO":
                     return note.desc.split(b"\0", 1)[0].decode("ascii", "replace")
-    except (ElfError, OSError):
+    except (ElfError, OSError, InputError):
         return None
     return None
 
@@ -47,7 +49,7 @@ def from_elf_note(path: Path) -> str | None:
 def scan(path: Path) -> str | None:
     """Find VMCOREINFO text in a memory image by its first line, reading in bounded chunks."""
     overlap = MAX_SIZE
-    with path.open("rb") as f:
+    with opened(path) as f:
         tail = b""
         while chunk := f.read(CHUNK):
             window = tail + chunk

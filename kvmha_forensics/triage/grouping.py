@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,8 @@ from ..analysis import Analyzer, Inputs, Vendor, select
 from ..analyze import analyze_with, gather
 from ..capture.bundle import MANIFEST, Bundle
 from ..errors import ExitCode, ForensicsError, InputError
+from ..input_files import parse_json, read_input, refusal
+from ..limits import MAX_RECORD_BYTES
 from ..signature import signature_id
 from ..sources.classify import Classified, classify
 from .cache import (
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "kvmha-forensics-triage"
 SCHEMA_VERSION = 1
-#: A console log larger than this is analyzed by its last this-many bytes (where the crash is).
-MAX_CONSOLE_BYTES = 64 * 1024 * 1024
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 MemberKind = Literal["bundle", "qemu-log", "console", "qemu-log+console", "vmcore"]
@@ -180,8 +178,16 @@ class TriageResult:
         return tuple(g for g in self.groups if g.new)
 
     @property
+    def nothing_analyzable(self) -> bool:
+        """Inputs were found, and every one was skipped: a CI job must not pass on that."""
+        return bool(self.skipped) and not self.groups
+
+    @property
     def exit_code(self) -> ExitCode:
-        """``NEW_SIGNATURES`` when any group is new, else ``OK``."""
+        """``BAD_INPUT`` when nothing was analyzable, ``NEW_SIGNATURES`` when any group is
+        new, else ``OK``."""
+        if self.nothing_analyzable:
+            return ExitCode.BAD_INPUT
         return ExitCode.NEW_SIGNATURES if self.new_groups else ExitCode.OK
 
     def to_json(self) -> dict[str, object]:
@@ -278,7 +284,10 @@ def _analyze_all(
 
 
 def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
-    """Bundles and classified files under ``inputs``, each once, in a stable order."""
+    """Bundles and classified files under ``inputs``, each once, in a stable order. A named
+    input is followed if a link; inside directories, only links to bundles are. What is
+    neither a bundle nor a regular file (a FIFO, a device, a link) is named with why, never
+    opened."""
     seen: set[Path] = set()
 
     def once(path: Path) -> bool:
@@ -288,27 +297,42 @@ def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
         seen.add(real)
         return True
 
+    def refused(path: Path, why: str) -> _Found:
+        return _Found(path, Classified(path, None, why))
+
     for top in inputs:
-        if top.is_file():
-            if once(top):
-                yield _Found(top, classify(top))
-            continue
-        if (top / MANIFEST).is_file():
-            if once(top):
-                yield _Found(top, None)
-            continue
-        for root, dirs, files in os.walk(top):
-            here = Path(root)
-            dirs.sort()
-            for d in list(dirs):
-                if (here / d / MANIFEST).is_file():
-                    dirs.remove(d)
-                    if once(here / d):
-                        yield _Found(here / d, None)
-            for name in sorted(files):
-                path = here / name
-                if path.is_file() and not path.is_symlink() and once(path):
-                    yield _Found(path, classify(path))
+        if top.is_dir():
+            if (top / MANIFEST).exists() or (top / MANIFEST).is_symlink():
+                if once(top):
+                    yield _Found(top, None)
+                continue
+            yield from _walk_dir(top, once, refused)
+        elif (why := refusal(top)) is not None:
+            yield refused(top, why)
+        elif once(top):
+            yield _Found(top, classify(top))
+
+
+def _walk_dir(
+    top: Path, once: Callable[[Path], bool], refused: Callable[[Path, str], _Found]
+) -> Iterator[_Found]:
+    for root, dirs, files in os.walk(top):
+        here = Path(root)
+        dirs.sort()
+        for d in list(dirs):  # a link to a bundle is taken: its manifest says what to read
+            if (here / d / MANIFEST).exists() or (here / d / MANIFEST).is_symlink():
+                dirs.remove(d)
+                if once(here / d):
+                    yield _Found(here / d, None)
+            elif (here / d).is_symlink():
+                yield refused(here / d, "a symbolic link to a directory (not followed)")
+        for name in sorted(files):
+            path = here / name
+            why = refusal(path, follow=False)
+            if why is not None:
+                yield refused(path, why)
+            elif once(path):
+                yield _Found(path, classify(path, follow=False))
 
 
 def _member(
@@ -336,50 +360,27 @@ def _member(
     # A bundle whose artifacts changed size since is analyzed again, which says how.
     if hit is not None and (bundle is None or _sizes_match(bundle)):
         return Member(str(item.path), kind, seen, hit, True, notes + hit.problems)
-    with ExitStack() as stack:
-        inputs, problems, extra = _inputs(item, opts, stack)
-        report = analyze_with(inputs, analyzers, problems)
-    analysis = CachedAnalysis(report.verdict, report.problems + extra, report.partial)
+    inputs, problems = _inputs(item, opts)
+    report = analyze_with(inputs, analyzers, problems)
+    analysis = CachedAnalysis(report.verdict, report.problems, report.partial)
     if cache is not None:
         cache.put(key, analysis)
     return Member(str(item.path), kind, seen, analysis, False, notes + analysis.problems)
 
 
-def _inputs(
-    item: _Found, opts: Options, stack: ExitStack
-) -> tuple[Inputs, list[str], tuple[str, ...]]:
-    """``gather``'s inputs for an item, and notes about what was left out of it."""
+def _inputs(item: _Found, opts: Options) -> tuple[Inputs, list[str]]:
+    """``gather``'s inputs for an item, and the problems already found in them (a console
+    larger than analysis reads among them)."""
     dirs = opts.debuginfo_dirs
     if item.classified is None or item.classified.kind == "vmcore":
-        inputs, problems = gather(item.path, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor)
-        return inputs, problems, ()
+        return gather(item.path, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor)
     kind = item.classified.kind
     qemu_log = item.path if kind in ("qemu-log", "qemu-log+console") else None
-    console: Path | None = None
-    extra: tuple[str, ...] = ()
-    if kind in ("console", "qemu-log+console"):
-        console, extra = _bounded_console(item.path, stack)
+    console = item.path if kind in ("console", "qemu-log+console") else None
     inputs, problems = gather(
         None, qemu_log=qemu_log, console=console, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor
     )
-    return inputs, problems, extra
-
-
-def _bounded_console(path: Path, stack: ExitStack) -> tuple[Path, tuple[str, ...]]:
-    """The console to analyze: the file, or a private copy of its last
-    :data:`MAX_CONSOLE_BYTES` (from a line start) when it is larger."""
-    size = path.stat().st_size
-    if size <= MAX_CONSOLE_BYTES:
-        return path, ()
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvmha-triage-")))
-    copy = tmp / "console.tail"
-    with path.open("rb") as src, copy.open("wb") as dst:
-        src.seek(size - MAX_CONSOLE_BYTES)
-        src.readline(64 * 1024)  # to the next line start (bounded: a line may be huge)
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
-    note = f"console log is {size} bytes: only its last {MAX_CONSOLE_BYTES} were analyzed"
-    return copy, (note,)
+    return inputs, problems
 
 
 def _sizes_match(bundle: Bundle) -> bool:
@@ -420,12 +421,11 @@ def _merge_known(
 def load_known(path: Path) -> dict[str, KnownSignature]:
     """The signatures of an earlier triage record: its ``known`` list (which includes its
     groups)."""
-    try:
-        doc = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot read the known record {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise InputError(f"{path} is not JSON: {exc}", "give a triage --json record") from exc
+    raw = read_input(path, MAX_RECORD_BYTES)
+    if raw.left:
+        raise InputError(f"{path} is {raw.size} bytes: larger than a triage record may be "
+                         f"({MAX_RECORD_BYTES})")  # fmt: skip
+    doc = parse_json(raw.data, path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{path} is not a triage record", "give the file of a triage --json")
     version = doc.get("schema_version")

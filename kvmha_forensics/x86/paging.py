@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import InputError
+from ..input_files import open_input, opened
 from ..sources.elfcore import ElfError, read_core
 from .modes import CR0_PG, EFER_LMA
 
@@ -37,11 +39,11 @@ class ElfMemory:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            with path.open("rb") as f:
+            with opened(path) as f:
                 self.segments = read_core(f).loads
-        except (ElfError, OSError):
+        except (ElfError, OSError, InputError):
             self.segments = ()
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = open_input(path)
 
     def close(self) -> None:
         os.close(self._fd)

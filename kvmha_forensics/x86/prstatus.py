@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
+from ..input_files import opened
 from ..sources.elfcore import ElfError, read_core
 
 NT_PRSTATUS = 1
@@ -38,10 +40,10 @@ class NoteRegisters:
 def vcpu_registers(dump: Path) -> list[NoteRegisters]:
     """Each vCPU's RIP, RSP and RAX from an ELF dump's notes; empty when it has none."""
     try:
-        with dump.open("rb") as f:
+        with opened(dump) as f:
             core = read_core(f)
             notes = [n for n in core.notes(f) if n.name == "CORE" and n.type == NT_PRSTATUS]
-    except (ElfError, OSError):
+    except (ElfError, OSError, InputError):
         return []
     found = []
     for note in notes:

@@ -19,11 +19,11 @@ import pytest
 import xmlschema
 from typer.testing import CliRunner
 
+from kvmha_forensics import analysis
 from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.cli import app
 from kvmha_forensics.errors import ExitCode, InputError
 from kvmha_forensics.sources.classify import classify
-from kvmha_forensics.triage import grouping as triage_mod
 from kvmha_forensics.triage.cache import TriageCache
 from kvmha_forensics.triage.grouping import TriageResult, triage
 from kvmha_forensics.triage.junit import to_junit
@@ -284,7 +284,7 @@ def test_huge_inputs_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         for _ in range(8 * 1024 * 1024 // len(filler)):
             f.write(filler)
         f.write(console)
-    monkeypatch.setattr(triage_mod, "MAX_CONSOLE_BYTES", 256 * 1024)
+    monkeypatch.setattr(analysis, "MAX_CONSOLE_BYTES", 256 * 1024)
     triage([FIXTURES / "logs", FIXTURES / "console"])  # imports and caches outside the measure
     tracemalloc.start()
     try:

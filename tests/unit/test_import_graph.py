@@ -16,7 +16,21 @@ PACKAGE = "kvmha_forensics"
 
 # Bottom first: a module may import modules of its own layer or of any layer below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("", "errors", "vocabulary", "limits", "xdg", "private", "signature")),
+    (
+        "base",
+        (
+            "",
+            "errors",
+            "vocabulary",
+            "limits",
+            "xdg",
+            "private",
+            "signature",
+            "printable",
+            "input_files",
+            "locks",
+        ),
+    ),
     ("sources", ("sources",)),
     ("x86", ("x86",)),
     ("transport", ("transport",)),
@@ -28,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("triage", ("triage",)),
     ("watch", ("ha.watch",)),  # the watcher drives capture and analysis
     ("lab", ("lab",)),  # a user of the library, never used by it
-    ("cli", ("cli", "cli_ha", "cli_triage", "entry", "demo", "__main__")),
+    ("cli", ("cli", "cli_ha", "cli_triage", "cli_options", "entry", "demo", "__main__")),
 ]
 
 

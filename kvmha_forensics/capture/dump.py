@@ -75,13 +75,14 @@ async def dump_memory(
     fd: int,
     path: Path,
     fmt: DumpFormat,
-    deadline: Callable[[], float],
+    deadline: Callable[[], tuple[float, str]],
     progress: DumpProgress,
 ) -> str | None:
     """Dump guest memory to ``fd`` (at ``path``); its sha256 (None when QEMU did not write it
     in one sequential pass); raise :class:`DumpFailed` or a timeout.
 
-    ``deadline`` is asked at every poll: a watcher that is stopping shortens it mid-dump."""
+    ``deadline`` is asked at every poll, for the time and the limit it comes from (``--timeout``):
+    a watcher that is stopping shortens it mid-dump, and says so."""
     protocol = await guest.dump_destination(fd, path)
     hasher = GrowingFileHasher(path) if fmt == "elf" else None
     await guest.execute(
@@ -101,8 +102,9 @@ async def dump_memory(
                 break
             if status == "failed":
                 raise DumpFailed(f"QEMU reports the memory dump failed ({_dump_error(guest)})")
-            if time.monotonic() > deadline():
-                raise OperationTimeout("the memory dump did not finish before --timeout")
+            until, limit = deadline()
+            if time.monotonic() > until:
+                raise OperationTimeout(f"the memory dump did not finish before {limit}")
             await _until_dump_event(guest, POLL)
     finally:
         if hasher and not completed:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import fcntl
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +23,14 @@ from typing import Literal, cast
 
 from ..errors import BusyError, ForensicsError, GuestStateError, InputError
 from ..ha.freeze import FreezeState, assess
+from ..input_files import read_input, refusal
+from ..locks import exclusive
 from ..sources import flattened, vmcoreinfo
 from ..sources.registers import VcpuRegisters, parse_register_dumps
 from ..transport.base import Address, Event, Guest
 from ..transport.local import process_started
 from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
-from ..xdg import runtime_dir
 from . import bundle as bundle_mod
 from .bundle import VENDOR_OF_KVM, kvm_module
 from .dump import dump_memory
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 MemoryFormat = Literal["elf", "kdump-zlib", "none"]
 LOG_HEAD = LOG_TAIL = 4 << 20  # a runaway QEMU log keeps its first and last 4 MiB
-LOCK_DIR = runtime_dir()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +81,15 @@ def _ignore(_: Progress) -> None:
 
 @contextmanager
 def guest_lock(pid: int | None, endpoint: Address) -> Iterator[None]:
-    """One capture per guest at a time (keyed by QEMU's pid, else by the endpoint)."""
+    """One capture per guest at a time (keyed by QEMU's pid, else by the endpoint), held in
+    the private runtime directory (:mod:`..locks`)."""
     key = str(pid) if pid else re.sub(r"[^A-Za-z0-9]+", "_", str(endpoint))
-    path = LOCK_DIR / f"kvmha-forensics-capture-{key}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise BusyError(
-                f"another capture of this guest (qemu pid {pid}) is running",
-                "wait for it to finish; QEMU runs one memory dump at a time",
-            ) from exc
+    busy = BusyError(
+        f"another capture of this guest (qemu pid {pid}) is running",
+        "wait for it to finish; QEMU runs one memory dump at a time",
+    )
+    with exclusive(f"capture-{key}.lock", busy):
         yield
-    finally:
-        os.close(fd)
 
 
 def qemu_cmdline(pid: int | None) -> list[str] | None:
@@ -108,16 +102,16 @@ def qemu_cmdline(pid: int | None) -> list[str] | None:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def find_stderr(pid: int | None) -> Path | None:
-    """QEMU's standard error, when it is a regular file we can read."""
+def find_stderr(pid: int | None) -> tuple[Path, str] | None:
+    """QEMU's standard error, read through QEMU's own descriptor (``/proc/PID/fd/2``) when it
+    is a regular file; with the name it has there."""
     if not pid:
         return None
-    link = Path(f"/proc/{pid}/fd/2")
+    fd = Path(f"/proc/{pid}/fd/2")
     try:
-        target = Path(os.readlink(link))
+        return (fd, os.readlink(fd)) if refusal(fd) is None else None
     except OSError:
         return None
-    return target if target.is_file() else None
 
 
 def find_serial(argv: list[str] | None) -> Path | None:
@@ -133,16 +127,35 @@ def find_serial(argv: list[str] | None) -> Path | None:
     return None
 
 
+def serial_descriptor(pid: int, path: Path) -> Path:
+    """QEMU's own descriptor (``/proc/PID/fd/N``) on the serial console file ``path``.
+
+    What ``path`` names now must be a file QEMU has open: a link planted or swapped there
+    after QEMU started (say, to ``/etc/shadow``) names another file, and is refused
+    (:class:`InputError`). The file is then read through QEMU's descriptor, not the path."""
+    proc = Path(f"/proc/{pid}")
+    if not path.is_absolute():
+        path = Path(os.readlink(proc / "cwd")) / path
+    try:
+        named = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"serial console {path} is missing ({exc.strerror})") from exc
+    for entry in sorted(os.listdir(proc / "fd"), key=int):
+        fd = proc / "fd" / entry
+        try:
+            st = os.stat(fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (named.st_dev, named.st_ino):
+            return fd
+    raise InputError(f"{path} is not the file QEMU has open for its serial console (a link"
+                     " changed?): not read")  # fmt: skip
+
+
 def bounded_read(path: Path) -> bytes:
-    """A log's bytes, or its first and last 4 MiB with a marker between when it is larger."""
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= LOG_HEAD + LOG_TAIL:
-            return f.read()
-        head = f.read(LOG_HEAD)
-        f.seek(size - LOG_TAIL)
-        cut = size - LOG_HEAD - LOG_TAIL
-        return head + f"\n[kvmha-forensics: {cut} bytes cut here]\n".encode() + f.read()
+    """A log's bytes, or its first and last 4 MiB with a marker between when it is larger;
+    a FIFO, a device or a missing file is an :class:`InputError` (:mod:`..input_files`)."""
+    return read_input(path, LOG_HEAD + LOG_TAIL, "ends").data
 
 
 def _bundle_name(identity: JSONObject, pid: int | None) -> str:
@@ -203,8 +216,16 @@ class Capture:
         self.opts = opts
         self.sink = sink
         self.deadline = time.monotonic() + opts.timeout
+        self.limit = "--timeout"  # what set the deadline, as errors name it
         self.writer: bundle_mod.BundleWriter | None = None
         self.vcpus: list[VcpuRegisters] = []
+
+    def cut_short(self, seconds: float, why: str) -> None:
+        """End the capture within ``seconds`` (a stopping watcher's grace); ``why`` names that
+        limit in the step that it ends."""
+        until = time.monotonic() + seconds
+        if until < self.deadline:
+            self.deadline, self.limit = until, why
 
     @contextmanager
     def step(self, name: str) -> Iterator[bundle_mod.StepRecorder]:
@@ -255,11 +276,8 @@ class Capture:
         return CaptureResult(path, manifest, before)
 
     def _abandon(self) -> None:
-        if self.writer is None:
-            return
-        for child in self.writer.tmp.iterdir():
-            child.unlink()
-        self.writer.tmp.rmdir()
+        if self.writer is not None:
+            self.writer.abandon()
 
     async def _registers(self) -> None:
         assert self.writer
@@ -285,20 +303,19 @@ class Capture:
         assert self.writer
         argv = cast(list[str] | None, identity.get("cmdline"))
         with self.step("qemu-log") as rec:
-            source = self.opts.qemu_log or find_stderr(self.guest.pid)
-            if source is None:
+            given = self.opts.qemu_log
+            found = (given, str(given)) if given else find_stderr(self.guest.pid)
+            if found is None:
                 rec.skip(
                     "no QEMU log: pass --qemu-log (QEMU's stderr is not a regular file);"
                     " the KVM exit reason is only written there",
                     incomplete=False,
                 )
             else:
-                try:
-                    data = bounded_read(source)
-                except OSError as exc:
-                    raise InputError(f"cannot read the QEMU log {source}: {exc.strerror}") from exc
-                log = self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {source}")
-                rec.detail = str(source)
+                source, shown = found
+                data = bounded_read(source)
+                log = self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {shown}")
+                rec.detail = shown
                 vendor = VENDOR_OF_KVM.get(kvm_module())
                 exit_record = kvm_exit_record(self.writer.tmp / log.path, vendor)
                 if exit_record is not None:
@@ -306,12 +323,16 @@ class Capture:
                     self.writer.write_json("kvm-exit.json", exit_record, "kvm-exit", what)
         with self.step("console") as rec:
             serial = find_serial(argv)
-            if serial is None or not serial.is_file():
+            if serial is None or not self.guest.pid:
                 rec.skip("no serial console file on QEMU's command line")
-            else:
-                self.writer.write_bytes(
-                    "console.log", bounded_read(serial), "console", f"serial console {serial}"
-                )
+                return
+            try:
+                fd = serial_descriptor(self.guest.pid, serial)
+            except InputError as exc:
+                rec.skip(str(exc))
+                return
+            data = bounded_read(fd)
+            self.writer.write_bytes("console.log", data, "console", f"serial console {serial}")
 
     async def _mtree(self) -> None:
         assert self.writer
@@ -388,7 +409,9 @@ class Capture:
             self.sink(Progress("memory", "progress", done, total))
 
         try:
-            return await dump_memory(self.guest, fd, path, fmt, lambda: self.deadline, report)
+            return await dump_memory(
+                self.guest, fd, path, fmt, lambda: (self.deadline, self.limit), report
+            )
         except ForensicsError:  # failed, timed out, or QEMU went away: no half dump kept
             path.unlink(missing_ok=True)
             raise

@@ -266,7 +266,7 @@ class GuestWatch:
                 with guest_lock(guest.pid, self.endpoint):
                     cap = Capture(guest, opts, self._progress)
                     if self.w.stopping.is_set():
-                        cap.deadline = min(cap.deadline, time.monotonic() + self.w.opts.grace)
+                        cap.cut_short(self.w.opts.grace, self.w.grace_limit)
                     self.w.in_flight.add(cap)
                     try:
                         result = await cap.run(events)
@@ -316,9 +316,13 @@ class Watcher:
             return
         log.info("stopping: %d capture(s) in flight", len(self.in_flight))
         self.stopping.set()
-        limit = time.monotonic() + self.opts.grace
         for cap in self.in_flight:
-            cap.deadline = min(cap.deadline, limit)
+            cap.cut_short(self.opts.grace, self.grace_limit)
+
+    @property
+    def grace_limit(self) -> str:
+        """The limit that ends a capture once the watch is stopping, as its reason says."""
+        return f"--grace {self.opts.grace:g}s after the watcher was stopped (SIGTERM or SIGINT)"
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, or return early when the watcher stops."""

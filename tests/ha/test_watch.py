@@ -244,7 +244,8 @@ def test_sigterm_finishes_capture_in_flight_incomplete(
     assert code == 0, err
     captured = w.wait(kind("capture"), "capture")
     assert captured["status"] == "incomplete", captured
-    assert any(str(r).startswith("memory:") for r in captured["reasons"])  # type: ignore[attr-defined]
+    (memory,) = [str(r) for r in captured["reasons"] if str(r).startswith("memory:")]  # type: ignore[attr-defined]
+    assert "--timeout" not in memory and "--grace 0s after the watcher was stopped" in memory
     manifest = Bundle.open(Path(str(captured["bundle"]))).manifest
     assert manifest.status == "incomplete"
     assert not [p for p in out.iterdir() if ".partial" in p.name]

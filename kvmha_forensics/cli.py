@@ -10,15 +10,17 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 
 from . import __version__
 from .cli_ha import emit_json, status_cmd, watch_cmd
+from .cli_options import seconds
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import scenarios
+from .printable import printable
 from .private import write_private
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ def _root(
     )
     if not verbose:  # drgn warns about what the report already states (e.g. no module list)
         logging.getLogger("drgn").setLevel(logging.ERROR)
+        # qemu.qmp logs a cancelled handshake (a held socket) as ERROR lines: we say it once
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
 @app.command()
@@ -200,7 +204,9 @@ def capture_cmd(
     memory_format: Annotated[
         str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
     ] = "elf",
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds for the whole capture.")] = 600,
+    timeout: Annotated[
+        float, typer.Option(callback=seconds(1), help="Seconds for the whole capture.")
+    ] = 600,
     live: Annotated[bool, typer.Option("--live", help="Allow a running guest.")] = False,
     once: Annotated[
         bool,
@@ -242,7 +248,7 @@ def capture_cmd(
         made = "already captured" if result.existing else "capture"
         print(f"{made} {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
         for reason in result.manifest.reasons:
-            print(f"  missing: {reason}", file=sys.stderr)
+            print(f"  missing: {printable(reason, one_line=True)}", file=sys.stderr)
     if result.manifest.status != "complete":
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
@@ -264,7 +270,8 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
             if p.status == "progress" and p.total:
                 update("dumping guest memory", 100 * p.completed / p.total)
             elif p.status == "failed":
-                print(f"  {p.step}: failed: {p.detail}", file=sys.stderr)
+                print(f"  {p.step}: failed: {printable(str(p.detail), one_line=True)}",
+                      file=sys.stderr)  # fmt: skip
 
         yield show
 
@@ -277,7 +284,7 @@ def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle direc
     opened = Bundle.open(directory)
     problems = opened.verify()
     for problem in problems:
-        err().print(f"  {problem}", markup=False)
+        err().print(f"  {printable(problem, one_line=True)}", markup=False, highlight=False)
     if problems:
         raise InputError(f"{directory}: {len(problems)} problem(s) found", "the bundle is damaged")
     stdout().print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
@@ -377,25 +384,44 @@ def parse_size_mb(text: str) -> int:
     return int(number) * (scale or 1)
 
 
+MAX_ERROR = 1000  # characters of an error message shown (a peer's garbage may be quoted)
+
+
+def _fail(message: str, code: int, details: str | None = None) -> NoReturn:
+    """One line on stderr (control characters escaped: it may quote a file name or a guest),
+    then ``details`` when there are any, and exit with ``code``."""
+    if len(message) > MAX_ERROR:
+        message = message[:MAX_ERROR] + f"… ({len(message) - MAX_ERROR} more characters)"
+    sys.stderr.write(f"kvmha-forensics: error: {printable(message, one_line=True)}\n")
+    if details:
+        sys.stderr.write(printable(details) + "\n")
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: run the app; a :class:`ForensicsError` becomes one line and its exit code."""
+    """Entry point: run the app; every error becomes one line and its exit code
+    (docs/cli.md): a :class:`ForensicsError`, a usage error, a bug."""
     try:
-        app(prog_name="kvmha-forensics")
+        code = app(prog_name="kvmha-forensics", standalone_mode=False)
     except ForensicsError as exc:
-        err().print(f"kvmha-forensics: error: {exc}", markup=False, highlight=False)
-        if exc.details:
-            err().print(exc.details, markup=False, highlight=False)
-        sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        err().print("kvmha-forensics: interrupted")
+        _fail(str(exc), int(exc.exit_code), exc.details)
+    except typer.TyperException as exc:  # click's usage errors, raised as-is without standalone
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            sys.stderr.write(ctx.get_help() + "\n")  # the bare command: its help
+            sys.exit(int(ExitCode.USAGE))
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f": see '{ctx.command_path} --help'" if ctx is not None else ""
+        _fail(f"{where}{exc.format_message()}{hint}", getattr(exc, "exit_code", ExitCode.USAGE))
+    except (KeyboardInterrupt, typer.Abort):
+        sys.stderr.write("kvmha-forensics: interrupted\n")
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("KVMHA_DEBUG"):
             raise
-        err().print(
-            f"kvmha-forensics: internal error: {type(exc).__name__}: {exc} "
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} "
             "(set KVMHA_DEBUG=1 for the traceback and report it)",
-            markup=False,
-            highlight=False,
+            int(ExitCode.INTERNAL),
         )
-        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(code if isinstance(code, int) else 0)

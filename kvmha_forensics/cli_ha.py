@@ -6,7 +6,6 @@ Registered on the main app in :mod:`kvmha_forensics.cli`.
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from .cli_options import seconds
 from .errors import InputError
 from .limits import STATUS_TIMEOUT
 
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from .ha.watch import WatchOptions
 
 # watch (capture, analysis) is imported by the watch command only: status stays quick to start
-
-
-def _quiet_qmp_library() -> None:
-    """qemu.qmp logs a cancelled handshake as an error; we report it ourselves."""
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
 def emit_json(obj: object) -> None:
@@ -40,7 +34,7 @@ def status_cmd(
     qmp: Annotated[str, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     timeout: Annotated[
-        float, typer.Option(min=0.05, help="Seconds before answering 'busy'.")
+        float, typer.Option(callback=seconds(0.05), help="Seconds before answering 'busy'.")
     ] = STATUS_TIMEOUT,
 ) -> None:
     """Say whether the guest is running, frozen, paused or gone, and if failover is safe.
@@ -53,7 +47,6 @@ def status_cmd(
     from .ha.status import render, status
     from .transport.qmp import Endpoint
 
-    _quiet_qmp_library()
     result = asyncio.run(status(Endpoint.parse(qmp), timeout))
     sys.stdout.write(render(result, as_json))
     raise typer.Exit(int(result.exit_code))
@@ -77,18 +70,25 @@ def watch_cmd(
     hook: Annotated[
         str | None, typer.Option(help="Command run on each signal and report (no shell).")
     ] = None,
-    hook_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a hook may run.")] = 10.0,
+    hook_timeout: Annotated[
+        float, typer.Option(callback=seconds(0.1), help="Seconds a hook may run.")
+    ] = 10.0,
     memory_format: Annotated[
         str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
     ] = "elf",
-    capture_timeout: Annotated[float, typer.Option(min=1, help="Seconds per capture.")] = 600.0,
+    capture_timeout: Annotated[
+        float, typer.Option(callback=seconds(1), help="Seconds per capture.")
+    ] = 600.0,
     analyze: Annotated[bool, typer.Option(help="Analyze each bundle.")] = True,
     debuginfo_dir: Annotated[
         list[Path] | None, typer.Option("--debuginfo-dir", help="Where analysis finds vmlinux.")
     ] = None,
-    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between status polls.")] = 0.5,
+    poll: Annotated[
+        float, typer.Option(callback=seconds(0.05), help="Seconds between status polls.")
+    ] = 0.5,
     grace: Annotated[
-        float, typer.Option(min=0, help="On SIGTERM, seconds a capture may take to finish.")
+        float,
+        typer.Option(callback=seconds(0), help="On SIGTERM, seconds a capture may take to finish."),
     ] = 30.0,
 ) -> None:
     """Watch guests; on a freeze: signal (stdout line + hook), capture, analyze, hook again.
@@ -127,7 +127,6 @@ def watch_cmd(
         poll_interval=poll,
         grace=grace,
     )
-    _quiet_qmp_library()
     asyncio.run(_watch(opts))
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from .errors import InputError
+from .printable import printable
 from .private import write_private
 
 if TYPE_CHECKING:
@@ -49,7 +51,8 @@ def triage_cmd(
     """Analyze every input, group by crash signature, and say which signatures are new.
 
     Exit codes: 0 no new signature, 20 new signatures (every signature is new without
-    --known), 3 an input or the --known file cannot be used, 2 usage.
+    --known), 3 nothing analyzable (every input skipped) or the --known file cannot be used,
+    2 usage.
     """
     from .triage.cache import TriageCache, default_cache_dir
     from .triage.grouping import Options, triage
@@ -69,5 +72,11 @@ def triage_cmd(
         write_private(markdown, to_markdown(result))
     sys.stdout.write(to_table(result))
     for skipped in result.skipped:
-        typer.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+        line = printable(f"skipped {skipped.path}: {skipped.reason}", one_line=True)
+        typer.echo(line, err=True)
+    if result.nothing_analyzable:
+        raise InputError(
+            f"nothing analyzable: all {len(result.skipped)} inputs were skipped (see above)",
+            "give bundles, QEMU logs, console logs or vmcores",
+        )
     raise typer.Exit(int(result.exit_code))

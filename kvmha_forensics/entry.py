@@ -18,6 +18,7 @@ def _status(argv: list[str]) -> int:
     import argparse
     import asyncio
     import logging
+    import math
 
     from .errors import ForensicsError
     from .ha.status import render, status
@@ -32,8 +33,8 @@ def _status(argv: list[str]) -> int:
     try:
         timeout = float(args.timeout)
     except ValueError:
-        timeout = -1.0
-    if unknown or args.qmp is None or timeout < 0.05:
+        timeout = math.nan
+    if unknown or args.qmp is None or not (math.isfinite(timeout) and timeout >= 0.05):
         return -1  # let the typer CLI say what is wrong, as for every other command
     logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     try:

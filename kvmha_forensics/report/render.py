@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+from ..printable import printable
 from .model import Report
 
 TEXT_EXCERPTS = 2  # evidence items shown with their excerpt on a terminal
@@ -41,11 +42,12 @@ def to_markdown(report: Report) -> str:
         out.append(f"| {a.name} | {a.status} | {a.seconds:.3f} s | {note} |")
     if report.problems:
         out += ["", "### Problems", ""] + [f"- {p}" for p in report.problems]
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out) + "\n")  # guest text never reaches a terminal raw
 
 
 def to_text(report: Report, width: int = 100, color: bool = False) -> str:
-    """A terminal view (rich, imported here: JSON and Markdown reports never need it)."""
+    """A terminal view (rich, imported here: JSON and Markdown reports never need it); every
+    string that may quote the guest goes through :func:`printable` (rich adds its own codes)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -53,14 +55,15 @@ def to_text(report: Report, width: int = 100, color: bool = False) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color)
     v = report.verdict
-    console.print(f"[bold]{v.cause}[/bold]  {escape(v.summary)}", highlight=False)
-    console.print(f"  culprit     {v.culprit or 'unknown'}", markup=False, highlight=False)
-    console.print(f"  signature   {v.signature}", markup=False, highlight=False)
+    s = printable
+    console.print(f"[bold]{v.cause}[/bold]  {escape(s(v.summary))}", highlight=False)
+    console.print(f"  culprit     {s(v.culprit or 'unknown')}", markup=False, highlight=False)
+    console.print(f"  signature   {s(v.signature)}", markup=False, highlight=False)
     cpu = v.crashed_cpu if v.crashed_cpu is not None else "unknown"
     console.print(f"  crashed cpu {cpu}   confidence {v.confidence:.2f}", highlight=False)
     for index, ev in enumerate(v.evidence):
-        console.print(f"\n  evidence: {ev.artifact} {ev.locator or ''}", markup=False)
-        lines = (ev.excerpt or "").splitlines()
+        console.print(f"\n  evidence: {s(ev.artifact)} {s(ev.locator or '')}", markup=False)
+        lines = s(ev.excerpt or "").split("\n") if ev.excerpt else []
         shown = lines[:TEXT_EXCERPT_LINES] if index < TEXT_EXCERPTS else []
         for line in shown:
             console.print(f"    {line}", markup=False, highlight=False)
@@ -71,11 +74,11 @@ def to_text(report: Report, width: int = 100, color: bool = False) -> str:
         table.add_column(column)
     for a in report.analyzers:
         note = a.reason or "; ".join(a.outcome.notes)
-        table.add_row(a.name, a.status, f"{a.seconds:.3f}s", note)
+        table.add_row(s(a.name), a.status, f"{a.seconds:.3f}s", s(note, one_line=True))
     console.print()
     console.print(table)
     for problem in report.problems:
-        console.print(f"problem: {problem}", markup=False, highlight=False)
+        console.print(f"problem: {s(problem, one_line=True)}", markup=False, highlight=False)
     return buffer.getvalue()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from ..printable import printable
 from .grouping import TriageResult
 
 SUITE = "kvmha-forensics triage"
@@ -58,9 +59,9 @@ def to_junit(result: TriageResult) -> str:
 
 
 def _clean(text: str) -> str:
-    """Drop the characters XML 1.0 cannot hold (guest text may contain any)."""
+    """Escape control characters, drop what XML 1.0 cannot hold (guest text may contain any)."""
     return "".join(
-        c for c in text
+        c for c in printable(text)
         if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd"
         or c >= "\U00010000"
     )  # fmt: skip

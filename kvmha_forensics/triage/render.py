@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..printable import printable
 from .grouping import Group, TriageResult
 
 
@@ -23,7 +24,7 @@ def to_table(result: TriageResult) -> str:
         f"{len(result.groups)} signatures ({len(result.new_groups)} new) from {s.analyzed} "
         f"inputs; {s.skipped} skipped; {s.cache_hits} from cache, {s.cache_misses} analyzed"
     )
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")
 
 
 def _md(text: str) -> str:
@@ -77,4 +78,4 @@ def to_markdown(result: TriageResult) -> str:
         out += ["<details><summary>Skipped inputs</summary>", ""]
         out += [f"- `{_md(s.path)}`: {_md(s.reason)}" for s in result.skipped]
         out += ["", "</details>", ""]
-    return "\n".join(out)
+    return printable("\n".join(out))

@@ -69,8 +69,8 @@ class TransportError(ForensicsError):
 
 
 class GuestGone(TransportError):
-    """Nothing serves the guest any more: no socket at the path, connection refused, or the
-    connection was lost mid-conversation (QEMU exited or closed its monitor)."""
+    """Nothing serves the guest any more, on evidence: a socket file that refuses connections,
+    or the connection lost mid-conversation (QEMU exited or closed its monitor)."""
 
 
 class GuestHeld(TransportError):
@@ -83,6 +83,11 @@ class NotAMonitor(TransportError):
 
 class TransportConfigError(TransportError):
     """The address itself is wrong: not a socket, not permitted, not a usable endpoint."""
+
+
+class AddressMissing(TransportConfigError):
+    """Nothing at the address (no socket at the path): a mistyped path, or a QEMU not started.
+    Never evidence that a guest is gone (``status`` says ``missing``, exit 14)."""
 
 
 class CommandFailed(TransportError):

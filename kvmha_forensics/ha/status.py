@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
-from ..errors import ExitCode, GuestGone, GuestHeld, OperationTimeout
+from ..errors import AddressMissing, ExitCode, GuestGone, GuestHeld, OperationTimeout
 from ..limits import STATUS_TIMEOUT
+from ..printable import printable
 from ..transport.base import Address
 from ..vocabulary import JSONObject
 from .freeze import FreezeState, assess
 
-StatusState = Literal["running", "frozen", "paused", "gone", "busy"]
+StatusState = Literal["running", "frozen", "paused", "gone", "busy", "missing"]
 
 
 class StatusExit(IntEnum):
@@ -31,7 +32,8 @@ class StatusExit(IntEnum):
     FROZEN_SAFE = 10  # stopped on an error and nothing still writes: fail over, no fencing
     FROZEN_UNSAFE = 11  # stopped on an error but a job or migration still writes
     PAUSED = 12  # stopped on purpose (operator, migration, snapshot): not a failure
-    GONE = 13  # QEMU is not there (exited, killed, socket dead)
+    GONE = 13  # QEMU is not there: its socket refuses connections, or it closed the connection
+    MISSING = 14  # no socket at the path: a configuration error, not evidence of anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,8 @@ class Status:
         if self.state == "frozen":
             return StatusExit.FROZEN_SAFE if self.failover_safe else StatusExit.FROZEN_UNSAFE
         codes = {"running": StatusExit.RUNNING, "paused": StatusExit.PAUSED,
-                 "gone": StatusExit.GONE, "busy": StatusExit.BUSY}  # fmt: skip
+                 "gone": StatusExit.GONE, "busy": StatusExit.BUSY,
+                 "missing": StatusExit.MISSING}  # fmt: skip
         return codes[self.state]
 
     def to_json(self) -> JSONObject:
@@ -82,12 +85,19 @@ def render(result: Status, as_json: bool) -> str:
         return json.dumps(result.to_json(), sort_keys=True) + "\n"
     safe = "failover-safe" if result.failover_safe else "not failover-safe"
     cause = f" ({result.cause})" if result.cause else ""
-    return "".join([f"{result.state}{cause}, {safe}\n", *(f"  {r}\n" for r in result.reasons)])
+    lines = [f"{result.state}{cause}, {safe}", *(f"  {r}" for r in result.reasons)]
+    return "".join(printable(line, one_line=True) + "\n" for line in lines)
 
 
 def _gone(address: Address, why: str, start: float) -> Status:
     freeze = FreezeState.gone(why, address.owners())
     return Status.from_freeze(str(address), freeze, None, time.monotonic() - start)
+
+
+def _missing(address: Address, why: str, start: float) -> Status:
+    why += ": a configuration error (check --qmp), not evidence that QEMU is gone"
+    return Status(str(address), "missing", None, None, False, (why,), None,
+                  time.monotonic() - start)  # fmt: skip
 
 
 def _busy(address: Address, why: str, start: float) -> Status:
@@ -99,8 +109,10 @@ def _busy(address: Address, why: str, start: float) -> Status:
 async def status(address: Address, timeout: float = STATUS_TIMEOUT) -> Status:
     """Ask the guest at ``address`` for its state; answer within about ``timeout`` s.
 
-    :class:`~..errors.GuestGone` gives ``gone``; a held monitor
-    (:class:`~..errors.GuestHeld`) or no answer in time gives ``busy``.
+    ``gone`` rests on evidence (:class:`~..errors.GuestGone`): a socket file that refuses
+    connections, or QEMU closing the connection. No socket at the path
+    (:class:`~..errors.AddressMissing`) is ``missing``: a configuration error, never read as
+    gone. A held monitor (:class:`~..errors.GuestHeld`) or no answer in time gives ``busy``.
 
     Raises: NotAMonitor, TransportConfigError, CommandFailed (a wrong address or a QEMU that
     refuses ``query-status``)."""
@@ -117,5 +129,7 @@ async def status(address: Address, timeout: float = STATUS_TIMEOUT) -> Status:
         return _busy(address, f"QEMU did not answer within {timeout:g}s", start)
     except (OperationTimeout, GuestHeld) as exc:
         return _busy(address, str(exc), start)
+    except AddressMissing as exc:
+        return _missing(address, exc.message, start)
     except GuestGone as exc:
-        return _gone(address, exc.message, start)
+        return _gone(address, str(exc), start)

@@ -33,6 +33,7 @@ from qemu.qmp.error import QMPError
 from qemu.qmp.protocol import StateError
 
 from ..errors import (
+    AddressMissing,
     CommandFailed,
     GuestGone,
     GuestHeld,
@@ -104,7 +105,7 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
         else:
             sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
     except FileNotFoundError as exc:
-        raise GuestGone(
+        raise AddressMissing(
             f"no QMP socket at {endpoint}", "check the path given with --qmp (QEMU's -qmp option)"
         ) from exc
     except ConnectionRefusedError as exc:
@@ -112,7 +113,8 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
             hint = "give QEMU's -qmp unix socket"
             raise TransportConfigError(f"{endpoint} is not a socket", hint) from None
         raise GuestGone(
-            f"connection to {endpoint} refused", "QEMU is not running or not listening there"
+            f"connection to {endpoint} refused",
+            "the socket exists but nothing listens: QEMU exited or was killed",
         ) from exc
     except TimeoutError as exc:
         raise TransportTimeout(f"connecting to {endpoint} timed out", "is QEMU hung?") from exc
@@ -228,7 +230,10 @@ async def session(endpoint: Endpoint, timeout: float = 5.0) -> AsyncIterator[QMP
         ) from exc
     except (ConnectError, QMPError, OSError, EOFError) as exc:
         sock.close()
-        raise NotAMonitor(f"{endpoint} does not speak QMP ({exc})", "check the --qmp path") from exc
+        said = str(exc)[:200]
+        raise NotAMonitor(
+            f"{endpoint} does not speak QMP ({said})", "check the --qmp path"
+        ) from exc
     try:
         yield qmp
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -110,3 +111,27 @@ def test_alert_agent_captures_a_frozen_guest(lab: Lab, tmp_path: Path) -> None:
     calm = {**env, "CRM_alert_rc": "0", "CRM_alert_recipient": str(tmp_path / "none")}
     subprocess.run([str(ALERT)], env=calm, check=True, timeout=60)
     assert not (tmp_path / "none").exists()
+
+
+def test_monitor_tells_a_missing_socket_from_a_gone_guest(own: OwnGuest) -> None:
+    """No socket at the qmp path is not 'gone' by itself (issue 11): while the QEMU this node
+    started is alive it is a configuration error (OCF_ERR_CONFIGURED, no failover); once that
+    QEMU has exited (it removes its socket then) OCF_NOT_RUNNING; never started here, too."""
+    need_resource_agents()
+    recurring = {"CRM_meta_interval": "10000", "start_cmd": "true"}
+    never = agent("monitor", qmp="/nonexistent/qmp.sock", **recurring)
+    assert never.returncode == 7, never.stderr  # not started on this node
+    guest = own("running")
+    assert agent("start", qmp=guest.qmp, **recurring).returncode == 0  # QEMU's pid recorded
+    held = Path(guest.qmp).with_name("moved.sock")
+    os.rename(guest.qmp, held)  # the path no longer names a socket, QEMU still runs
+    moved = agent("monitor", qmp=guest.qmp, **recurring)
+    assert moved.returncode == 6, moved.stderr  # OCF_ERR_CONFIGURED
+    assert f"yet QEMU {guest.pid} started behind it is alive" in moved.stderr
+    os.rename(held, guest.qmp)
+    os.kill(guest.pid, signal.SIGTERM)  # a clean exit: QEMU removes its socket
+    os.waitpid(guest.pid, 0)
+    assert not os.path.exists(guest.qmp)
+    gone = agent("monitor", qmp=guest.qmp, **recurring)
+    assert gone.returncode == 7, gone.stderr  # OCF_NOT_RUNNING, on evidence
+    assert agent("stop", qmp=guest.qmp, **recurring).returncode == 0

@@ -117,10 +117,14 @@ def test_killed_qemu_is_gone_and_safe(own: OwnGuest) -> None:
     assert json.loads(done.stdout)["state"] == "gone"
 
 
-def test_missing_socket_is_gone(tmp_path: Path) -> None:
+def test_missing_socket_is_missing_not_gone(tmp_path: Path) -> None:
+    """A mistyped path is a configuration error, never evidence that QEMU is gone."""
     got = ask(str(tmp_path / "nothing.sock"))
-    assert (got.state, got.failover_safe) == ("gone", True)
-    assert got.reasons == (f"no QMP socket at {tmp_path / 'nothing.sock'}",)
+    assert (got.state, got.failover_safe, got.exit_code) == ("missing", False, 14)
+    assert got.reasons == (
+        f"no QMP socket at {tmp_path / 'nothing.sock'}: a configuration error (check --qmp),"
+        " not evidence that QEMU is gone",
+    )
 
 
 def test_held_socket_says_busy_not_hang(lab: Lab) -> None:

@@ -42,7 +42,7 @@ def test_quick_path_matches_the_typer_command(lab: Lab) -> None:
 def test_quick_path_matches_on_a_missing_socket(tmp_path: Path) -> None:
     quick, full = both("--qmp", str(tmp_path / "none.sock"))
     assert (quick.returncode, quick.stdout) == (full.returncode, full.stdout)
-    assert quick.returncode == 13 and quick.stdout.startswith("gone")
+    assert quick.returncode == 14 and quick.stdout.startswith("missing")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ GIB = 1 << 30
 def test_bundle_console_linked_to_dev_zero_is_not_read(tmp_path: Path) -> None:
     """Item 1: a console artifact that is a link to /dev/zero: analyze and triage name it and
     go on, without reading it (before: memory grew until the cap)."""
-    b = bundle(tmp_path / "b", {"qemu-stderr.log": b"qemu-system-x86_64: x\n"}, {"console.log": "console"})
+    b = bundle(
+        tmp_path / "b", {"qemu-stderr.log": b"qemu-system-x86_64: x\n"}, {"console.log": "console"}
+    )
     (b / "console.log").symlink_to("/dev/zero")
     done = cli("analyze", str(b), "--format", "json")
     assert done.returncode == INCOMPLETE, done.stderr[-2000:]

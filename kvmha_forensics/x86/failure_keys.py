@@ -52,6 +52,10 @@ def region_class(address: int, *, linear: bool = False) -> str:
     on, no walk) the answer is about the identity-mapped reading and says so."""
     if address >> 47 not in (0, 0x1FFFF):
         return "non-canonical address"
+    if address == (1 << 64) - 1:  # a jump or return to -1
+        return "address -1"
+    if address >> 47 == 0x1FFFF:  # no guest-physical address is this high: a kernel pointer
+        return "upper-half virtual address"
     for start, end, name in PC_REGIONS:
         if start <= address <= end:
             return f"{name} (if identity-mapped)" if linear else name

@@ -216,6 +216,14 @@ def capture_cmd(
             " started, that is the result: no second capture of one freeze.",
         ),
     ] = False,
+    memory_source: Annotated[
+        str,
+        typer.Option(
+            "--memory-source",
+            help="auto (read QEMU's memory directly when possible), direct, or dump"
+            " (QEMU's dump-guest-memory).",
+        ),
+    ] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON lines; the last is the result.")
     ] = False,
@@ -223,14 +231,18 @@ def capture_cmd(
     """Capture a frozen guest into a bundle, never changing its state."""
     import asyncio
 
+    from .capture.memory_source import MemorySource
     from .capture.steps import CaptureOptions, MemoryFormat, capture
     from .transport.qmp import Endpoint
 
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    if memory_source not in ("auto", "direct", "dump"):
+        raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
     opts = CaptureOptions(
-        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once
-    )
+        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
+        cast(MemorySource, memory_source),
+    )  # fmt: skip
     with capture_progress(as_json) as sink:
         result = asyncio.run(capture(opts, sink))
     summary = {
@@ -269,6 +281,8 @@ def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
         def show(p: CaptureProgress) -> None:
             if p.status == "progress" and p.total:
                 update("dumping guest memory", 100 * p.completed / p.total)
+            elif p.step == "memory" and p.status == "start" and p.detail:
+                print(f"  memory: {p.detail}", file=sys.stderr)
             elif p.status == "failed":
                 print(f"  {p.step}: failed: {printable(str(p.detail), one_line=True)}",
                       file=sys.stderr)  # fmt: skip

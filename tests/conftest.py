@@ -53,7 +53,7 @@ class Lab:
         self.root = root
         self.shared: dict[str, LabGuest] = {}
         self.started: list[LabGuest] = []
-        self.bundles: dict[tuple[str, str], Path] = {}
+        self.bundles: dict[tuple[str, str, str], Path] = {}
 
     def up(self, name: str, tag: str = "", **kwargs: object) -> LabGuest:
         """A new guest of scenario ``name`` in its own directory."""
@@ -70,9 +70,10 @@ class Lab:
             self.shared[name] = self.up(name, "-shared")
         return self.shared[name]
 
-    def bundle(self, name: str, memory_format: str = "elf") -> Path:
-        """The session's bundle of the shared ``name`` guest."""
-        key = (name, memory_format)
+    def bundle(self, name: str, memory_format: str = "elf", source: str = "auto") -> Path:
+        """The session's bundle of the shared ``name`` guest (memory read directly from QEMU
+        where it can be; ``source="dump"`` for QEMU's dump-guest-memory)."""
+        key = (name, memory_format, source)
         if key not in self.bundles:
             guest = self.frozen(name)
             opts = CaptureOptions(
@@ -80,6 +81,7 @@ class Lab:
                 self.root / "bundles",
                 memory_format,  # type: ignore[arg-type]
                 live=guest.runstate == "running",
+                memory_source=source,  # type: ignore[arg-type]
             )
             self.bundles[key] = asyncio.run(capture(opts)).bundle
         return self.bundles[key]

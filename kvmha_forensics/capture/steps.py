@@ -33,7 +33,11 @@ from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
 from . import bundle as bundle_mod
 from .bundle import VENDOR_OF_KVM, kvm_module
+from .direct import write_core
 from .dump import dump_memory
+from .guestram import LayoutError, ram_ranges
+from .hostpages import HostMemoryError
+from .memory_source import MemorySource, why_not_direct
 from .records import kvm_exit_record, registers_record
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class CaptureOptions:
     timeout: float = 600.0
     live: bool = False
     once: bool = False  # a complete bundle of this freeze in ``out`` already: that is the result
+    memory_source: MemorySource = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,8 @@ class Capture:
         self.limit = "--timeout"  # what set the deadline, as errors name it
         self.writer: bundle_mod.BundleWriter | None = None
         self.vcpus: list[VcpuRegisters] = []
+        self.mtree = ""
+        self.running = False
 
     def cut_short(self, seconds: float, why: str) -> None:
         """End the capture within ``seconds`` (a stopping watcher's grace); ``why`` names that
@@ -258,6 +265,7 @@ class Capture:
             "qemu_pid": guest.pid,
             "runstate": before.runstate,
         }
+        self.running = before.state == "running"
         try:
             with self.step("freeze"):
                 w.write_json("freeze.json", before.to_json(), "freeze", "runstate, cause, events")
@@ -337,20 +345,87 @@ class Capture:
     async def _mtree(self) -> None:
         assert self.writer
         with self.step("mtree"):
-            text = await self.guest.hmp("info mtree -f")
+            text = self.mtree = await self.guest.hmp("info mtree -f")
             self.writer.write_bytes("mtree.txt", text.encode(), "mtree", "HMP 'info mtree -f'")
 
     async def _memory(self) -> None:
         w, opts = self.writer, self.opts
         assert w
+        choice = "none" if opts.memory_format == "none" else await self._choose()
         with self.step("memory") as rec:
-            if opts.memory_format == "none":
+            if choice == "none":
                 rec.skip("--memory-format none")
                 return
-            if opts.memory_format == "elf":
-                await self._dump_elf(w)
+            if choice == "impossible":
+                rec.skip(
+                    "--memory-source direct is impossible (see memory-source)", incomplete=True
+                )
+                return
+            if choice == "direct":
+                try:
+                    rec.detail = await self._direct_elf(w)
+                    choice = "done"
+                except (HostMemoryError, LayoutError) as exc:
+                    if opts.memory_source == "direct":
+                        raise ForensicsError(f"direct read of guest memory failed: {exc}") from exc
+                    rec.detail = f"direct read failed ({exc}): QEMU's dump-guest-memory instead"
+                    self.sink(Progress("memory", "start", detail=rec.detail))
+            if choice != "done":
+                await (self._dump_elf(w) if opts.memory_format == "elf" else self._dump_kdump(w))
+        if opts.memory_format == "elf":
+            await self._vmcoreinfo(w)
+
+    async def _choose(self) -> str:
+        """Record which way memory is captured and why: direct, dump, or impossible (direct
+        was forced but cannot be done)."""
+        choice = "impossible"
+        with self.step("memory-source") as rec:
+            forced = self.opts.memory_source
+            why = "--memory-source dump" if forced == "dump" else None
+            why = why or await why_not_direct(self.guest, self.opts.memory_format)
+            if why and forced == "direct":
+                raise GuestStateError(f"--memory-source direct is impossible here: {why}")
+            if why:
+                rec.detail = f"dump-guest-memory: {why}"
             else:
-                await self._dump_kdump(w)
+                pause = " (paused for it: --live)" if self.running else ""
+                rec.detail = f"direct: read from QEMU's memory, pid {self.guest.pid}{pause}"
+            self.sink(Progress("memory", "start", detail=rec.detail))
+            choice = "dump" if why else "direct"
+        return choice
+
+    async def _direct_elf(self, w: bundle_mod.BundleWriter) -> str:
+        """Read guest RAM from QEMU's process into memory.elf; a summary for the manifest."""
+        pid = self.guest.pid
+        assert pid is not None
+        rel = "memory.elf"
+        loop = asyncio.get_running_loop()
+
+        def report(done: int, total: int) -> None:
+            loop.call_soon_threadsafe(self.sink, Progress("memory", "progress", done, total))
+
+        if self.running:
+            await self.guest.execute("stop")
+        try:
+            ranges = await ram_ranges(
+                self.mtree or await self.guest.hmp("info mtree -f"), self.guest.hmp
+            )
+            vcpus = self.vcpus
+            if self.running or not vcpus:  # registers of the paused guest, for the notes
+                vcpus = parse_register_dumps(await self.guest.hmp("info registers -a"))
+            fd = w.create(rel)
+            try:
+                result = await asyncio.to_thread(write_core, pid, ranges, vcpus, fd, report)
+            except BaseException:
+                (w.tmp / rel).unlink(missing_ok=True)
+                raise
+            finally:
+                os.close(fd)
+        finally:
+            if self.running:
+                await self.guest.execute("cont")
+        w.add(rel, "memory-elf", f"guest RAM read from QEMU (pid {pid}), ELF", result.sha256)
+        return f"direct: {result.summary()}"
 
     async def _code(self) -> None:
         w = self.writer
@@ -372,11 +447,16 @@ class Capture:
         finally:
             os.close(fd)
         w.add(rel, "memory-elf", "dump-guest-memory, ELF", result)
+
+    async def _vmcoreinfo(self, w: bundle_mod.BundleWriter) -> None:
+        dump = next((w.tmp / a.path for a in w.artifacts if a.kind == "memory-elf"), None)
+        if dump is None:
+            return
         with self.step("vmcoreinfo") as rec:
-            if vmcoreinfo.from_elf_note(w.tmp / rel):
+            if vmcoreinfo.from_elf_note(dump):
                 rec.skip("in the dump's VMCOREINFO note")
                 return
-            found = await asyncio.to_thread(vmcoreinfo.scan, w.tmp / rel)
+            found = await asyncio.to_thread(vmcoreinfo.scan, dump)
             if found is None:
                 rec.skip("no VMCOREINFO note and none found in guest memory")
                 return

@@ -173,12 +173,15 @@ def qemu_argv(
     return argv
 
 
-def _boot_args(scenario: Scenario, progress: assets.Progress) -> tuple[list[str], str | None]:
+def _boot_args(
+    scenario: Scenario, progress: assets.Progress, fill_mb: int = 0
+) -> tuple[list[str], str | None]:
     if scenario.guest == "baremetal":
         image = assets.baremetal(scenario.name)
         return ["-drive", f"file={image},format=raw,if=ide,snapshot=on"], None
     linux = assets.linux(progress)
     cmdline = f"console=ttyS0 oops=panic mitigations=off kvmha.scenario={scenario.name}"
+    cmdline += f" kvmha.fill={fill_mb}" if fill_mb else ""
     boot = ["-kernel", str(linux.kernel.vmlinuz), "-initrd", str(linux.initramfs)]
     return [*boot, "-append", cmdline], str(linux.kernel.vmlinux)
 
@@ -220,8 +223,13 @@ async def up(
     accel: str = "auto",
     progress: assets.Progress = assets._quiet,
     vmcoreinfo: bool = True,
+    qemu_args: tuple[str, ...] = (),
+    fill_mb: int = 0,
 ) -> LabGuest:
-    """Boot ``scenario`` in ``directory`` and return once the guest is in its frozen state."""
+    """Boot ``scenario`` in ``directory`` and return once the guest is in its frozen state.
+
+    ``qemu_args`` are appended to QEMU's command line (memory backends, NUMA nodes, DIMMs);
+    ``fill_mb`` has the Linux guest write that much random data to its tmpfs first."""
     if shutil.which(QEMU) is None:
         raise EnvironmentProblem(f"{QEMU} is not installed", "apt-get install qemu-system-x86")
     directory = directory.resolve()
@@ -239,7 +247,7 @@ async def up(
                 f"run 'kvmha-forensics lab down {directory}' first",
             )
     chosen, reason = pick_accel(scenario, accel)
-    boot, vmlinux = _boot_args(scenario, progress)
+    boot, vmlinux = _boot_args(scenario, progress, fill_mb)
     sockets = _socket_dir(directory)
     qmp_path, spare_path = sockets / "qmp.sock", sockets / "qmp-spare.sock"
     for stale in (qmp_path, spare_path):
@@ -247,7 +255,7 @@ async def up(
     cpus = vcpus or scenario.vcpus
     argv = qemu_argv(
         scenario, directory, (qmp_path, spare_path), chosen, memory_mb, cpus, boot, vmcoreinfo
-    )
+    ) + list(qemu_args)
     stderr_path, serial = directory / "qemu.stderr", directory / "console.log"
     (directory / "qemu.argv").write_text(json.dumps(argv) + "\n")
     with stderr_path.open("wb") as err:

@@ -22,10 +22,10 @@ MAX_TABLE = 64 << 20  # bytes of program headers: QEMU writes one per RAM block
 MAX_NOTES = 64 << 20
 
 # Per ELF class: the header after e_ident, one program header, the field positions in it
-# (p_type, p_offset, p_paddr, p_filesz), and where sh_info sits in a section header.
+# (p_type, p_offset, p_paddr, p_filesz, p_memsz), and where sh_info sits in a section header.
 _LAYOUT = {
-    1: ("HHIIIIIHHHHHH", "IIIIIIII", (0, 1, 3, 4), 28),
-    2: ("HHIQQQIHHHHHH", "IIQQQQQQ", (0, 2, 4, 5), 44),
+    1: ("HHIIIIIHHHHHH", "IIIIIIII", (0, 1, 3, 4, 5), 28),
+    2: ("HHIQQQIHHHHHH", "IIQQQQQQ", (0, 2, 4, 5, 6), 44),
 }
 
 
@@ -35,10 +35,13 @@ class ElfError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Segment:
+    """A program header; bytes past ``filesz`` up to ``memsz`` read as zero (the ELF rule)."""
+
     type: int
     offset: int
     paddr: int
     filesz: int
+    memsz: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +126,11 @@ def _read_core(f: BinaryIO) -> Core:
     table = f.read(phnum * phentsize)
     if len(table) < phnum * phentsize:
         raise ElfError("program headers cut short")
-    t, o, p, s = fields
+    t, o, p, s, m = fields
     segments = []
     for i in range(phnum):
         v = struct.unpack_from(order + phdr, table, i * phentsize)
-        segments.append(Segment(v[t], v[o], v[p], v[s]))
+        segments.append(Segment(v[t], v[o], v[p], v[s], max(v[m], v[s])))
     return Core(order, tuple(segments))
 
 

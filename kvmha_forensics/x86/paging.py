@@ -49,12 +49,21 @@ class ElfMemory:
         os.close(self._fd)
 
     def read(self, physical: int, size: int) -> bytes | None:
-        """``size`` bytes at ``physical``, or None when any of them is not in the dump."""
-        for seg in self.segments:
-            if seg.paddr <= physical and physical + size <= seg.paddr + seg.filesz:
-                data = os.pread(self._fd, size, seg.offset + physical - seg.paddr)
-                return data if len(data) == size else None
-        return None
+        """``size`` bytes at ``physical``, or None when any of them is not in the dump. Bytes
+        a segment covers past its ``p_filesz`` are zero (the ELF rule)."""
+        out = bytearray()
+        while len(out) < size:
+            at = physical + len(out)
+            seg = next((s for s in self.segments if s.paddr <= at < s.paddr + s.memsz), None)
+            if seg is None:
+                return None
+            want = min(size - len(out), seg.paddr + seg.memsz - at)
+            inside = max(0, min(want, seg.paddr + seg.filesz - at))
+            data = os.pread(self._fd, inside, seg.offset + at - seg.paddr) if inside else b""
+            if len(data) != inside:
+                return None
+            out += data + bytes(want - inside)
+        return bytes(out)
 
     def word(self, address: int, width: int) -> int | None:
         """A little-endian 4- or 8-byte entry at ``address``."""

@@ -137,7 +137,7 @@ def test_elf_dump_opens_in_drgn_with_debug_info(lab: Lab, name: str) -> None:
 
 
 def test_the_dump_ends_on_qemus_dump_completed_event(lab: Lab) -> None:
-    events = Bundle.open(lab.bundle("panic")).read_json("events")
+    events = Bundle.open(lab.bundle("panic", source="dump")).read_json("events")
     assert isinstance(events, list)
     done = [e for e in events if e["event"] == "DUMP_COMPLETED"]
     assert len(done) == 1 and done[0]["data"]["result"]["status"] == "completed"
@@ -183,7 +183,8 @@ def test_kvm_bundles_hold_the_parsed_internal_error(lab: Lab, name: str) -> None
 
 def test_vmcoreinfo_is_recovered_when_the_guest_gave_none(lab: Lab, tmp_path: Path) -> None:
     guest = lab.up("panic", "-novmcoreinfo", vmcoreinfo=False)
-    result = asyncio.run(capture(CaptureOptions(Endpoint(path=guest.qmp), tmp_path)))
+    opts = CaptureOptions(Endpoint(path=guest.qmp), tmp_path, memory_source="dump")
+    result = asyncio.run(capture(opts))
     opened = Bundle.open(result.bundle)
     info = opened.read_text("vmcoreinfo")
     assert info is not None and f"OSRELEASE={assets.kernel().release}" in info
@@ -339,7 +340,8 @@ def test_once_takes_the_bundle_of_this_freeze_already_there(lab: Lab, tmp_path: 
 
 def test_timeout_leaves_an_incomplete_bundle_that_says_so(lab: Lab, tmp_path: Path) -> None:
     guest = lab.up("triple-fault", "-2g", memory_mb=2048)
-    done = cli("capture", "--qmp", guest.qmp, "--out", str(tmp_path), "--timeout", "1", "--json")
+    argv = ("--out", str(tmp_path), "--timeout", "1", "--json", "--memory-source", "dump")
+    done = cli("capture", "--qmp", guest.qmp, *argv)
     assert done.returncode == ExitCode.INCOMPLETE, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "incomplete"
@@ -361,7 +363,7 @@ def test_qemu_dying_mid_dump_leaves_an_incomplete_bundle(lab: Lab, tmp_path: Pat
             os.kill(guest.pid, 9)
             killed.append(guest.pid)
 
-    opts = CaptureOptions(Endpoint(path=guest.qmp), tmp_path)
+    opts = CaptureOptions(Endpoint(path=guest.qmp), tmp_path, memory_source="dump")
     result = asyncio.run(capture(opts, kill_on_progress))
     assert killed
     assert result.manifest.status == "incomplete"

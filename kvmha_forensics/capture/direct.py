@@ -1,0 +1,198 @@
+"""Guest memory read straight from the QEMU process into an ELF core, QEMU's dump format.
+
+Two passes over what may hold data (:mod:`.hostpages` says which pages; the rest are zero):
+the first reads it and tells all-zero pages apart (and finds the guest's VMCOREINFO note),
+so that the program headers, which come first in the file, can list the zero runs as
+``p_filesz = 0`` segments; the second reads the non-zero pages again and writes them, hashed
+as written. Reading is ~6 GB/s here, writing and hashing ~1 GB/s: the second read is cheap,
+and the file holds only what the guest used. Nothing is ever written to QEMU's memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from ..sources.registers import VcpuRegisters
+from ..x86.cpunotes import cpu_notes
+from .elfwrite import MAX_SEGMENTS, CoreWriter, Load
+from .guestram import RamRange
+from .hostpages import PAGE, Extent, HostMemory, runs
+
+CHUNK_PAGES = 2048  # 8 MiB per read and write
+MIN_HOLE_PAGES = 16  # zero runs shorter than 64 KiB stay inside their data segment
+BUFFERS = 3
+_ZERO_PAGE = bytes(PAGE)
+_ZEROS = memoryview(bytes(CHUNK_PAGES * PAGE))
+_VMCOREINFO = b"VMCOREINFO\0\0OSRELEASE="
+_MAX_NOTE = 16 << 10
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes total) of both passes."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResult:
+    """The core written, and what it took."""
+
+    sha256: str
+    size: int
+    examined: int  # bytes read in the first pass
+    written: int  # bytes of guest memory in the file
+    segments: int
+    vmcoreinfo: bool
+
+    def summary(self) -> str:
+        mb = 1 << 20
+        return (f"{self.examined / mb:.0f} MiB examined, {self.written / mb:.0f} MiB non-zero "
+                f"written in {self.segments} segments"
+                + ("" if self.vmcoreinfo else "; no VMCOREINFO note in guest memory"))  # fmt: skip
+
+
+def write_core(
+    pid: int, ranges: list[RamRange], vcpus: list[VcpuRegisters], fd: int, progress: Progress
+) -> DirectResult:
+    """Write the ELF core of QEMU process ``pid``'s guest RAM ``ranges`` to ``fd`` (synced)."""
+    with HostMemory(pid) as host:
+        plans = [host.plan(r) for r in ranges]
+        examined = sum(e.count for plan in plans for e in plan) * PAGE
+        nonzero, note = _examine(host, plans, [r.size // PAGE for r in ranges], progress)
+        loads = _loads(ranges, nonzero)
+        written = sum(load.size for load in loads if load.in_file)
+        writer = CoreWriter(fd, loads, cpu_notes(vcpus) + note)
+        try:
+            writer.start()
+            total = examined + written
+            _write(host, ranges, plans, loads, writer, lambda n: progress(examined + n, total))
+            digest = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+    return DirectResult(digest, writer.size, examined, written, 1 + len(loads), bool(note))
+
+
+def _examine(
+    host: HostMemory, plans: list[list[Extent]], sizes: list[int], progress: Progress
+) -> tuple[list[bytearray], bytes]:
+    """Per range, 1 for each non-zero page; and the guest's VMCOREINFO note (or b"")."""
+    total = sum(e.count for plan in plans for e in plan) * PAGE
+    buffer = bytearray(CHUNK_PAGES * PAGE)
+    view = memoryview(buffer)
+    masks = [bytearray(n) for n in sizes]
+    note, done = b"", 0
+    for plan, mask in zip(plans, masks, strict=True):
+        for extent in plan:
+            for skip in range(0, extent.count, CHUNK_PAGES):
+                n = min(CHUNK_PAGES, extent.count - skip)
+                host.read(extent, skip, view[: n * PAGE])
+                at = extent.first + skip
+                mask[at : at + n] = bytes(not buffer.startswith(_ZERO_PAGE, o)
+                                          for o in range(0, n * PAGE, PAGE))  # fmt: skip
+                if not note:
+                    note = _find_note(buffer, n * PAGE)
+                done += n * PAGE
+                progress(done, 2 * total)
+    return masks, note
+
+
+def _find_note(buffer: bytearray, size: int) -> bytes:
+    """The kernel's VMCOREINFO ELF note (``vmcoreinfo_note``, page-aligned), if in ``buffer``."""
+    pos = buffer.find(_VMCOREINFO, 0, size)
+    while pos != -1:
+        start = pos - 12
+        if start >= 0:
+            namesz, descsz, kind = struct.unpack_from("<III", buffer, start)
+            end = pos + 12 + ((descsz + 3) & ~3)
+            if namesz == 11 and kind == 0 and descsz <= _MAX_NOTE and end <= size:
+                return bytes(buffer[start:end])
+        pos = buffer.find(_VMCOREINFO, pos + 1, size)
+    return b""
+
+
+def _loads(ranges: list[RamRange], masks: list[bytearray]) -> list[Load]:
+    """PT_LOAD segments covering every range: non-zero runs in the file, zero runs not. Zero
+    runs shorter than the minimum hole stay in the file, the minimum doubling until the count
+    fits an ELF header."""
+    hole = MIN_HOLE_PAGES
+    while True:
+        loads: list[Load] = []
+        for ram, mask in zip(ranges, masks, strict=True):
+            loads += _range_loads(ram, mask, hole)
+        if len(loads) <= MAX_SEGMENTS:
+            return loads
+        hole *= 2
+
+
+def _range_loads(ram: RamRange, mask: bytearray, hole: int) -> list[Load]:
+    merged: list[list[int]] = []
+    for a, b in runs(mask):
+        if merged and a - merged[-1][1] < hole:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    loads, pos = [], 0
+    for a, b in merged:
+        if a > pos:
+            loads.append(Load(ram.gpa + pos * PAGE, (a - pos) * PAGE, False))
+        loads.append(Load(ram.gpa + a * PAGE, (b - a) * PAGE, True))
+        pos = b
+    if pos < len(mask):
+        loads.append(Load(ram.gpa + pos * PAGE, (len(mask) - pos) * PAGE, False))
+    return loads
+
+
+def _write(
+    host: HostMemory,
+    ranges: list[RamRange],
+    plans: list[list[Extent]],
+    loads: list[Load],
+    writer: CoreWriter,
+    progress: Callable[[int], None],
+) -> None:
+    """Read and write every in-file segment, through a ring of buffers."""
+    buffers = [bytearray(CHUNK_PAGES * PAGE) for _ in range(BUFFERS)]
+    hashed: list[Future[None] | None] = [None] * BUFFERS
+    turn = written = 0
+    starts = [r.gpa for r in ranges]
+    firsts = [[e.first for e in plan] for plan in plans]
+    for load in loads:
+        if not load.in_file:
+            continue
+        i = bisect.bisect_right(starts, load.paddr) - 1
+        first = (load.paddr - ranges[i].gpa) // PAGE
+        count = load.size // PAGE
+        for skip in range(0, count, CHUNK_PAGES):
+            n = min(CHUNK_PAGES, count - skip)
+            pending = hashed[turn]
+            if pending is not None:
+                pending.result()
+            view = memoryview(buffers[turn])[: n * PAGE]
+            _fill(host, plans[i], firsts[i], first + skip, n, view)
+            hashed[turn] = writer.write(view)
+            turn = (turn + 1) % BUFFERS
+            written += n * PAGE
+            progress(written)
+
+
+def _fill(
+    host: HostMemory, plan: list[Extent], firsts: list[int], first: int, count: int,
+    view: memoryview,
+) -> None:  # fmt: skip
+    """Pages ``[first, first + count)`` of a range into ``view``: read where ``plan`` (whose
+    extents start at ``firsts``) has data, zero elsewhere."""
+    end, pos = first + count, first
+    i = max(bisect.bisect_right(firsts, first) - 1, 0)
+    while i < len(plan) and plan[i].first < end:
+        extent = plan[i]
+        a, b = max(extent.first, pos), min(extent.first + extent.count, end)
+        if b > a:
+            if a > pos:
+                view[(pos - first) * PAGE : (a - first) * PAGE] = _ZEROS[: (a - pos) * PAGE]
+            host.read(extent, a - extent.first, view[(a - first) * PAGE : (b - first) * PAGE])
+            pos = b
+        i += 1
+    if pos < end:
+        view[(pos - first) * PAGE :] = _ZEROS[: (end - pos) * PAGE]

@@ -1,0 +1,145 @@
+"""The direct read of guest RAM (capture's default on the guest's host) against QEMU's dump.
+
+Every ratio is against the bare ``dump-guest-memory`` (ELF) of a minimal QMP script on the same
+guest in the same run. capture here is the whole CLI: checksums, and the core synced before the
+bundle is renamed (the bare dump is not synced). Guests: idle 256 MB and 2 GB panicked guests
+(the 2 GB one captured fresh, then after QEMU's own dump mapped every page), and a 2 GB guest
+that filled ~1.5 GB of its memory with random data first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.bench_capture_analyze import bare_dump
+from bench.common import PYTHON, ROUNDS, Run, run, table
+from kvmha_forensics.capture.bundle import Bundle
+from kvmha_forensics.lab import assets, launcher, scenarios
+from kvmha_forensics.lab.launcher import LabGuest
+
+HERE = Path(__file__).parent
+FILL_MB = 1536
+
+
+@contextmanager
+def guest(directory: Path, memory_mb: int, fill_mb: int = 0) -> Iterator[LabGuest]:
+    scenario = scenarios.get("panic")
+    up = asyncio.run(launcher.up(scenario, directory, memory_mb=memory_mb, fill_mb=fill_mb))
+    try:
+        yield up
+    finally:
+        launcher.down(directory)
+
+
+def capture(qmp: str, target: Path, keep: bool = False) -> tuple[Run, Path | None]:
+    argv = [PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)]
+    result = run(argv)
+    bundle = Path(result.output.strip().splitlines()[-1])
+    detail = next(s.detail for s in Bundle.open(bundle).manifest.steps if s.name == "memory")
+    assert detail and detail.startswith("direct: "), detail
+    if not keep:
+        shutil.rmtree(target)
+        return result, None
+    return result, bundle
+
+
+def ratios(ours: list[Run], bare: list[Run]) -> str:
+    values = sorted(x.seconds / y.seconds for x, y in zip(ours, bare, strict=True))
+    return f"{statistics.median(values):.2f}x ({values[0]:.2f} to {values[-1]:.2f})"
+
+
+def measure(g: LabGuest, root: Path, tag: str) -> tuple[list[Run], list[Run], Path]:
+    """ROUNDS of (bare dump, capture), alternating who goes first; the last bundle is kept."""
+    bare, ours = [], []
+    kept = root
+    for i in range(ROUNDS):
+        pair = ("bare", "capture") if i % 2 == 0 else ("capture", "bare")
+        for kind in pair:
+            if kind == "bare":
+                bare.append(bare_dump(g.qmp, root / f"bare-{tag}.elf"))
+            else:
+                result, bundle = capture(g.qmp, root / f"b-{tag}-{i}", keep=i == ROUNDS - 1)
+                ours.append(result)
+                kept = bundle or kept
+    return bare, ours, kept
+
+
+def main() -> str:
+    rows: list[tuple[str, ...]] = []
+    medians: dict[str, float] = {}
+    rss: list[float] = []
+    analyze_rows: list[tuple[str, ...]] = []
+    vmlinux = assets.kernel().vmlinux
+    drgn = str(Path(PYTHON).with_name("drgn"))
+    with tempfile.TemporaryDirectory(prefix="kvmha-bench-direct-") as tmp:
+        root = Path(tmp)
+        kept: dict[str, Path] = {}
+        with guest(root / "g2048", 2048) as g:
+            fresh, _ = capture(g.qmp, root / "fresh")  # before anything mapped every page
+            first_bare = bare_dump(g.qmp, root / "bare-first.elf")
+            bare, ours, kept["idle 2 GB"] = measure(g, root, "2048")
+            rows.append(("idle 2 GB, fresh (1 round)", f"{first_bare.seconds:.2f} s",
+                         f"{fresh.seconds:.2f} s", f"{fresh.seconds / first_bare.seconds:.2f}x",
+                         "≤ 0.35x", f"{fresh.max_rss_mb:.0f} MB"))  # fmt: skip
+            rows.append(("idle 2 GB, after QEMU's dump", _med(bare), _med(ours),
+                         ratios(ours, bare), "≤ 0.35x", _rss(ours)))  # fmt: skip
+            medians["2048"] = statistics.median(r.seconds for r in ours)
+            rss += [fresh.max_rss_mb] + [r.max_rss_mb for r in ours]
+        with guest(root / "g256", 256) as g:
+            bare, ours, _ = measure(g, root, "256")
+            rows.append(("idle 256 MB", _med(bare), _med(ours), ratios(ours, bare), "",
+                         _rss(ours)))  # fmt: skip
+            medians["256"] = statistics.median(r.seconds for r in ours)
+            rss += [r.max_rss_mb for r in ours]
+        with guest(root / "gfill", 2048, FILL_MB) as g:
+            bare, ours, kept["2 GB, 1.5 GB filled"] = measure(g, root, "fill")
+            rows.append((f"2 GB, {FILL_MB} MiB filled", _med(bare), _med(ours),
+                         ratios(ours, bare), "≤ 1.0x", _rss(ours)))  # fmt: skip
+            rss += [r.max_rss_mb for r in ours]
+        for label, bundle in kept.items():
+            dump = Bundle.open(bundle).file("memory-elf")
+            bare_argv = [
+                drgn,
+                "-q",
+                "-c",
+                str(dump),
+                "-s",
+                str(vmlinux),
+                str(HERE / "bare_drgn.py"),
+            ]
+            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(bundle), "--format", "json"]
+            b, o = [], []
+            for _ in range(ROUNDS):
+                b.append(run(bare_argv))
+                o.append(run(our_argv))
+            verdict = json.loads(o[-1].output)["verdict"]["cause"]
+            analyze_rows.append((label, _med(b), _med(o), ratios(o, b), "≤ 1.2x", verdict))
+    header = ("guest", "bare dump-guest-memory (median)", "capture, direct (median)",
+              "ratio: median (range)", "target", "capture peak RSS")  # fmt: skip
+    out = [table(f"capture with the direct read ({ROUNDS} rounds) vs bare dump", header, rows)]
+    scale = medians["2048"] / medians["256"]
+    out.append(f"idle 2 GB / idle 256 MB capture: {scale:.2f}x (target ≤ 1.5x); "
+               f"peak RSS of every capture ≤ {max(rss):.0f} MB (target ≤ 150 MB)\n")  # fmt: skip
+    header = ("bundle", "bare drgn (median)", "analyze (median)", "ratio", "target", "cause")
+    out.append(table(f"analyze of direct captures ({ROUNDS} rounds) vs bare drgn", header,
+                     analyze_rows))  # fmt: skip
+    return "\n".join(out)
+
+
+def _med(runs: list[Run]) -> str:
+    return f"{statistics.median(r.seconds for r in runs):.2f} s"
+
+
+def _rss(runs: list[Run]) -> str:
+    return f"{max(r.max_rss_mb for r in runs):.0f} MB"
+
+
+if __name__ == "__main__":
+    print(main())

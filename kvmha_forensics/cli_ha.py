@@ -18,6 +18,7 @@ from .errors import InputError
 from .limits import STATUS_TIMEOUT
 
 if TYPE_CHECKING:
+    from .capture.memory_source import MemorySource
     from .capture.steps import MemoryFormat
     from .ha.watch import WatchOptions
 
@@ -76,6 +77,9 @@ def watch_cmd(
     memory_format: Annotated[
         str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
     ] = "elf",
+    memory_source: Annotated[
+        str, typer.Option("--memory-source", help="auto, direct or dump (see capture).")
+    ] = "auto",
     capture_timeout: Annotated[
         float, typer.Option(callback=seconds(1), help="Seconds per capture.")
     ] = 600.0,
@@ -102,6 +106,8 @@ def watch_cmd(
         raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
+    if memory_source not in ("auto", "direct", "dump"):
+        raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
     import asyncio
 
     from .ha.hooks import HookSpec
@@ -120,6 +126,7 @@ def watch_cmd(
         pattern=pattern,
         out=out,
         memory_format=cast("MemoryFormat", memory_format),
+        memory_source=cast("MemorySource", memory_source),
         capture_timeout=capture_timeout,
         analyze=analyze,
         debuginfo_dirs=tuple(debuginfo_dir or ()),

@@ -13,9 +13,9 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..errors import OperationTimeout
 from ..sources.registers import VcpuRegisters
 from ..x86.cpunotes import cpu_notes
 from .elfwrite import MAX_SEGMENTS, CoreWriter, Load
@@ -24,8 +24,9 @@ from .hostpages import PAGE, Extent, HostMemory, runs
 
 CHUNK_PAGES = 2048  # 8 MiB per read and write
 MIN_HOLE_PAGES = 16  # zero runs shorter than 64 KiB stay inside their data segment
-BUFFERS = 3
 _ZERO_PAGE = bytes(PAGE)
+_SAMPLES = range(0, PAGE, PAGE // 8)
+_ONE = bytes([0] + [1] * 255)
 _ZEROS = memoryview(bytes(CHUNK_PAGES * PAGE))
 _VMCOREINFO = b"VMCOREINFO\0\0OSRELEASE="
 _MAX_NOTE = 16 << 10
@@ -53,23 +54,36 @@ class DirectResult:
 
 
 def write_core(
-    pid: int, ranges: list[RamRange], vcpus: list[VcpuRegisters], fd: int, progress: Progress
+    pid: int,
+    ranges: list[RamRange],
+    vcpus: list[VcpuRegisters],
+    fd: int,
+    progress: Progress,
+    expired: Callable[[], bool] = lambda: False,
 ) -> DirectResult:
-    """Write the ELF core of QEMU process ``pid``'s guest RAM ``ranges`` to ``fd`` (synced)."""
+    """Write the ELF core of QEMU process ``pid``'s guest RAM ``ranges`` to ``fd`` (synced).
+
+    ``expired`` is asked at every chunk: when it says so, :class:`OperationTimeout` ends it."""
+
+    def step(done: int, total: int) -> None:
+        if expired():
+            raise OperationTimeout("the memory read did not finish before the deadline")
+        progress(done, total)
+
     with HostMemory(pid) as host:
         plans = [host.plan(r) for r in ranges]
         examined = sum(e.count for plan in plans for e in plan) * PAGE
-        nonzero, note = _examine(host, plans, [r.size // PAGE for r in ranges], progress)
+        nonzero, note = _examine(host, plans, [r.size // PAGE for r in ranges], step)
         loads = _loads(ranges, nonzero)
         written = sum(load.size for load in loads if load.in_file)
-        writer = CoreWriter(fd, loads, cpu_notes(vcpus) + note)
+        writer = CoreWriter(fd, loads, cpu_notes(vcpus) + note, CHUNK_PAGES * PAGE)
         try:
             writer.start()
             total = examined + written
-            _write(host, ranges, plans, loads, writer, lambda n: progress(examined + n, total))
+            _write(host, ranges, plans, loads, writer, lambda n: step(examined + n, total))
             digest = writer.finish()
         except BaseException:
-            writer.abort()
+            writer.close()
             raise
     return DirectResult(digest, writer.size, examined, written, 1 + len(loads), bool(note))
 
@@ -89,13 +103,30 @@ def _examine(
                 n = min(CHUNK_PAGES, extent.count - skip)
                 host.read(extent, skip, view[: n * PAGE])
                 at = extent.first + skip
-                mask[at : at + n] = bytes(not buffer.startswith(_ZERO_PAGE, o)
-                                          for o in range(0, n * PAGE, PAGE))  # fmt: skip
+                mask[at : at + n] = nonzero_pages(buffer, n)
                 if not note:
                     note = _find_note(buffer, n * PAGE)
                 done += n * PAGE
                 progress(done, 2 * total)
     return masks, note
+
+
+def nonzero_pages(buffer: bytearray, n: int) -> bytearray:
+    """1 for each of the first ``n`` pages of ``buffer`` that holds a non-zero byte.
+
+    A few bytes of every page are looked at first, all pages at once (strided slices, OR-ed as
+    integers): a page with data almost always shows it there. Only pages whose samples are all
+    zero are compared in full."""
+    seen = 0
+    for offset in _SAMPLES:
+        seen |= int.from_bytes(buffer[offset : n * PAGE : PAGE], "little")
+    mask = bytearray(seen.to_bytes(n, "little").translate(_ONE))
+    pos = mask.find(0)
+    while pos != -1:
+        if not buffer.startswith(_ZERO_PAGE, pos * PAGE):
+            mask[pos] = 1
+        pos = mask.find(0, pos + 1)
+    return mask
 
 
 def _find_note(buffer: bytearray, size: int) -> bytes:
@@ -152,10 +183,8 @@ def _write(
     writer: CoreWriter,
     progress: Callable[[int], None],
 ) -> None:
-    """Read and write every in-file segment, through a ring of buffers."""
-    buffers = [bytearray(CHUNK_PAGES * PAGE) for _ in range(BUFFERS)]
-    hashed: list[Future[None] | None] = [None] * BUFFERS
-    turn = written = 0
+    """Read and write every in-file segment, chunk by chunk."""
+    written = 0
     starts = [r.gpa for r in ranges]
     firsts = [[e.first for e in plan] for plan in plans]
     for load in loads:
@@ -166,13 +195,8 @@ def _write(
         count = load.size // PAGE
         for skip in range(0, count, CHUNK_PAGES):
             n = min(CHUNK_PAGES, count - skip)
-            pending = hashed[turn]
-            if pending is not None:
-                pending.result()
-            view = memoryview(buffers[turn])[: n * PAGE]
-            _fill(host, plans[i], firsts[i], first + skip, n, view)
-            hashed[turn] = writer.write(view)
-            turn = (turn + 1) % BUFFERS
+            _fill(host, plans[i], firsts[i], first + skip, n, writer.buffer()[: n * PAGE])
+            writer.submit(n * PAGE)
             written += n * PAGE
             progress(written)
 

@@ -4,16 +4,18 @@ Layout: the ELF header, the program headers (one ``PT_NOTE``, then the ``PT_LOAD
 in guest-physical order, ``p_vaddr = p_paddr`` as in QEMU's dump without paging), the notes,
 then the segments' bytes. A zero run is a ``PT_LOAD`` with ``p_filesz = 0`` and ``p_memsz``
 its size: the ELF rule makes readers (drgn, crash, pyelftools) see zeros there, and the file
-holds none of them. Writes are sequential; a thread hashes each buffer while the next is read,
-writeback is started as data accumulates (``sync_file_range``), and
-:meth:`CoreWriter.finish` syncs the file before returning.
+holds none of them. Writes are sequential, hashed as they are written, and synced before
+:meth:`CoreWriter.finish` returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import hashlib
+import mmap
 import os
 import struct
 from collections.abc import Callable
@@ -30,6 +32,7 @@ DATA_ALIGN = 4096
 WRITEBACK_EVERY = 64 << 20
 SYNC_FILE_RANGE_WRITE = 2
 MAX_SEGMENTS = 0xFFFE  # PT_NOTE + loads stay below PN_XNUM
+BUFFERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +58,31 @@ _SYNC_FILE_RANGE = _libc_sync_file_range()
 
 
 class CoreWriter:
-    """Writes one core file to ``fd``: :meth:`start`, :meth:`write` each in-file segment's
-    bytes in order, then :meth:`finish` for the sha256."""
+    """Writes one core file to ``fd`` through a ring of page-aligned buffers: :meth:`start`,
+    then for each in-file segment's bytes :meth:`buffer` (fill it) and :meth:`submit`, then
+    :meth:`finish` for the sha256.
 
-    def __init__(self, fd: int, loads: list[Load], notes: bytes) -> None:
+    One thread hashes and another writes each buffer while the caller fills the next. Where
+    the file system allows it, the file is written with ``O_DIRECT``: no copy into the page
+    cache, and the bytes are on the device when the write returns (``finish`` then syncs only
+    the metadata); elsewhere writeback is started as data accumulates (``sync_file_range``).
+    """
+
+    def __init__(self, fd: int, loads: list[Load], notes: bytes, chunk: int) -> None:
         if len(loads) > MAX_SEGMENTS:
             raise ValueError(f"{len(loads)} segments: more than an ELF header can count")
         self.fd = fd
         self.loads = loads
         self.notes = notes
+        self.chunk = chunk
         self.digest = hashlib.sha256()
-        self.size = 0
-        self.synced = 0
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="core-hash")
-        self.pending: list[Future[None]] = []
+        self.size = self.synced = 0
+        self.direct = _set_direct(fd)
+        self.hasher = ThreadPoolExecutor(1, thread_name_prefix="core-hash")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="core-write")
+        self.buffers = [mmap.mmap(-1, chunk) for _ in range(BUFFERS)]
+        self.busy: list[list[Future[None]]] = [[] for _ in range(BUFFERS)]
+        self.turn = 0
 
     def header(self) -> bytes:
         """The ELF header, program headers, notes, and padding up to the first segment."""
@@ -89,36 +103,61 @@ class CoreWriter:
         return head + bytes(data_at - len(head))
 
     def start(self) -> None:
-        self.write(memoryview(self.header()))
+        """Write the header (a multiple of the page size, as every segment is)."""
+        head = memoryview(self.header())
+        for at in range(0, len(head), self.chunk):
+            piece = head[at : at + self.chunk]
+            self.buffer()[: len(piece)] = piece
+            self.submit(len(piece))
 
-    def write(self, data: memoryview) -> Future[None]:
-        """Append ``data``; it is hashed in the background: reuse its buffer only once the
-        returned future is done."""
-        hashed = self.pool.submit(self.digest.update, data)
-        self.pending.append(hashed)
+    def buffer(self) -> memoryview:
+        """The next buffer of the ring, once its earlier contents are hashed and written."""
+        for pending in self.busy[self.turn]:
+            pending.result()
+        return memoryview(self.buffers[self.turn])
+
+    def submit(self, size: int) -> None:
+        """Hash and append the first ``size`` bytes of the buffer :meth:`buffer` gave."""
+        view = memoryview(self.buffers[self.turn])[:size]
+        self.busy[self.turn] = [
+            self.hasher.submit(self.digest.update, view),
+            self.writer.submit(self._write, view),
+        ]
+        self.turn = (self.turn + 1) % BUFFERS
+
+    def _write(self, view: memoryview) -> None:
         done = 0
-        while done < len(data):
-            done += os.write(self.fd, data[done:])
-        self.size += len(data)
-        if _SYNC_FILE_RANGE and self.size - self.synced >= WRITEBACK_EVERY:
+        while done < len(view):
+            done += os.write(self.fd, view[done:])
+        self.size += len(view)
+        if not self.direct and _SYNC_FILE_RANGE and self.size - self.synced >= WRITEBACK_EVERY:
             _SYNC_FILE_RANGE(self.fd, self.synced, self.size - self.synced, SYNC_FILE_RANGE_WRITE)
             self.synced = self.size
-        if len(self.pending) > 64:
-            self.pending = [p for p in self.pending if not p.done()]
-        return hashed
-
-    def drain(self) -> None:
-        """Wait until every buffer handed to :meth:`write` has been hashed."""
-        for pending in self.pending:
-            pending.result()
-        self.pending.clear()
 
     def finish(self) -> str:
-        """Hash what is left, sync the file to disk, and return its sha256."""
-        self.drain()
-        self.pool.shutdown()
+        """Wait for every buffer, sync the file, and return its sha256."""
+        for turn in self.busy:
+            for pending in turn:
+                pending.result()
+        self.close()
         os.fsync(self.fd)
         return self.digest.hexdigest()
 
-    def abort(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+    def close(self) -> None:
+        """Stop the threads (dropping queued work) and free the buffers."""
+        self.hasher.shutdown(cancel_futures=True)
+        self.writer.shutdown(cancel_futures=True)
+        self.busy = [[] for _ in range(BUFFERS)]
+        for buffer in self.buffers:
+            with contextlib.suppress(BufferError):
+                buffer.close()
+
+
+def _set_direct(fd: int) -> bool:
+    """Turn on O_DIRECT for ``fd``; False where the file system refuses it (tmpfs)."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError:
+        return False
+    return True

@@ -226,6 +226,7 @@ class Capture:
         self.vcpus: list[VcpuRegisters] = []
         self.mtree = ""
         self.running = False
+        self.choice = "none"
 
     def cut_short(self, seconds: float, why: str) -> None:
         """End the capture within ``seconds`` (a stopping watcher's grace); ``why`` names that
@@ -271,10 +272,18 @@ class Capture:
                 w.write_json("freeze.json", before.to_json(), "freeze", "runstate, cause, events")
             with self.step("identity"):
                 w.write_json("identity.json", identity, "identity", "QEMU, machine, vCPUs, disks")
-            await self._registers()
-            await self._qemu_log(identity)
-            await self._mtree()
-            await self._memory()
+            self.choice = "none" if opts.memory_format == "none" else await self._choose()
+            paused = self.running and self.choice == "direct"
+            if paused:  # --live: one consistent state for the registers and the memory
+                await guest.execute("stop")
+            try:
+                await self._registers()
+                await self._qemu_log(identity)
+                await self._mtree()
+                await self._memory()
+            finally:
+                if paused:
+                    await guest.execute("cont")
             await self._code()
             await self._after(before)
         except BaseException:
@@ -351,7 +360,7 @@ class Capture:
     async def _memory(self) -> None:
         w, opts = self.writer, self.opts
         assert w
-        choice = "none" if opts.memory_format == "none" else await self._choose()
+        choice = self.choice
         with self.step("memory") as rec:
             if choice == "none":
                 rec.skip("--memory-format none")
@@ -404,26 +413,20 @@ class Capture:
         def report(done: int, total: int) -> None:
             loop.call_soon_threadsafe(self.sink, Progress("memory", "progress", done, total))
 
-        if self.running:
-            await self.guest.execute("stop")
+        ranges = await ram_ranges(
+            self.mtree or await self.guest.hmp("info mtree -f"), self.guest.hmp
+        )
+        vcpus = self.vcpus or parse_register_dumps(await self.guest.hmp("info registers -a"))
+        fd = w.create(rel)
         try:
-            ranges = await ram_ranges(
-                self.mtree or await self.guest.hmp("info mtree -f"), self.guest.hmp
+            result = await asyncio.to_thread(
+                write_core, pid, ranges, vcpus, fd, report, lambda: time.monotonic() > self.deadline
             )
-            vcpus = self.vcpus
-            if self.running or not vcpus:  # registers of the paused guest, for the notes
-                vcpus = parse_register_dumps(await self.guest.hmp("info registers -a"))
-            fd = w.create(rel)
-            try:
-                result = await asyncio.to_thread(write_core, pid, ranges, vcpus, fd, report)
-            except BaseException:
-                (w.tmp / rel).unlink(missing_ok=True)
-                raise
-            finally:
-                os.close(fd)
+        except BaseException:
+            (w.tmp / rel).unlink(missing_ok=True)
+            raise
         finally:
-            if self.running:
-                await self.guest.execute("cont")
+            os.close(fd)
         w.add(rel, "memory-elf", f"guest RAM read from QEMU (pid {pid}), ELF", result.sha256)
         return f"direct: {result.summary()}"
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..analyze import analyze, gather
+from ..capture.memory_source import MemorySource
 from ..capture.steps import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
 from ..errors import BusyError, ForensicsError, GuestGone
 from ..transport.base import Address, Event, Guest
@@ -62,6 +63,7 @@ class WatchOptions:
     pattern: str = "*"
     out: Path | None = None
     memory_format: MemoryFormat = "elf"
+    memory_source: MemorySource = "auto"
     capture_timeout: float = 600.0
     analyze: bool = True
     debuginfo_dirs: tuple[Path, ...] = ()
@@ -257,8 +259,9 @@ class GuestWatch:
         assert out is not None
         where = str(self.endpoint)
         opts = CaptureOptions(
-            self.endpoint, out, self.w.opts.memory_format, None, self.w.opts.capture_timeout
-        )
+            self.endpoint, out, self.w.opts.memory_format, None, self.w.opts.capture_timeout,
+            memory_source=self.w.opts.memory_source,
+        )  # fmt: skip
         record: CaptureRecord
         async with self.w.capture_slots:
             try:

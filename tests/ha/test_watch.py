@@ -233,7 +233,8 @@ def test_sigterm_finishes_capture_in_flight_incomplete(
 ) -> None:
     guest = own("panic", memory_mb=2048)  # a 2 GiB ELF dump takes a second or more
     out = tmp_path / "b"
-    w = watch("--qmp", guest.qmp_spare, "--out", str(out), "--no-analyze", "--grace", "0")
+    argv = ("--no-analyze", "--grace", "0", "--memory-source", "dump")
+    w = watch("--qmp", guest.qmp_spare, "--out", str(out), *argv)
     w.wait(kind("signal", state="frozen"), "signal")
     # SIGTERM only once QEMU is writing the dump: the capture is then surely in flight
     end = time.monotonic() + WAIT

@@ -1,8 +1,9 @@
 """capture and analyze on real guests of 256 MB and 2 GB, against their bare baselines.
 
-capture vs. the bare ``dump-guest-memory`` (same format) of a minimal QMP script, and vs. the
-floor of any checksummed capture (that script plus a thread hashing the file as QEMU writes it);
-analyze vs. bare drgn printing dmesg and the crashed thread's stack.
+capture through QEMU's ``dump-guest-memory`` (``--memory-source dump``; the direct read is
+measured in bench_direct.py) vs. the bare ``dump-guest-memory`` (same format) of a minimal
+QMP script, and vs. the floor of any checksummed capture (that script plus a thread hashing
+the file as QEMU writes it); analyze vs. bare drgn printing dmesg and the crashed thread's stack.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def bare_dump(qmp: str, dump: Path, checksum: bool = False) -> Run:
 
 
 def capture(qmp: str, target: Path, keep: bool) -> Run:
-    result = run([PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)])
+    argv = ["capture", "--qmp", qmp, "--out", str(target), "--memory-source", "dump"]
+    result = run([PYTHON, "-m", "kvmha_forensics", *argv])
     if not keep:
         shutil.rmtree(target)
     return result

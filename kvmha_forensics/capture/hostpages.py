@@ -14,7 +14,8 @@ Per mapping of QEMU's address space (``/proc/PID/maps``):
   mapping, present or swapped pages (possibly private copies) are read through QEMU's memory.
 
 Everything is opened read-only; QEMU's memory is read with ``pread`` on ``/proc/PID/mem``
-(swapped pages are read back from swap by the kernel, as any access would). Zero PFNs are
+and ``process_vm_readv`` (swapped pages are read back from swap by the kernel, as any access
+would). Zero PFNs are
 learnt from this process's own mappings and, where readable, checked in ``/proc/kpageflags``.
 """
 
@@ -25,9 +26,11 @@ import errno
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import TracebackType
+from typing import cast
 
 from .guestram import RamRange
 
@@ -165,6 +168,25 @@ def _data_extents(fd: int, start: int, end: int) -> list[tuple[int, int]]:
     return found
 
 
+def _entries_mapping(raw: bytes, pfn: int) -> int:
+    """Bit ``i`` (as byte ``i`` of an integer: 1) set for each pagemap entry of ``raw`` that
+    maps ``pfn`` and is present. All entries at once: one strided slice per byte of an entry,
+    each matched through a translation table, AND-ed as integers."""
+    want = pfn.to_bytes(8, "little")
+    found = -1
+    for k in range(8):
+        if k < 6:
+            table = bytes(1 if b == want[k] else 0 for b in range(256))
+        elif k == 6:  # PFN bits 48-54; bit 55 is soft-dirty
+            table = bytes(1 if b & 0x7F == want[6] else 0 for b in range(256))
+        else:  # present, not swapped; bits 56-61 are flags
+            table = bytes(1 if b & 0xC0 == 0x80 else 0 for b in range(256))
+        found &= int.from_bytes(raw[k::8].translate(table), "little")
+        if not found:
+            return 0
+    return found
+
+
 def runs(mask: bytearray | bytes) -> list[tuple[int, int]]:
     """``[a, b)`` runs of 1s in a 0/1 byte mask."""
     runs = []
@@ -257,13 +279,11 @@ class HostMemory:
         if self.zero.huge is not None:
             self._drop_huge_zero(raw, a, need)
         for pfn in self.zero.small:
-            for flags in (PRESENT, PRESENT | 1 << 55):
-                pattern = (flags | pfn).to_bytes(8, "little")
-                pos = raw.find(pattern)
-                while pos != -1:
-                    if pos % 8 == 0:
-                        need[pos // 8] = 0
-                    pos = raw.find(pattern, pos + 1)
+            hits = _entries_mapping(raw, pfn)
+            if hits:  # zero where the 4 KiB zero page is mapped
+                need = bytearray(
+                    (int.from_bytes(need, "little") & ~hits).to_bytes(npages, "little")
+                )
         return need
 
     def _drop_huge_zero(self, raw: bytes, a: int, need: bytearray) -> None:
@@ -301,6 +321,8 @@ class HostMemory:
         """Fill ``view`` from ``extent``, starting ``skip`` pages into it."""
         at = extent.where + skip * PAGE
         done = 0
+        if extent.source == Source.MEM and _VM_READ is not None:
+            done = _vm_read(self.pid, at, view)
         while done < len(view):
             try:
                 got = os.preadv(extent.fd, [view[done:]], at + done)
@@ -314,3 +336,36 @@ class HostMemory:
                     return
                 raise HostMemoryError(errno.EIO, f"cannot read guest RAM at {at + done:#x}")
             done += got
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+def _libc_vm_read() -> Callable[..., int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).process_vm_readv
+    except (OSError, AttributeError):
+        return None
+    iov = ctypes.POINTER(_IoVec)
+    fn.argtypes = (ctypes.c_int, iov, ctypes.c_ulong, iov, ctypes.c_ulong, ctypes.c_ulong)
+    fn.restype = ctypes.c_ssize_t
+    return cast(Callable[..., int], fn)
+
+
+_VM_READ = _libc_vm_read()
+
+
+def _vm_read(pid: int, address: int, view: memoryview) -> int:
+    """Bytes read from ``pid``'s memory at ``address`` into ``view`` with process_vm_readv
+    (pages pinned and copied once: ~2-3x faster here than /proc/PID/mem, which copies through
+    a bounce page); fewer than asked (0 when refused) leaves the rest to ``pread``."""
+    assert _VM_READ is not None
+    anchor = ctypes.c_char.from_buffer(view)
+    try:
+        local = _IoVec(ctypes.addressof(anchor), len(view))
+        remote = _IoVec(address, len(view))
+        got = _VM_READ(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    finally:
+        del anchor
+    return max(got, 0)

@@ -268,3 +268,20 @@ def test_a_deadline_ends_the_direct_read(lab: Lab, tmp_path: Path) -> None:
     os.close(fd)
     assert len(asked) == 3
     assert runstate(guest.qmp_spare) == "guest-panicked"
+
+
+@pytest.mark.parametrize("name", ["panic", "smp-panic"])
+def test_crash_reads_both_cores_alike(lab: Lab, name: str, tmp_path: Path) -> None:
+    """Debian's crash (installed by ./run setup): its log and bt on the direct core are what
+    they are on QEMU's dump of the same guest."""
+    commands = tmp_path / "commands"
+    commands.write_text("log\nbt -a\nquit\n")
+    shown = []
+    for bundle in (lab.bundle(name), lab.bundle(name, source="dump")):
+        argv = ["crash", "-s", str(assets.kernel().vmlinux), str(dump_file(bundle)),
+                "-i", str(commands)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        shown.append(done.stdout)
+    assert "Kernel panic - not syncing" in shown[0] and "PID: " in shown[0]
+    assert shown[0] == shown[1]

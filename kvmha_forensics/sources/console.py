@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..signature import signature_id
 from .oops_formats import Group
-from .oops_title import ConsoleLines, describe, match_group
+from .oops_title import ConsoleLines, describe, known_header
 from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
 logger = logging.getLogger(__name__)
@@ -720,7 +720,7 @@ def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
             if any(ign.search(line) for ign in IGNORED_LINES):
                 return None
             return fmt, m
-    group = match_group(line)
+    group = known_header(line)
     if group is None or any(ign.search(line) for ign in (*IGNORED_LINES, *_IN_REPORT)):
         return None
     fmt = _group_format(group)

@@ -59,6 +59,7 @@ _BOUNDARY = re.compile(
     "|".join(re.escape(h) for h in (*(g.header for g in GROUPS), *INFO_WITH_STACK))
 )
 _MODULE_FRAME = re.compile(r"(?<![\w.])(\w+)(?:\.[\w.]+)?\+0x[0-9a-f]+/0x[0-9a-f]+ \[([\w-]+)")
+_UNPRINTABLE = re.compile(r"[^\t\x20-\x7e]")
 _SPACES = re.compile(" {2,}")
 _CORRUPTED_TITLE = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
 #: syzkaller's ``reportFrameRe``: a title's frame is what follows its last `` in ``.
@@ -84,6 +85,9 @@ _NORMALIZE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\d{7,}", "NUM"),
     )
 )
+
+#: Whatever any of :data:`_NORMALIZE` could replace holds one of these.
+_VARIES = re.compile(r"syz|[0-9a-f]{6}|\d|CPU#", re.ASCII)
 
 #: The cause of a report by its title, before its group's default.
 _CAUSES: tuple[tuple[str, GroupCause], ...] = (
@@ -116,13 +120,24 @@ class _Compiled:
     report: tuple[re.Pattern[str], ...]
 
 
-@cache
-def _compiled(group: Group) -> tuple[tuple[_Compiled, ...], tuple[re.Pattern[str], ...]]:
-    formats = tuple(
-        _Compiled(f, re.compile(expand(f.title)), tuple(re.compile(expand(p)) for p in f.report))
-        for f in group.formats
-    )
-    return formats, tuple(re.compile(p) for p in group.ignore)
+#: Each group's lines that are not reports, by header (compiled at import: few and small).
+_IGNORES: dict[str, tuple[re.Pattern[str], ...]] = {
+    g.header: tuple(re.compile(p) for p in g.ignore) for g in GROUPS
+}
+_FORMATS: dict[str, tuple[_Compiled, ...]] = {}
+
+
+def _formats(group: Group) -> tuple[_Compiled, ...]:
+    """``group``'s formats with their regexes, compiled on first use."""
+    formats = _FORMATS.get(group.header)
+    if formats is None:
+        formats = _FORMATS[group.header] = tuple(
+            _Compiled(
+                f, re.compile(expand(f.title)), tuple(re.compile(expand(p)) for p in f.report)
+            )
+            for f in group.formats
+        )
+    return formats
 
 
 @cache
@@ -139,6 +154,22 @@ def _skip(patterns: tuple[str, ...]) -> re.Pattern[str]:
 _CONTINUATION = re.compile("|".join(CONTINUATIONS))
 _TRACE_START = re.compile("|".join(s.pattern for s in TRACE_STARTS))
 _CORRUPTED_LINE = re.compile("|".join(c.pattern for c in CORRUPTED_LINES))
+#: A word each of :data:`TRACE_STARTS` holds: lines without any cannot start a trace.
+_TRACE_WORDS = ("race", "Allocated", "Allocated", "Freed", "Freed", "acktrace", "Backtrace",
+                "Uninit", "badaddr")  # fmt: skip
+_X86_FRAME, _ARM_FRAME = FRAME_LINES
+
+
+def _trace_start(line: str) -> bool:
+    return _TRACE_START.search(line) is not None
+
+
+def _is_frame(line: str) -> re.Match[str] | None:
+    """The match of a frame line (x86-style, or arm's ``(caller) from (callee)``), if any."""
+    m = _X86_FRAME.search(line)
+    if m is None and " from " in line:
+        m = _ARM_FRAME.search(line)
+    return m
 
 
 def match_group(line: str) -> Group | None:
@@ -148,19 +179,19 @@ def match_group(line: str) -> Group | None:
         return None
     for group in GROUPS:
         if group.header in line:
-            if any(i.search(line) for i in _compiled(group)[1]):
+            if any(i.search(line) for i in _IGNORES[group.header]):
                 continue
             return group
     return None
 
 
-def _context(raw: str) -> str:
-    if "[" not in raw:
-        return ""
-    m = _CONTEXT.match(raw)
-    if m is None:
-        return ""
-    return m[1] or _CONSOLE
+def known_header(line: str) -> Group | None:
+    """The group of a line that starts a report of a kind the table names: one of the group's
+    title regexes matches on the line itself (a bare ``INFO: …`` line from a driver does not)."""
+    group = match_group(line)
+    if group is None or not any(c.title.search(line) for c in _formats(group)):
+        return None
+    return group
 
 
 def _questionable(line: str) -> bool:
@@ -185,12 +216,8 @@ _SPECIAL = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    context: str
-    starts: bool  # another header, or a message with a stack: ends a report before it
-    questionable: bool
-    special: str  # the :data:`_SPECIAL` text the line holds, else ""
+#: One cheap test for a line that may start a report or be special (most lines are neither).
+_HINTS = re.compile(f"{_BOUNDARY.pattern}|{_SPECIAL.pattern}")
 
 
 class ConsoleLines:
@@ -199,26 +226,37 @@ class ConsoleLines:
 
     def __init__(self, raw: Sequence[str], clean: Sequence[str]) -> None:
         self.raw, self.clean = raw, clean
-        self._facts: list[_Line | None] = [None] * len(clean)
+        self._contexts: list[str | None] = [None] * len(raw)
+        self._hints: list[tuple[bool, str] | None] = [None] * len(raw)
 
-    def facts(self, i: int) -> _Line:
-        """What line ``i`` is to a report's text."""
-        facts = self._facts[i]
-        if facts is None:
+    def context(self, i: int) -> str:
+        """Line ``i``'s printk context: its caller id, ``console`` (a timestamp only) or ``""``."""
+        context = self._contexts[i]
+        if context is None:
+            raw = self.raw[i]
+            m = _CONTEXT.match(raw) if "[" in raw else None
+            context = self._contexts[i] = "" if m is None else m[1] or _CONSOLE
+        return context
+
+    def hint(self, i: int) -> tuple[bool, str]:
+        """Whether line ``i`` ends a report before it (another header, or a message with a
+        stack), and the :data:`_SPECIAL` text it holds ("" when none)."""
+        hint = self._hints[i]
+        if hint is None:
             line = self.clean[i]
-            context = _context(self.raw[i])
-            starts = _BOUNDARY.search(line) is not None and (
-                (match_group(line) is not None and _CONTINUATION.search(line) is None)
-                or any(m in line for m in INFO_WITH_STACK)
-            )
-            special = _SPECIAL.search(line)
-            facts = self._facts[i] = _Line(
-                context,
-                starts,
-                context != "" and _questionable(line),
-                special[0] if special is not None else "",
-            )
-        return facts
+            if _HINTS.search(line) is None:
+                hint = _NO_HINT
+            else:
+                starts = (
+                    match_group(line) is not None and _CONTINUATION.search(line) is None
+                ) or any(s in line for s in INFO_WITH_STACK)
+                special = _SPECIAL.search(line)
+                hint = (starts, special[0] if special is not None else "")
+            self._hints[i] = hint
+        return hint
+
+
+_NO_HINT = (False, "")
 
 
 def report_lines(console: ConsoleLines, first: int) -> tuple[list[str], int]:
@@ -227,7 +265,7 @@ def report_lines(console: ConsoleLines, first: int) -> tuple[list[str], int]:
     and how many of them precede the next report's header (all, when caller ids keep reports
     apart). The title is read from those; the check for a stack trace reads them all."""
     clean = console.clean
-    context = console.facts(first).context
+    context = console.context(first)
     min_lines = _MIN_LINES_KMSAN if "BUG: KMSAN:" in clean[first] else _MIN_LINES
     out = [clean[first]]
     end, text_lines = 1, 1
@@ -237,29 +275,30 @@ def report_lines(console: ConsoleLines, first: int) -> tuple[list[str], int]:
     # file.c:1 [inline]"): those lines, just after the header, are not a second report.
     repeat = clean[first].partition(" in ")[0] + " in " if " in " in clean[first] else None
     for i in range(first + 1, min(len(clean), first + MAX_LINES)):
-        facts = console.facts(i)
+        starts, special = console.hint(i)
         if (
-            not second
-            and facts.starts
+            starts
+            and not second
             and not (
                 repeat is not None and i - first <= _REPEAT_WINDOW and clean[i].startswith(repeat)
             )
         ):
             second = True
-        ctx = facts.context
-        if facts.questionable or (
+        ctx = console.context(i)
+        line = clean[i]
+        if (ctx != "" and _questionable(line)) or (
             ctx != context and not (cpu_backtrace and ctx.startswith("[") and "C" in ctx)
         ):
             continue
         text_lines += 1
-        if skip_text or facts.special == _DISABLING:
+        if skip_text or special == _DISABLING:
             continue
-        if facts.special == _NMI:
+        if special == _NMI:
             cpu_backtrace = True
-        elif facts.special and text_lines > min_lines:
+        elif special and text_lines > min_lines:
             skip_text = True
             continue
-        out.append(clean[i])
+        out.append(line)
         if not second or not split:
             end = len(out)
     return out, end
@@ -343,24 +382,22 @@ def _frames_with(
             while pos < len(lines):
                 line = lines[pos]
                 pos += 1
-                if _CORRUPTED_LINE.search(line) is not None:
+                if "should_fail" in line and _CORRUPTED_LINE.search(line) is not None:
                     ok = False
                     break
-                if _TRACE_START.search(line) is not None:
+                if _trace_start(line):
                     break
                 if next_part is not None and (m := next_part.search(line)) is not None:
                     add(m)
                     index += 1
                     break
-                for frame_line in FRAME_LINES:
-                    if (m := frame_line.search(line)) is not None:
-                        add(m)
-                        break
+                if (m := _is_frame(line)) is not None:
+                    add(m)
         else:
             while pos < len(lines):
                 line = lines[pos]
                 pos += 1
-                if _CORRUPTED_LINE.search(line) is not None:
+                if "should_fail" in line and _CORRUPTED_LINE.search(line) is not None:
                     ok = False
                     break
                 if (m := part.search(line)) is not None:
@@ -370,33 +407,40 @@ def _frames_with(
 
 def normalize(title: str) -> str:
     """``title`` without what varies between runs of one bug, cut and spaced as syzkaller's."""
+    if _VARIES.search(title) is None:
+        return _SPACES.sub(" ", _sanitize(title)).strip()
     for pattern, replacement in _NORMALIZE:
         while True:
             new = pattern.sub(replacement, title)
             if new == title:
                 break
             title = new
-    kept = "".join(
-        " " if c == "\t" else c for c in title[:MAX_TITLE] if " " <= c < "\x7f" or c == "\t"
-    )
-    return _SPACES.sub(" ", kept).strip()
+    return _SPACES.sub(" ", _sanitize(title)).strip()
 
 
-def _has_trace(text: str) -> bool:
-    """Each trace header has a frame within 15 lines of it, and there is at least one."""
+def _sanitize(title: str) -> str:
+    """The first :data:`MAX_TITLE` characters, tabs as spaces, other control characters and
+    non-ASCII left out."""
+    return _UNPRINTABLE.sub("", title[:MAX_TITLE]).replace("\t", " ")
+
+
+def _has_trace(lines: list[str]) -> bool:
+    """Each kind of trace header, where it first occurs, has a frame within 15 lines, and there
+    is at least one."""
+    text = "\n".join(lines) + "\n"
     found = False
-    for start in TRACE_STARTS:
-        m = start.search(text)
+    for start, word in zip(TRACE_STARTS, _TRACE_WORDS, strict=True):
+        m = start.search(text) if word in text else None
         if m is None:
             continue
-        lines = text[m.start() :].split("\n")
-        if len(lines) < 4:
+        first = text.count("\n", 0, m.start())
+        if len(lines) - first < 3:
             return False
         frame = False
-        for line in lines[1:16]:
-            if _TRACE_START.search(line) is not None:
+        for line in lines[first + 1 : first + 16]:
+            if _trace_start(line):
                 break
-            if "(stack is not available)" in line or any(f.search(line) for f in FRAME_LINES):
+            if "(stack is not available)" in line or _is_frame(line) is not None:
                 frame = found = True
                 break
         if not frame and start is not RISCV_TRACE_START:
@@ -437,7 +481,9 @@ def describe(console: ConsoleLines, first: int) -> Description | None:
     alts: list[str] = []
     matched = corrupted = False
     raw_frame = ""
-    for compiled in _compiled(group)[0]:
+    for compiled in _formats(group):
+        if best == 0 and desc is not None:
+            break  # no later format can start earlier, and ties go to the first
         m = compiled.title.search(text, 0, _TITLE_SPAN)
         if m is None or m.start() > best or (m.start() == best and desc is not None):
             continue
@@ -475,7 +521,7 @@ def describe(console: ConsoleLines, first: int) -> Description | None:
     corrupted = corrupted or (chosen is not None and chosen.corrupted)
     if not corrupted:
         corrupted = _CORRUPTED_TITLE.search(desc) is not None or (
-            chosen is not None and not chosen.no_trace and not _has_trace("\n".join(full) + "\n")
+            chosen is not None and not chosen.no_trace and not _has_trace(full)
         )
     title = normalize(desc)
     alt_titles = tuple(dict.fromkeys(t for a in alts if (t := normalize(a)) != title))

@@ -606,3 +606,13 @@ def test_console_uses_the_rules() -> None:
         "inode_lock",
         "guest-bug",
     )
+
+
+def test_a_drivers_keyword_line_is_no_report() -> None:
+    """A bare ``WARNING:`` / ``INFO:`` line (no kind syzkaller's table names) is not taken for a
+    report by the console, so the crash after it stays the primary report."""
+    text = "usb 5-1: WARNING: ath10k USB support is incomplete\nINFO: card ready\n"
+    text += "general protection fault: 0000 [#1] SMP\n" + RIP.format("nfc_llcp_send")
+    text += trace("nfc_llcp_send")
+    analysis = parse_console(text)
+    assert [r.title for r in analysis.reports] == ["general protection fault in nfc_llcp_send"]

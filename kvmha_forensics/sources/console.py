@@ -982,7 +982,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
         if _SYSRQ.search(line):
             notes.append(f"line {index}: crash triggered on purpose through sysrq")
             break
-    console = ConsoleLines([strip_outer_prefixes(raw) for raw in raw_lines], lines)
+    console = ConsoleLines(raw_lines, lines, strip_outer_prefixes)
     reports = tuple(_build(op, console) for op in done)
     logger.debug("console: %d lines, %d reports", len(lines), len(reports))
     return ConsoleAnalysis(reports=reports, kernel_release=_release(lines), notes=tuple(notes))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -222,10 +222,13 @@ _HINTS = re.compile(f"{_BOUNDARY.pattern}|{_SPECIAL.pattern}")
 
 class ConsoleLines:
     """A console's lines as printed (``raw``) and without printk prefixes (``clean``), with
-    what the rules ask of each line computed once, however many reports read it."""
+    what the rules ask of each line computed once, however many reports read it. ``peel``
+    takes off what stands before a line's printk stamp (quotes, syslog), on first use."""
 
-    def __init__(self, raw: Sequence[str], clean: Sequence[str]) -> None:
-        self.raw, self.clean = raw, clean
+    def __init__(
+        self, raw: Sequence[str], clean: Sequence[str], peel: Callable[[str], str] | None = None
+    ) -> None:
+        self.raw, self.clean, self._peel = raw, clean, peel
         self._contexts: list[str | None] = [None] * len(raw)
         self._hints: list[tuple[bool, str] | None] = [None] * len(raw)
 
@@ -234,6 +237,8 @@ class ConsoleLines:
         context = self._contexts[i]
         if context is None:
             raw = self.raw[i]
+            if "[" in raw and self._peel is not None:
+                raw = self._peel(raw)
             m = _CONTEXT.match(raw) if "[" in raw else None
             context = self._contexts[i] = "" if m is None else m[1] or _CONSOLE
         return context

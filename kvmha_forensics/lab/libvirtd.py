@@ -151,7 +151,7 @@ def shared() -> Iterator[None]:
     fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        started = [Daemon(**d) for d in _load_started()]
+        started = _load_started()
         started += ensure()
         STARTED.write_text(json.dumps([asdict(d) for d in started]))
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -162,15 +162,15 @@ def shared() -> Iterator[None]:
         except BlockingIOError:
             pass  # others still use the daemons
         else:
-            stop([Daemon(**d) for d in _load_started()])
+            stop(_load_started())
             STARTED.unlink(missing_ok=True)
         os.close(fd)
 
 
-def _load_started() -> list[dict[str, object]]:
+def _load_started() -> list[Daemon]:
     try:
-        return list(json.loads(STARTED.read_text()))
-    except (OSError, ValueError):
+        return [Daemon(str(d["name"]), int(d["pid"])) for d in json.loads(STARTED.read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
         return []
 
 

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 import typer
 
 from . import __version__
-from .cli_ha import emit_json, status_cmd, watch_cmd
+from .cli_ha import (
+    ApiOnlyOption,
+    ConnectOption,
+    DomainOption,
+    QmpOption,
+    address,
+    emit_json,
+    status_cmd,
+    watch_cmd,
+)
 from .cli_options import seconds
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
@@ -194,7 +203,10 @@ app.add_typer(bundle_app, name="bundle")
 
 @app.command("capture")
 def capture_cmd(
-    qmp: Annotated[str, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")],
+    qmp: QmpOption = None,
+    domain: DomainOption = None,
+    connect: ConnectOption = None,
+    api_only: ApiOnlyOption = False,
     qemu_log: Annotated[
         Path | None, typer.Option("--qemu-log", help="QEMU's stderr (found by itself if a file).")
     ] = None,
@@ -233,14 +245,13 @@ def capture_cmd(
 
     from .capture.memory_source import MemorySource
     from .capture.steps import CaptureOptions, MemoryFormat, capture
-    from .transport.qmp import Endpoint
 
     if memory_format not in ("elf", "kdump-zlib", "none"):
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
     if memory_source not in ("auto", "direct", "dump"):
         raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
     opts = CaptureOptions(
-        Endpoint.parse(qmp), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
+        address(qmp, domain, connect, api_only), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
         cast(MemorySource, memory_source),
     )  # fmt: skip
     with capture_progress(as_json) as sink:

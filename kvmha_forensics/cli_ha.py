@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .capture.memory_source import MemorySource
     from .capture.steps import MemoryFormat
     from .ha.watch import WatchOptions
+    from .transport.base import Address
 
 # watch (capture, analysis) is imported by the watch command only: status stays quick to start
 
@@ -31,8 +32,43 @@ def emit_json(obj: object) -> None:
     sys.stdout.flush()
 
 
+QmpOption = Annotated[str | None, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")]
+DomainOption = Annotated[
+    str | None, typer.Option("--domain", help="A libvirt domain's name or UUID (instead of --qmp).")
+]
+ConnectOption = Annotated[
+    str | None, typer.Option("--connect", help="With --domain: libvirt URI [qemu:///system].")
+]
+ApiOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--libvirt-api-only", help="With --domain: libvirt's own APIs only, no monitor commands."
+    ),
+]
+
+
+def address(
+    qmp: str | None, domain: str | None, connect: str | None, api_only: bool, events: bool = True
+) -> Address:
+    """The guest the options name: ``--qmp``, or ``--domain`` [``--connect``]."""
+    if (qmp is None) == (domain is None):
+        raise typer.BadParameter("give either --qmp SOCKET or --domain NAME|UUID")
+    if domain is None:
+        if connect is not None or api_only:
+            raise typer.BadParameter("--connect and --libvirt-api-only go with --domain")
+        from .transport.qmp import Endpoint
+
+        return Endpoint.parse(cast(str, qmp))
+    from .transport.libvirt import DEFAULT_URI, Domain
+
+    return Domain(domain, connect or DEFAULT_URI, api_only, events)
+
+
 def status_cmd(
-    qmp: Annotated[str, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")],
+    qmp: QmpOption = None,
+    domain: DomainOption = None,
+    connect: ConnectOption = None,
+    api_only: ApiOnlyOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     timeout: Annotated[
         float, typer.Option(callback=seconds(0.05), help="Seconds before answering 'busy'.")
@@ -41,14 +77,14 @@ def status_cmd(
     """Say whether the guest is running, frozen, paused or gone, and if failover is safe.
 
     Exit codes: 0 running, 10 frozen and failover-safe, 11 frozen but not safe, 12 paused,
-    13 gone, 9 busy (no answer in time), 5 QMP problem, 2 usage.
+    13 gone, 9 busy (no answer in time), 5 QMP or libvirtd problem, 2 usage.
     """
     import asyncio
 
     from .ha.status import render, status
-    from .transport.qmp import Endpoint
 
-    result = asyncio.run(status(Endpoint.parse(qmp), timeout))
+    where = address(qmp, domain, connect, api_only, events=False)
+    result = asyncio.run(status(where, timeout))
     sys.stdout.write(render(result, as_json))
     raise typer.Exit(int(result.exit_code))
 
@@ -57,6 +93,16 @@ def watch_cmd(
     qmp: Annotated[
         list[str] | None, typer.Option("--qmp", help="A QMP socket to watch (repeatable).")
     ] = None,
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", help="A libvirt domain to watch, name or UUID (repeatable)."),
+    ] = None,
+    every_domain: Annotated[
+        bool,
+        typer.Option("--libvirt", help="Watch every libvirt domain, also those started later."),
+    ] = False,
+    connect: ConnectOption = None,
+    api_only: ApiOnlyOption = False,
     socket_dir: Annotated[
         Path | None,
         typer.Option("--socket-dir", help="Watch every QMP socket in DIR and DIR/*/ as it comes."),
@@ -100,8 +146,12 @@ def watch_cmd(
     Prints one JSON object per line: kind signal, state, capture, analysis or hook.
     Runs until SIGTERM or SIGINT.
     """
-    if not qmp and socket_dir is None:
-        raise typer.BadParameter("give --qmp SOCKET (repeatable) or --socket-dir DIR")
+    if not qmp and socket_dir is None and not domain and not every_domain:
+        raise typer.BadParameter(
+            "give --qmp SOCKET or --domain NAME (repeatable), --socket-dir DIR or --libvirt"
+        )
+    if (connect is not None or api_only) and not (domain or every_domain):
+        raise typer.BadParameter("--connect and --libvirt-api-only go with --domain or --libvirt")
     if socket_dir is not None and not socket_dir.is_dir():
         raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
     if memory_format not in ("elf", "kdump-zlib", "none"):
@@ -120,8 +170,16 @@ def watch_cmd(
         if not argv:
             raise typer.BadParameter("the hook command is empty", param_hint="--hook")
         hook_spec = HookSpec(argv, hook_timeout)
+    domains = tuple(address(None, d, connect, api_only) for d in domain or ())
+    libvirt_uri = None
+    if every_domain:
+        from .transport.libvirt import DEFAULT_URI
+
+        libvirt_uri = connect or DEFAULT_URI
     opts = WatchOptions(
-        endpoints=tuple(Endpoint.parse(q) for q in qmp or ()),
+        endpoints=tuple(Endpoint.parse(q) for q in qmp or ()) + domains,
+        libvirt=libvirt_uri,
+        libvirt_api_only=api_only,
         socket_dir=socket_dir,
         pattern=pattern,
         out=out,

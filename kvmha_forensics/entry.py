@@ -9,6 +9,12 @@ whose imports alone cost about 0.15 s. Its options and output are those of the t
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from argparse import Namespace
+
+    from .transport.base import Address
 
 FAST = "status"
 HELP = frozenset({"-h", "--help"})
@@ -23,10 +29,12 @@ def _status(argv: list[str]) -> int:
     from .errors import ForensicsError
     from .ha.status import render, status
     from .limits import STATUS_TIMEOUT
-    from .transport.qmp import Endpoint
 
     parser = argparse.ArgumentParser(prog="kvmha-forensics status", add_help=False)
     parser.add_argument("--qmp")
+    parser.add_argument("--domain")
+    parser.add_argument("--connect")
+    parser.add_argument("--libvirt-api-only", action="store_true", dest="api_only")
     parser.add_argument("--json", action="store_true", dest="as_json")
     parser.add_argument("--timeout", default=str(STATUS_TIMEOUT))
     args, unknown = parser.parse_known_args(argv)
@@ -34,16 +42,30 @@ def _status(argv: list[str]) -> int:
         timeout = float(args.timeout)
     except ValueError:
         timeout = math.nan
-    if unknown or args.qmp is None or not (math.isfinite(timeout) and timeout >= 0.05):
+    libvirt_only = args.connect is not None or args.api_only
+    one_guest = (args.qmp is None) != (args.domain is None)
+    if unknown or not one_guest or not (math.isfinite(timeout) and timeout >= 0.05):
         return -1  # let the typer CLI say what is wrong, as for every other command
+    if args.qmp is not None and libvirt_only:
+        return -1
     logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     try:
-        result = asyncio.run(status(Endpoint.parse(args.qmp), timeout))
+        result = asyncio.run(status(_address(args), timeout))
     except ForensicsError as exc:
         sys.stderr.write(f"kvmha-forensics: error: {exc}\n")
         return int(exc.exit_code)
     sys.stdout.write(render(result, args.as_json))
     return int(result.exit_code)
+
+
+def _address(args: Namespace) -> Address:
+    if args.domain is None:
+        from .transport.qmp import Endpoint
+
+        return Endpoint.parse(args.qmp)
+    from .transport.libvirt import DEFAULT_URI, Domain
+
+    return Domain(args.domain, args.connect or DEFAULT_URI, args.api_only, events=False)
 
 
 def main() -> None:

@@ -98,6 +98,11 @@ class TransportTimeout(OperationTimeout, TransportError):
     """The guest's monitor did not answer in time (QEMU hung, or too busy)."""
 
 
+class ManagerUnavailable(TransportError):
+    """The manager in front of the guest (libvirtd) cannot be reached: not running, or the
+    connection to it was lost. It says nothing about the guest itself."""
+
+
 class GuestStateError(ForensicsError):
     """The guest is not in a state this command accepts (e.g. running without ``--live``)."""
 

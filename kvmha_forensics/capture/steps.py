@@ -27,10 +27,11 @@ from ..input_files import read_input, refusal
 from ..locks import exclusive
 from ..sources import flattened, vmcoreinfo
 from ..sources.registers import VcpuRegisters, parse_register_dumps
-from ..transport.base import Address, Event, Guest
+from ..transport.base import Address, Event, Guest, Managed
 from ..transport.local import process_started
 from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
+from ..x86.qemu_note import vcpu_states
 from . import bundle as bundle_mod
 from .bundle import VENDOR_OF_KVM, kvm_module
 from .direct import write_core
@@ -186,6 +187,7 @@ async def _identity(guest: Guest) -> JSONObject:
     answers = dict(zip(requests, replies, strict=True))
     machine = _machine(answers.pop("query-machines"), answers.pop("qom-get"))
     name = cast(JSONObject, answers["query-name"]).get("name")
+    managed = await guest.manager_identity() if isinstance(guest, Managed) else None
     return {
         "qemu_version": guest.qemu_version,
         "qemu_pid": guest.pid,
@@ -198,6 +200,7 @@ async def _identity(guest: Guest) -> JSONObject:
         "block": answers["query-block"],
         "machine": machine,
         "cmdline": qemu_cmdline(guest.pid),
+        **({"libvirt": managed} if managed is not None else {}),
     }
 
 
@@ -281,6 +284,7 @@ class Capture:
                 await self._qemu_log(identity)
                 await self._mtree()
                 await self._memory()
+                await self._note_registers()
             finally:
                 if paused:
                     await guest.execute("cont")
@@ -298,6 +302,8 @@ class Capture:
 
     async def _registers(self) -> None:
         assert self.writer
+        if isinstance(self.guest, Managed) and not self.guest.monitor:
+            return  # no monitor commands: the registers come from the dump (_note_registers)
         with self.step("registers"):
             text = await self.guest.hmp("info registers -a")
             self.writer.write_bytes(
@@ -322,7 +328,12 @@ class Capture:
         with self.step("qemu-log") as rec:
             given = self.opts.qemu_log
             found = (given, str(given)) if given else find_stderr(self.guest.pid)
-            if found is None:
+            managed = self.guest.qemu_log() if isinstance(self.guest, Managed) else None
+            if found is None and managed is not None:
+                data, where = managed
+                self._kvm_exit(self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", where))
+                rec.detail = where
+            elif found is None:
                 rec.skip(
                     "no QEMU log: pass --qemu-log (QEMU's stderr is not a regular file);"
                     " the KVM exit reason is only written there",
@@ -333,13 +344,11 @@ class Capture:
                 data = bounded_read(source)
                 log = self.writer.write_bytes("qemu-stderr.log", data, "qemu-log", f"from {shown}")
                 rec.detail = shown
-                vendor = VENDOR_OF_KVM.get(kvm_module())
-                exit_record = kvm_exit_record(self.writer.tmp / log.path, vendor)
-                if exit_record is not None:
-                    what = "the KVM failures in QEMU's log, parsed and decoded"
-                    self.writer.write_json("kvm-exit.json", exit_record, "kvm-exit", what)
+                self._kvm_exit(log)
         with self.step("console") as rec:
             serial = find_serial(argv)
+            if isinstance(self.guest, Managed):  # its command line names a passed descriptor
+                serial = await self.guest.console_path() or serial
             if serial is None or not self.guest.pid:
                 rec.skip("no serial console file on QEMU's command line")
                 return
@@ -351,8 +360,38 @@ class Capture:
             data = bounded_read(fd)
             self.writer.write_bytes("console.log", data, "console", f"serial console {serial}")
 
+    async def _note_registers(self) -> None:
+        """Without monitor commands, each vCPU's registers from the ELF dump's QEMU notes."""
+        w = self.writer
+        assert w
+        if not isinstance(self.guest, Managed) or self.guest.monitor:
+            return
+        with self.step("registers") as rec:
+            dump = next((w.tmp / a.path for a in w.artifacts if a.kind == "memory-elf"), None)
+            if dump is None:
+                rec.skip("no monitor commands, and no ELF dump to take the registers from")
+                return
+            self.vcpus = await asyncio.to_thread(vcpu_states, dump)
+            if not self.vcpus:
+                rec.skip("the dump has no QEMU notes with the vCPUs' registers")
+                return
+            what = "from the dump's per-vCPU QEMU notes (no monitor commands; EFER from CS.L)"
+            w.write_json("registers.json", registers_record(self.vcpus), "registers-parsed", what)
+
+    def _kvm_exit(self, log: bundle_mod.Artifact) -> None:
+        assert self.writer
+        vendor = VENDOR_OF_KVM.get(kvm_module())
+        exit_record = kvm_exit_record(self.writer.tmp / log.path, vendor)
+        if exit_record is not None:
+            what = "the KVM failures in QEMU's log, parsed and decoded"
+            self.writer.write_json("kvm-exit.json", exit_record, "kvm-exit", what)
+
     async def _mtree(self) -> None:
         assert self.writer
+        if isinstance(self.guest, Managed) and not self.guest.monitor:
+            with self.step("mtree") as rec:
+                rec.skip("HMP 'info mtree' needs monitor commands", incomplete=False)
+            return
         with self.step("mtree"):
             text = self.mtree = await self.guest.hmp("info mtree -f")
             self.writer.write_bytes("mtree.txt", text.encode(), "mtree", "HMP 'info mtree -f'")

@@ -30,7 +30,7 @@ from typing import Any, cast
 from ..analyze import analyze, gather
 from ..capture.memory_source import MemorySource
 from ..capture.steps import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
-from ..errors import BusyError, ForensicsError, GuestGone
+from ..errors import BusyError, ForensicsError, GuestGone, ManagerUnavailable
 from ..transport.base import Address, Event, Guest
 from ..transport.local import process_alive
 from ..transport.qmp import find_endpoints
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SEEN_KEEP = 256  # events kept per connection while the guest runs
 GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging "gone"
+LIBVIRT_RESCAN = 30.0  # seconds between listings of libvirt's domains (events wake it sooner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ class WatchOptions:
 
     endpoints: tuple[Address, ...] = ()
     socket_dir: Path | None = None
+    libvirt: str | None = None  # watch every domain on this libvirt URI
+    libvirt_api_only: bool = False
     pattern: str = "*"
     out: Path | None = None
     memory_format: MemoryFormat = "elf"
@@ -109,8 +112,8 @@ class GuestWatch:
     async def run(self) -> None:
         backoff = self.w.opts.poll_interval
         while not self.w.stopping.is_set():
-            if self.from_dir and not os.path.exists(str(self.endpoint)):
-                log.info("%s: socket removed, no longer watched", self.endpoint)
+            if self.from_dir and not self.w.present(self.endpoint):
+                log.info("%s: gone from its directory or host, no longer watched", self.endpoint)
                 return
             owned: int | None = None
             lost: str | None = None
@@ -121,6 +124,8 @@ class GuestWatch:
                     if owned is not None:
                         await self._connected(guest)
                         lost = "QEMU closed the QMP connection"
+            except ManagerUnavailable as exc:  # says nothing about the guest: no signal
+                self._unreachable(str(exc))
             except ForensicsError as exc:
                 lost = str(exc)
                 if owned is None:
@@ -306,6 +311,8 @@ class Watcher:
         self.capture_slots = asyncio.Semaphore(opts.max_captures)
         self.analysis_slot = asyncio.Semaphore(1)
         self.guests: dict[str, asyncio.Task[None]] = {}
+        self.domains: set[str] = set()  # active at the last libvirt scan
+        self.scanned: set[str] = set()  # ever found by a libvirt scan
         self.background: set[asyncio.Task[None]] = set()
         self.hooks: set[asyncio.Task[HookResult]] = set()
 
@@ -380,6 +387,39 @@ class Watcher:
         self.emit(record)
         return record
 
+    def present(self, endpoint: Address) -> bool:
+        """Whether a guest found by a scan is still there: its socket exists, or its domain
+        was active at the last libvirt scan."""
+        key = str(endpoint)
+        return key in self.domains if key in self.scanned else os.path.exists(key)
+
+    async def _scan_libvirt(self, uri: str) -> None:
+        from ..transport.libvirt import DomainScanner
+
+        scanner = DomainScanner(uri, self.opts.libvirt_api_only, self.opts.connect_timeout)
+        problem: str | None = None
+        first = True
+        while not self.stopping.is_set():
+            try:
+                found = await scanner.domains()
+            except ForensicsError as exc:  # libvirtd restarting: try again
+                if first:
+                    raise  # not there at all: say so and end (exit code 5)
+                if str(exc) != problem:
+                    problem = str(exc)
+                    self.emit(StateChange(uri, uri, None, "unreachable", None, problem))
+                await self.sleep(min(self.opts.retry_max, max(1.0, self.opts.poll_interval)))
+                continue
+            problem, first = None, False
+            self.domains = {str(d) for d in found}
+            self.scanned |= self.domains
+            for domain in found:
+                self._watch(domain, from_dir=True)
+            for key, task in list(self.guests.items()):
+                if task.done():
+                    del self.guests[key]
+            await scanner.wait(LIBVIRT_RESCAN)
+
     def _watch(self, endpoint: Address, *, from_dir: bool) -> None:
         key = str(endpoint)
         if key in self.guests and not self.guests[key].done():
@@ -405,8 +445,12 @@ class Watcher:
         """Watch until :meth:`stop`; then wait for captures, analyses and hooks in flight."""
         for endpoint in self.opts.endpoints:
             self._watch(endpoint, from_dir=False)
+        scans = []
         if self.opts.socket_dir is not None:
-            await self._scan(self.opts.socket_dir)
+            scans.append(self._scan(self.opts.socket_dir))
+        if self.opts.libvirt is not None:
+            scans.append(self._scan_libvirt(self.opts.libvirt))
+        await asyncio.gather(*scans)
         await self.stopping.wait()
         await asyncio.gather(*self.guests.values(), return_exceptions=True)
         while self.background or self.hooks:

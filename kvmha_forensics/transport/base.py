@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from ..vocabulary import JSON, JSONObject
 
@@ -135,4 +135,27 @@ class Address(Protocol):
     def owners(self) -> list[int] | None:
         """Live local processes that serve this address; None when that cannot be known
         (e.g. a TCP endpoint), which makes a ``gone`` guest not failover-safe."""
+        ...
+
+
+@runtime_checkable
+class Managed(Protocol):
+    """What a guest behind a manager (libvirt) adds for capture: the manager's view of it,
+    and the files the manager keeps for it. A plain QMP guest has none of this."""
+
+    @property
+    def monitor(self) -> bool:
+        """False when monitor commands are off: no HMP, registers come from the dump."""
+        ...
+
+    async def manager_identity(self) -> JSONObject:
+        """The manager's record of the guest (versions, state and reason, configuration)."""
+        ...
+
+    def qemu_log(self) -> tuple[bytes, str] | None:
+        """QEMU's log since the guest's last start (bounded) and where it came from."""
+        ...
+
+    async def console_path(self) -> Path | None:
+        """The guest's serial console file, when the manager's configuration names one."""
         ...

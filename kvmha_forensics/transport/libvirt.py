@@ -1,0 +1,817 @@
+"""The libvirt transport: a domain reached through libvirtd, behind the :class:`~.base.Guest`
+interface (docs/libvirt.md).
+
+libvirt holds each domain's QMP socket. :class:`Domain` (the :class:`~.base.Address`) names a
+domain on a libvirt URI; :class:`DomainGuest` talks to it in one of two modes:
+
+- *monitor* (the default): QMP and HMP commands through libvirt's monitor pass-through
+  (``virDomainQemuMonitorCommand``; libvirt then logs the domain as tainted
+  ``custom-monitor``), QEMU's own events through libvirt's QMP event pass-through, and
+  libvirt's lifecycle events beside them (``LIBVIRT_LIFECYCLE``);
+- *API-only*: libvirt's own APIs only. :meth:`DomainGuest.execute` answers the read-only
+  queries capture, status and watch ask (``query-status`` from the domain's state and reason,
+  ``query-block-jobs`` from its block jobs, ``query-migrate`` and ``query-jobs`` from its job,
+  ``dump-guest-memory`` through ``virDomainCoreDumpWithFormat``) and refuses every other
+  command; events are libvirt's lifecycle and I/O-error events in QMP's vocabulary.
+
+Events reach the asyncio loop from libvirt's default event loop, run in one daemon thread.
+libvirt-python is imported on first use: without it, only this transport is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, cast
+
+from ..errors import (
+    CommandFailed,
+    EnvironmentProblem,
+    GuestGone,
+    GuestHeld,
+    ManagerUnavailable,
+    TransportConfigError,
+    TransportError,
+    TransportTimeout,
+)
+from ..vocabulary import JSON, JSONObject
+from .base import Event, Guest
+from .local import process_alive
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "qemu:///system"
+LIFECYCLE = "LIBVIRT_LIFECYCLE"
+# virDomainEventType and the details that matter here (libvirt-domain.h)
+EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown",
+          "pmsuspended", "crashed")  # fmt: skip
+SUSPENDED_DETAILS = ("paused", "migrated", "ioerror", "watchdog", "restored", "from-snapshot",
+                     "api-error", "postcopy", "postcopy-failed")  # fmt: skip
+STOPPED_DETAILS = ("shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
+                   "from-snapshot")  # fmt: skip
+CRASHED_DETAILS = ("panicked", "crashloaded")
+SHUTDOWN_DETAILS = ("finished", "guest", "host")
+DETAILS = {"suspended": SUSPENDED_DETAILS, "stopped": STOPPED_DETAILS,
+           "crashed": CRASHED_DETAILS, "shutdown": SHUTDOWN_DETAILS,
+           "resumed": ("unpaused", "migrated", "from-snapshot", "postcopy", "postcopy-failed"),
+           "started": ("booted", "migrated", "restored", "from-snapshot", "wakeup"),
+           "defined": ("added", "updated", "renamed", "from-snapshot"),
+           "undefined": ("removed", "renamed")}  # fmt: skip
+# virDomainState → QEMU runstate; PAUSED by its reason (virDomainPausedReason). A pause
+# libvirt did not ask for and cannot explain is "unknown": a KVM internal error looks so.
+PAUSED_RUNSTATES = ("paused", "paused", "inmigrate", "save-vm", "paused", "io-error",
+                    "watchdog", "restore-vm", "shutdown", "save-vm", "guest-panicked",
+                    "prelaunch", "postmigrate", "postmigrate", "paused")  # fmt: skip
+STATE_RUNSTATES = {1: "running", 2: "running", 4: "shutdown", 6: "guest-panicked",
+                   7: "suspended"}  # fmt: skip
+STATE_NAMES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
+               "pmsuspended")  # fmt: skip
+BLOCK_JOB_TYPES = {1: "stream", 2: "mirror", 3: "commit", 4: "commit", 5: "backup"}
+JOB_OPERATIONS = ("unknown", "start", "save", "restore", "migration-in", "migration-out",
+                  "snapshot", "snapshot-revert", "dump", "backup", "snapshot-delete")  # fmt: skip
+LOG_START = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: starting up ", re.M)
+LOG_LIMIT = 8 << 20  # the QEMU log since the domain's last start keeps its last 8 MiB
+INTERNAL_ERROR = b"KVM internal error"
+# Always through libvirt's dump API, in both modes: libvirtd 9.0 crashes (SIGSEGV in
+# qemuProcessHandleDumpCompleted) on the DUMP_COMPLETED of a dump it did not start itself.
+DUMP_COMMANDS = frozenset({"dump-guest-memory", "query-dump"})
+
+
+def _lib() -> tuple[ModuleType, ModuleType]:
+    try:
+        import libvirt
+        import libvirt_qemu
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            "libvirt-python is not installed",
+            "pip install 'kvmha-forensics[libvirt]' (it builds against libvirt-dev and pkg-config)",
+        ) from exc
+    if not _quiet:
+        libvirt.registerErrorHandler(_ignore_error, None)  # errors are raised, not printed
+        _quiet.append(True)
+    return libvirt, libvirt_qemu
+
+
+_quiet: list[bool] = []
+
+
+def _ignore_error(_context: object, _error: object) -> None:
+    return None
+
+
+def _translate(exc: Exception, what: str, address: Domain) -> TransportError:
+    """A libvirtError as the transport's semantic error."""
+    lv, _ = _lib()
+    code = exc.get_error_code() if isinstance(exc, lv.libvirtError) else None
+    text = exc.get_error_message() if isinstance(exc, lv.libvirtError) else str(exc)
+    if code == lv.VIR_ERR_NO_DOMAIN:
+        return GuestGone(f"no domain {address.name} on {address.uri}", "virsh list --all")
+    if code == lv.VIR_ERR_OPERATION_INVALID:
+        return GuestGone(f"domain {address.name} is not running ({text})")
+    if code in (lv.VIR_ERR_OPERATION_TIMEOUT, lv.VIR_ERR_AGENT_UNRESPONSIVE):
+        return GuestHeld(f"{what} on domain {address.name}: {text}",
+                         "another libvirt job holds the domain; try again")  # fmt: skip
+    if code in (lv.VIR_ERR_AUTH_FAILED, lv.VIR_ERR_ACCESS_DENIED, lv.VIR_ERR_INVALID_ARG,
+                lv.VIR_ERR_NO_SUPPORT, lv.VIR_ERR_CONFIG_UNSUPPORTED):  # fmt: skip
+        return TransportConfigError(f"{what} on {address}: {text}")
+    if code in (lv.VIR_ERR_SYSTEM_ERROR, lv.VIR_ERR_NO_CONNECT, lv.VIR_ERR_RPC,
+                lv.VIR_ERR_INVALID_CONN) or "connection" in text or "socket" in text:  # fmt: skip
+        return ManagerUnavailable(
+            f"cannot reach libvirtd at {address.uri} ({text})",
+            "is libvirtd running? (systemctl status libvirtd, or start 'libvirtd -d')",
+        )
+    return CommandFailed(f"libvirt refused {what} on domain {address.name}: {text}")
+
+
+class _EventThread:
+    """libvirt's default event loop, in one daemon thread for the whole process. It must be
+    registered before a connection is opened for that connection to deliver events."""
+
+    lock = threading.Lock()
+    started = False
+
+    @classmethod
+    def ensure(cls) -> None:
+        with cls.lock:
+            if cls.started:
+                return
+            lv, _ = _lib()
+            lv.virEventRegisterDefaultImpl()
+            threading.Thread(target=cls._run, name="libvirt-events", daemon=True).start()
+            cls.started = True
+
+    @staticmethod
+    def _run() -> None:
+        lv, _ = _lib()
+        while True:
+            try:
+                lv.virEventRunDefaultImpl()
+            except lv.libvirtError as exc:  # never ends the loop
+                log.debug("libvirt event loop: %s", exc)
+
+
+Sink = Callable[[str, Event | None], None]
+"""Receives (domain UUID, event); a None event means the domain's QEMU is gone."""
+
+
+class Hub:
+    """One libvirt connection with its event callbacks, shared by every guest on that URI in
+    this process; events are handed to subscribers by domain UUID. A hub whose connection
+    closed (libvirtd stopped or restarted) is dead: the next :meth:`get` opens a new one."""
+
+    hubs: ClassVar[dict[tuple[str, bool], Hub]] = {}
+
+    def __init__(self, uri: str, conn: Any, events: bool) -> None:
+        self.uri = uri
+        self.conn = conn
+        self.events = events
+        self.alive = True
+        self.users = 0
+        self.subscribers: dict[str, list[Sink]] = {}
+        self.domain_listeners: list[Callable[[str, str, str], None]] = []
+        self.callbacks: list[int] = []
+        self.qmp_callback: int | None = None
+        self.qmp_users = 0
+
+    @classmethod
+    async def get(cls, uri: str, timeout: float, events: bool) -> Hub:
+        """The live hub for ``uri`` (opened when there is none)."""
+        key = (uri, events)
+        hub = cls.hubs.get(key)
+        if hub is not None and hub.alive:
+            return hub
+        address = Domain("-", uri)
+        if events:
+            _EventThread.ensure()
+        lv, _ = _lib()
+        try:
+            conn = await asyncio.wait_for(asyncio.to_thread(lv.open, uri), timeout)
+        except TimeoutError as exc:
+            raise TransportTimeout(f"libvirtd at {uri} did not answer in {timeout:g}s") from exc
+        except lv.libvirtError as exc:
+            error = _translate(exc, "connect", address)
+            if isinstance(error, ManagerUnavailable):
+                raise error from exc
+            raise TransportConfigError(
+                f"cannot open libvirt URI {uri}: {exc.get_error_message()}", "check --connect"
+            ) from exc
+        hub = cls(uri, conn, events)
+        if events:
+            await asyncio.to_thread(hub._register)
+        cls.hubs[key] = hub
+        return hub
+
+    def _register(self) -> None:
+        lv, _ = _lib()
+        self.conn.registerCloseCallback(self._closed, None)
+        with contextlib.suppress(lv.libvirtError):
+            self.conn.setKeepAlive(5, 3)
+        self.callbacks = [
+            self.conn.domainEventRegisterAny(
+                None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
+            ),
+            self.conn.domainEventRegisterAny(
+                None, lv.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, self._io_error, None
+            ),
+        ]
+
+    def subscribe(self, uuid: str, sink: Sink, *, qmp_events: bool) -> None:
+        """Deliver ``uuid``'s events to ``sink`` (with QEMU's own events when ``qmp_events``)."""
+        self.subscribers.setdefault(uuid, []).append(sink)
+        if qmp_events and self.events:
+            self.qmp_users += 1
+            if self.qmp_callback is None:
+                _, lq = _lib()
+                self.qmp_callback = lq.qemuMonitorEventRegister(
+                    self.conn, None, None, self._qmp_event, None, 0
+                )
+
+    def unsubscribe(self, uuid: str, sink: Sink, *, qmp_events: bool) -> None:
+        sinks = self.subscribers.get(uuid, [])
+        if sink in sinks:
+            sinks.remove(sink)
+        if not sinks:
+            self.subscribers.pop(uuid, None)
+        if qmp_events and self.events:
+            self.qmp_users -= 1
+
+    def _send(self, uuid: str, event: Event | None) -> None:
+        for sink in list(self.subscribers.get(uuid, ())):
+            sink(uuid, event)
+
+    # the callbacks below run in the libvirt event thread
+    def _lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        uuid, name = dom.UUIDString(), dom.name()
+        kind = EVENTS[event] if event < len(EVENTS) else str(event)
+        details = DETAILS.get(kind, ())
+        what = details[detail] if detail < len(details) else str(detail)
+        data: JSONObject = {"event": kind, "detail": what, "domain": name}
+        self._send(uuid, Event(LIFECYCLE, data, time.time()))
+        if kind in ("stopped", "undefined"):
+            self._send(uuid, None)
+        for listener in list(self.domain_listeners):
+            listener(uuid, name, kind)
+
+    def _io_error(
+        self, _conn: Any, dom: Any, src: str, alias: str, action: int, reason: str, _o: Any
+    ) -> None:
+        actions = ("ignore", "stop", "report")
+        data: JSONObject = {
+            "device": alias, "node-name": "", "source": src, "reason": reason,
+            "action": actions[action] if action < len(actions) else str(action),
+            "nospace": reason == "enospc", "operation": "write", "via": "libvirt",
+        }  # fmt: skip
+        self._send(dom.UUIDString(), Event("LIBVIRT_IO_ERROR", data, time.time()))
+
+    def _qmp_event(
+        self, _conn: Any, dom: Any, event: str, seconds: int, micros: int, details: str | None,
+        _opaque: Any,
+    ) -> None:  # fmt: skip
+        try:
+            data = json.loads(details) if details else {}
+        except ValueError:
+            data = {"raw": details}
+        self._send(dom.UUIDString(), Event(event, data, seconds + micros / 1e6))
+
+    def _closed(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        log.info("libvirt connection to %s closed (reason %d)", self.uri, reason)
+        self.alive = False
+        for uuid in list(self.subscribers):
+            self._send(uuid, None)
+        for listener in list(self.domain_listeners):
+            listener("", "", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A libvirt domain (by name or UUID) on ``uri``: the :class:`~.base.Address`.
+
+    ``api_only``: libvirt's own APIs only, no monitor pass-through. ``events``: subscribe to
+    the domain's events (a one-shot ``status`` does not need them)."""
+
+    name: str
+    uri: str = DEFAULT_URI
+    api_only: bool = False
+    events: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.uri}"
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def connect(self, timeout: float) -> AbstractAsyncContextManager[Guest]:
+        return self.open(timeout)
+
+    @asynccontextmanager
+    async def open(self, timeout: float) -> AsyncIterator[DomainGuest]:
+        """:meth:`connect`, typed as this transport's guest.
+
+        Raises: GuestGone, ManagerUnavailable, TransportConfigError, TransportTimeout."""
+        hub = await Hub.get(self.uri, timeout, self.events)
+        guest = await DomainGuest.attach(self, hub, timeout)
+        try:
+            yield guest
+        finally:
+            guest.detach()
+
+    def owners(self) -> list[int] | None:
+        if not _local(self.uri):
+            return None
+        pid = _pid_of(self.uri, self.name)
+        return [pid] if pid else []
+
+
+def _local(uri: str) -> bool:
+    return uri.split("://", 1)[-1].startswith("/")
+
+
+def _run_dir(uri: str) -> Path:
+    if uri.endswith("/session"):
+        base = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
+        return Path(base) / "libvirt" / "qemu" / "run"
+    return Path("/run/libvirt/qemu")
+
+
+def log_dir(uri: str) -> Path:
+    """Where libvirt writes each domain's QEMU log (``NAME.log``)."""
+    if uri.endswith("/session"):
+        return Path.home() / ".cache" / "libvirt" / "qemu" / "log"
+    return Path("/var/log/libvirt/qemu")
+
+
+def _pid_of(uri: str, name: str) -> int | None:
+    """The domain's QEMU pid from libvirt's pid file, when that process is alive."""
+    try:
+        pid = int((_run_dir(uri) / f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def log_since_start(path: Path, limit: int = LOG_LIMIT) -> bytes:
+    """The domain's QEMU log from its last ``starting up`` line (libvirt writes one per
+    start), at most its last ``limit`` bytes."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - limit))
+        data = f.read(limit)
+    starts = list(LOG_START.finditer(data))
+    if starts:
+        return data[starts[-1].start() :]
+    if size > limit:
+        cut = data.find(b"\n") + 1
+        return f"[kvmha-forensics: {size - limit + cut} bytes cut here]\n".encode() + data[cut:]
+    return data
+
+
+@dataclass
+class DomainGuest:
+    """One domain reached through libvirtd (a :class:`~.base.Guest`)."""
+
+    address: Domain
+    hub: Hub
+    dom: Any
+    name: str
+    uuid: str
+    timeout: float
+    loop: asyncio.AbstractEventLoop
+    qemu_version: str
+    pid: int | None
+    seen: list[Event] = field(default_factory=list)
+    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    gone: bool = False
+    dump: _Dump | None = None
+
+    @classmethod
+    async def attach(cls, address: Domain, hub: Hub, timeout: float) -> DomainGuest:
+        lv, _ = _lib()
+
+        def lookup() -> tuple[Any, int]:
+            conn = hub.conn
+            by_uuid = re.fullmatch(r"[0-9a-fA-F-]{36}", address.name)
+            dom = (
+                conn.lookupByUUIDString(address.name)
+                if by_uuid
+                else conn.lookupByName(address.name)
+            )
+            return dom, int(conn.getVersion())
+
+        try:
+            dom, version = await asyncio.wait_for(asyncio.to_thread(lookup), timeout)
+        except TimeoutError as exc:
+            raise TransportTimeout(
+                f"libvirtd did not answer for {address} in {timeout:g}s"
+            ) from exc
+        except lv.libvirtError as exc:
+            raise _translate(exc, "lookup", address) from exc
+        name = str(dom.name())
+        qemu = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
+        pid = _pid_of(address.uri, name) if _local(address.uri) else None
+        guest = cls(address, hub, dom, name, str(dom.UUIDString()), timeout,
+                    asyncio.get_running_loop(), qemu, pid)  # fmt: skip
+        hub.users += 1
+        if hub.events:
+            hub.subscribe(guest.uuid, guest._deliver, qmp_events=not address.api_only)
+        return guest
+
+    def detach(self) -> None:
+        self.hub.users -= 1
+        if self.hub.events:
+            self.hub.unsubscribe(self.uuid, self._deliver, qmp_events=not self.address.api_only)
+        if self.hub.users == 0 and not self.hub.events:
+            Hub.hubs.pop((self.hub.uri, False), None)
+            with contextlib.suppress(Exception):
+                self.hub.conn.close()
+
+    # --- events -------------------------------------------------------------------------
+    def _deliver(self, _uuid: str, event: Event | None) -> None:
+        """From the libvirt event thread: hand ``event`` to this guest's loop."""
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self.loop.call_soon_threadsafe(self._arrived, event)
+
+    def _arrived(self, event: Event | None) -> None:
+        if event is None:  # the domain stopped, or the connection to libvirtd closed
+            self.gone = self.gone or self.hub.alive
+            self.queue.put_nowait(None)
+            return
+        for translated in self._translate(event):
+            self.queue.put_nowait(translated)
+
+    def _translate(self, event: Event) -> list[Event]:
+        """In API-only mode, libvirt's events as the QMP events they stand for; in monitor
+        mode QEMU's own events come through the pass-through and libvirt's stay as they are."""
+        if event.name == "LIBVIRT_IO_ERROR":
+            if not self.address.api_only:
+                return [event]
+            return [event, Event("BLOCK_IO_ERROR", event.data, event.timestamp)]
+        if event.name != LIFECYCLE or not self.address.api_only:
+            return [event]
+        kind, detail = event.data.get("event"), event.data.get("detail")
+        qmp: list[tuple[str, JSONObject]] = []
+        if kind == "crashed":
+            name = "GUEST_PANICKED" if detail == "panicked" else "GUEST_CRASHLOADED"
+            qmp = [(name, {"action": "pause"}), ("STOP", {})]
+        elif kind == "suspended":
+            qmp = [("STOP", {})]
+            if detail == "watchdog":
+                qmp.insert(0, ("WATCHDOG", {"action": "pause"}))
+        elif kind == "resumed":
+            qmp = [("RESUME", {})]
+        elif kind == "shutdown":
+            qmp = [("SHUTDOWN", {"guest": detail == "guest", "reason": str(detail)})]
+        return [event, *(Event(n, d, event.timestamp) for n, d in qmp)]
+
+    @property
+    def where(self) -> str:
+        return str(self.address)
+
+    @property
+    def connected(self) -> bool:
+        """False once the domain stopped; a lost libvirtd is :meth:`next_event`'s to say."""
+        return not self.gone
+
+    @property
+    def monitor(self) -> bool:
+        return not self.address.api_only
+
+    def _check_hub(self) -> None:
+        if not self.hub.alive:
+            raise ManagerUnavailable(
+                f"the connection to libvirtd at {self.address.uri} was lost",
+                "waiting for libvirtd; every domain's state is read again once it is back",
+            )
+
+    def events(self) -> list[Event]:
+        """Events received since the last call, oldest first (all are kept in :attr:`seen`)."""
+        fresh: list[Event] = []
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is not None:
+                fresh.append(event)
+        self.seen.extend(fresh)
+        return fresh
+
+    async def next_event(self, timeout: float) -> Event | None:
+        """The next event, or None after ``timeout`` s or when the domain stopped.
+
+        Raises: ManagerUnavailable when the connection to libvirtd closed."""
+        self._check_hub()
+        try:
+            got = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if got is None:
+            self._check_hub()
+        else:
+            self.seen.append(got)
+        return got
+
+    # --- commands -----------------------------------------------------------------------
+    async def _call(self, what: str, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        lv, _ = _lib()
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), limit)
+        except TimeoutError as exc:
+            raise TransportTimeout(f"libvirtd did not answer {what} within {limit:g}s") from exc
+        except lv.libvirtError as exc:
+            self._check_hub()
+            raise _translate(exc, what, self.address) from exc
+
+    async def execute(
+        self,
+        command: str,
+        arguments: Mapping[str, object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> JSON:
+        """A QMP command: through the monitor pass-through, or (API-only) answered from
+        libvirt's own APIs. Raises CommandFailed, GuestGone, ManagerUnavailable,
+        TransportTimeout."""
+        if self.address.api_only or command in DUMP_COMMANDS:
+            return await self._emulate(command, dict(arguments or {}), timeout)
+        _, lq = _lib()
+        message = json.dumps(
+            {"execute": command, **({"arguments": arguments} if arguments else {})}
+        )
+        reply = await self._call(
+            command, lambda: lq.qemuMonitorCommand(self.dom, message, 0), timeout
+        )
+        return _qmp_return(command, reply)
+
+    async def hmp(self, command_line: str) -> str:
+        """A read-only HMP command through the pass-through (not in API-only mode)."""
+        if self.address.api_only:
+            raise CommandFailed(
+                f"HMP {command_line!r} needs the monitor pass-through",
+                "it is off (--libvirt-api-only)",
+            )
+        _, lq = _lib()
+        flag = lq.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+        reply = await self._call(
+            command_line, lambda: lq.qemuMonitorCommand(self.dom, command_line, flag)
+        )
+        return str(reply)
+
+    async def runstate(self) -> str:
+        if self.address.api_only:
+            return await self._runstate()
+        status = cast(JSONObject, await self.execute("query-status"))
+        return str(status.get("status"))
+
+    async def dump_destination(self, fd: int, path: Path) -> str:
+        """``file:PATH``: the dump goes through libvirt's dump API, which opens the path."""
+        return f"file:{path}"
+
+    # --- libvirt's own view -------------------------------------------------------------
+    async def state(self) -> tuple[str, int]:
+        """libvirt's state name and reason code (``virDomainGetState``)."""
+        state, reason = await self._call("get state", lambda: self.dom.state())
+        return STATE_NAMES[state] if state < len(STATE_NAMES) else str(state), int(reason)
+
+    async def state_reason(self) -> str:
+        """``virsh domstate --reason``'s words, e.g. ``crashed (panicked)``."""
+        lv, _ = _lib()
+        name, reason = await self.state()
+        reasons = _reason_names(lv, name)
+        return f"{name} ({reasons.get(reason, str(reason))})"
+
+    async def xml(self) -> str:
+        """The domain's live XML."""
+        return str(await self._call("get XML", lambda: self.dom.XMLDesc(0)))
+
+    async def _runstate(self) -> str:
+        state, reason = await self._call("get state", lambda: self.dom.state())
+        if state == 5 or state == 0:  # shut off, no state
+            self.gone = True
+            raise GuestGone(f"domain {self.name} is shut off")
+        if state != 3:
+            return STATE_RUNSTATES.get(state, "paused")
+        runstate = PAUSED_RUNSTATES[reason] if reason < len(PAUSED_RUNSTATES) else "paused"
+        if reason == 0:
+            logged = await asyncio.to_thread(self.qemu_log)
+            if logged is not None and INTERNAL_ERROR in logged[0]:
+                return "internal-error"
+        return runstate
+
+    def qemu_log(self) -> tuple[bytes, str] | None:
+        """The domain's QEMU log since its last start, and its path (None when unreadable)."""
+        path = log_dir(self.address.uri) / f"{self.name}.log"
+        try:
+            return log_since_start(path), f"{path}, since the domain's last start"
+        except OSError:
+            return None
+
+    async def console_path(self) -> Path | None:
+        """The serial console's file: ``<serial type='file'>``'s source, else a serial or
+        console ``<log file=…>``."""
+        root = ET.fromstring(await self.xml())
+        for dev in (*root.iterfind("devices/serial"), *root.iterfind("devices/console")):
+            source = dev.find("source")
+            if dev.get("type") == "file" and source is not None and source.get("path"):
+                return Path(str(source.get("path")))
+            logged = dev.find("log")
+            if logged is not None and logged.get("file"):
+                return Path(str(logged.get("file")))
+        return None
+
+    async def manager_identity(self) -> JSONObject:
+        """What the bundle's identity records of libvirt: its version, the domain's state
+        and reason, its XML."""
+        version = int(await self._call("get version", lambda: self.hub.conn.getLibVersion()))
+        return {
+            "uri": self.address.uri,
+            "libvirt_version": f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}",
+            "domain": self.name,
+            "uuid": self.uuid,
+            "state_reason": await self.state_reason(),
+            "mode": "api-only" if self.address.api_only else "monitor",
+            "xml": await self.xml(),
+        }
+
+    # --- API-only: QMP queries answered from libvirt's APIs -------------------------------
+    async def _emulate(self, command: str, args: JSONObject, timeout: float | None) -> JSON:
+        if command == "query-status":
+            runstate = await self._runstate()
+            return {"status": runstate, "running": runstate == "running", "singlestep": False}
+        if command == "query-name":
+            return {"name": self.name}
+        if command == "query-uuid":
+            return {"UUID": self.uuid}
+        if command == "query-kvm":
+            kind = ET.fromstring(await self.xml()).get("type")
+            return {"enabled": kind == "kvm", "present": kind == "kvm"}
+        if command == "query-block-jobs":
+            return await self._block_jobs()
+        if command in ("query-jobs", "query-migrate"):
+            stats = await self._call("get job stats", lambda: self.dom.jobStats(0))
+            return _job_answer(command, cast(dict[str, Any], stats))
+        if command == "dump-guest-memory":
+            self.dump = _Dump(self, str(args.get("protocol", "")), str(args.get("format", "elf")))
+            self.dump.start()
+            return {}
+        if command == "query-dump":
+            if self.dump is None:
+                return {"status": "none", "completed": 0, "total": 0}
+            return await self.dump.query()
+        raise CommandFailed(
+            f"{command} needs the monitor pass-through", "it is off (--libvirt-api-only)"
+        )
+
+    async def _block_jobs(self) -> list[JSONObject]:
+        root = ET.fromstring(await self.xml())
+        targets = [t.get("dev") for t in root.iterfind("devices/disk/target") if t.get("dev")]
+        jobs: list[JSONObject] = []
+        for target in targets:
+            info = await self._call("get block job", partial(self.dom.blockJobInfo, target, 0))
+            if info:
+                kind = BLOCK_JOB_TYPES.get(int(info.get("type", 0)), "unknown")
+                jobs.append({"device": target, "type": kind, "len": info.get("end", 0),
+                             "offset": info.get("cur", 0), "status": "running",
+                             "paused": False, "busy": True})  # fmt: skip
+        return jobs
+
+
+def _reason_names(lv: ModuleType, state: str) -> dict[int, str]:
+    """libvirt's reason constants for ``state``, as virsh words (VIR_DOMAIN_PAUSED_IOERROR
+    → ``ioerror``)."""
+    prefix = f"VIR_DOMAIN_{state.upper()}_"
+    if state == "shutoff":
+        prefix = "VIR_DOMAIN_SHUTOFF_"
+    return {
+        int(getattr(lv, n)): n.removeprefix(prefix).lower().replace("_", " ")
+        for n in dir(lv)
+        if n.startswith(prefix) and not n.endswith("_LAST")
+    }
+
+
+def _qmp_return(command: str, reply: object) -> JSON:
+    try:
+        message = json.loads(str(reply))
+    except ValueError as exc:
+        raise CommandFailed(f"libvirt's reply to {command} is not JSON") from exc
+    if isinstance(message, dict) and "error" in message:
+        error = message["error"]
+        desc = error.get("desc", error) if isinstance(error, dict) else error
+        raise CommandFailed(f"QEMU refused {command}: {desc}")
+    return message.get("return") if isinstance(message, dict) else None
+
+
+def _job_answer(command: str, stats: dict[str, Any]) -> JSON:
+    """``query-jobs``/``query-migrate`` from ``virDomainGetJobStats``: libvirt runs one job
+    per domain; an outgoing migration is QEMU's migration, any other running job is a job."""
+    running = int(stats.get("type", 0)) not in (0, 3, 4)  # none, completed, failed
+    op = int(stats.get("operation", 0))
+    operation = JOB_OPERATIONS[op] if op < len(JOB_OPERATIONS) else str(op)
+    migrating = running and operation == "migration-out"
+    if command == "query-migrate":
+        return {"status": "active"} if migrating else {}
+    if running and not migrating and operation != "dump":
+        return [{"id": f"libvirt-{operation}", "type": operation, "status": "running"}]
+    return []
+
+
+class _Dump:
+    """API-only memory dump: ``virDomainCoreDumpWithFormat`` (memory only) in a thread,
+    polled like QEMU's ``query-dump``, with ``DUMP_COMPLETED`` at the end."""
+
+    FORMATS: ClassVar[dict[str, str]] = {"elf": "VIR_DOMAIN_CORE_DUMP_FORMAT_RAW",
+               "kdump-zlib": "VIR_DOMAIN_CORE_DUMP_FORMAT_KDUMP_ZLIB"}  # fmt: skip
+
+    def __init__(self, guest: DomainGuest, protocol: str, fmt: str) -> None:
+        if not protocol.startswith("file:"):
+            raise CommandFailed(f"dump to {protocol!r}: libvirt's dump API writes to a path")
+        if fmt not in self.FORMATS:
+            raise CommandFailed(f"dump format {fmt} is not one libvirt writes")
+        self.guest = guest
+        self.path = protocol.removeprefix("file:")
+        self.fmt = fmt
+        self.error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        lv, _ = _lib()
+        fmt = getattr(lv, self.FORMATS[self.fmt])
+        dom, path = self.guest.dom, self.path
+        try:
+            await asyncio.to_thread(dom.coreDumpWithFormat, path, fmt, lv.VIR_DUMP_MEMORY_ONLY)
+        except lv.libvirtError as exc:
+            self.error = str(exc.get_error_message())
+        data: JSONObject = {"result": {"status": "failed" if self.error else "completed"}}
+        if self.error:
+            data["error"] = self.error
+        self.guest.queue.put_nowait(Event("DUMP_COMPLETED", data, time.time()))
+
+    async def query(self) -> JSONObject:
+        if self.task is not None and self.task.done():
+            size = Path(self.path).stat().st_size if Path(self.path).exists() else 0
+            return {"status": "failed" if self.error else "completed",
+                    "completed": size, "total": size}  # fmt: skip
+        lv, _ = _lib()
+        try:
+            stats = await asyncio.to_thread(self.guest.dom.jobStats, 0)
+        except lv.libvirtError:
+            stats = {}
+        done = int(stats.get("memory_processed", stats.get("data_processed", 0)))
+        total = int(stats.get("memory_total", stats.get("data_total", 0)))
+        return {"status": "active", "completed": done, "total": total}
+
+
+class DomainScanner:
+    """Every active domain on ``uri``, listed in one call, and a wake-up as soon as a domain
+    starts, stops or is undefined (or the connection to libvirtd closes)."""
+
+    def __init__(self, uri: str, api_only: bool, timeout: float) -> None:
+        self.uri = uri
+        self.api_only = api_only
+        self.timeout = timeout
+        self.changed = asyncio.Event()
+        self.hub: Hub | None = None
+
+    def _listener(self, _uuid: str, _name: str, kind: str) -> None:
+        if kind in ("started", "stopped", "undefined", "closed"):
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.changed.set)
+
+    async def domains(self) -> list[Domain]:
+        """The active domains now. Raises: ManagerUnavailable, TransportTimeout."""
+        self.loop = asyncio.get_running_loop()
+        hub = await Hub.get(self.uri, self.timeout, events=True)
+        if hub is not self.hub:
+            hub.domain_listeners.append(self._listener)
+            self.hub = hub
+        lv, _ = _lib()
+        self.changed.clear()
+        try:
+            found = await asyncio.wait_for(
+                asyncio.to_thread(hub.conn.listAllDomains, lv.VIR_CONNECT_LIST_DOMAINS_ACTIVE),
+                self.timeout,
+            )
+        except TimeoutError as exc:
+            raise TransportTimeout(f"libvirtd at {self.uri} did not list its domains") from exc
+        except lv.libvirtError as exc:
+            raise _translate(exc, "list domains", Domain("-", self.uri)) from exc
+        return [Domain(str(d.name()), self.uri, self.api_only) for d in found]
+
+    async def wait(self, timeout: float) -> None:
+        """Until a domain starts, stops or is undefined, or ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout)

@@ -223,9 +223,6 @@ class Hub:
             self.conn.domainEventRegisterAny(
                 None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
             ),
-            self.conn.domainEventRegisterAny(
-                None, lv.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, self._io_error, None
-            ),
         ]
 
     def subscribe(self, uuid: str, sink: Sink, *, qmp_events: bool) -> None:
@@ -264,17 +261,6 @@ class Hub:
             self._send(uuid, None)
         for listener in list(self.domain_listeners):
             listener(uuid, name, kind)
-
-    def _io_error(
-        self, _conn: Any, dom: Any, src: str, alias: str, action: int, reason: str, _o: Any
-    ) -> None:
-        actions = ("ignore", "stop", "report")
-        data: JSONObject = {
-            "device": alias, "node-name": "", "source": src, "reason": reason,
-            "action": actions[action] if action < len(actions) else str(action),
-            "nospace": reason == "enospc", "operation": "write", "via": "libvirt",
-        }  # fmt: skip
-        self._send(dom.UUIDString(), Event("LIBVIRT_IO_ERROR", data, time.time()))
 
     def _qmp_event(
         self, _conn: Any, dom: Any, event: str, seconds: int, micros: int, details: str | None,
@@ -396,6 +382,7 @@ class DomainGuest:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     gone: bool = False
     dump: _Dump | None = None
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def attach(cls, address: Domain, hub: Hub, timeout: float) -> DomainGuest:
@@ -449,32 +436,28 @@ class DomainGuest:
             self.gone = self.gone or self.hub.alive
             self.queue.put_nowait(None)
             return
-        for translated in self._translate(event):
-            self.queue.put_nowait(translated)
+        self.queue.put_nowait(event)
+        if event.name == LIFECYCLE and self.address.api_only:
+            if (event.data.get("event"), event.data.get("detail")) == ("suspended", "ioerror"):
+                task = asyncio.create_task(self._io_error(event.timestamp))
+                self.pending.add(task)
+                task.add_done_callback(self.pending.discard)
+            else:
+                for translated in _as_qmp(event):
+                    self.queue.put_nowait(translated)
 
-    def _translate(self, event: Event) -> list[Event]:
-        """In API-only mode, libvirt's events as the QMP events they stand for; in monitor
-        mode QEMU's own events come through the pass-through and libvirt's stay as they are."""
-        if event.name == "LIBVIRT_IO_ERROR":
-            if not self.address.api_only:
-                return [event]
-            return [event, Event("BLOCK_IO_ERROR", event.data, event.timestamp)]
-        if event.name != LIFECYCLE or not self.address.api_only:
-            return [event]
-        kind, detail = event.data.get("event"), event.data.get("detail")
-        qmp: list[tuple[str, JSONObject]] = []
-        if kind == "crashed":
-            name = "GUEST_PANICKED" if detail == "panicked" else "GUEST_CRASHLOADED"
-            qmp = [(name, {"action": "pause"}), ("STOP", {})]
-        elif kind == "suspended":
-            qmp = [("STOP", {})]
-            if detail == "watchdog":
-                qmp.insert(0, ("WATCHDOG", {"action": "pause"}))
-        elif kind == "resumed":
-            qmp = [("RESUME", {})]
-        elif kind == "shutdown":
-            qmp = [("SHUTDOWN", {"guest": detail == "guest", "reason": str(detail)})]
-        return [event, *(Event(n, d, event.timestamp) for n, d in qmp)]
+    async def _io_error(self, when: float) -> None:
+        """libvirt 9.0 sends no I/O-error event here, only the lifecycle one: the disks and
+        errors come from ``virDomainGetDiskErrors``, as QEMU's BLOCK_IO_ERROR, then STOP."""
+        try:
+            for disk in await self._block():
+                if disk["io-status"] != "ok":
+                    data = {"device": disk["device"], "nospace": disk["io-status"] == "nospace",
+                            "action": "stop", "via": "virDomainGetDiskErrors"}  # fmt: skip
+                    self.queue.put_nowait(Event("BLOCK_IO_ERROR", data, when))
+        except TransportError as exc:
+            log.debug("%s: disk errors unavailable: %s", self.name, exc)
+        self.queue.put_nowait(Event("STOP", {}, when))
 
     @property
     def where(self) -> str:
@@ -658,6 +641,8 @@ class DomainGuest:
             return {"enabled": kind == "kvm", "present": kind == "kvm"}
         if command == "query-block-jobs":
             return await self._block_jobs()
+        if command == "query-block":
+            return cast(JSON, await self._block())
         if command in ("query-jobs", "query-migrate"):
             stats = await self._call("get job stats", lambda: self.dom.jobStats(0))
             return _job_answer(command, cast(dict[str, Any], stats))
@@ -673,6 +658,19 @@ class DomainGuest:
             f"{command} needs the monitor pass-through", "it is off (--libvirt-api-only)"
         )
 
+    async def _block(self) -> list[JSONObject]:
+        """``query-block``'s device and io-status, from the XML and the disk errors."""
+        root = ET.fromstring(await self.xml())
+        errors = cast(
+            dict[str, int], await self._call("get disk errors", partial(self.dom.diskErrors, 0))
+        )
+        status = {0: "ok", 1: "failed", 2: "nospace"}
+        return [
+            {"device": str(t.get("dev")), "qdev": str(t.get("dev")),
+             "io-status": status.get(errors.get(str(t.get("dev")), 0), "failed")}
+            for t in root.iterfind("devices/disk/target")
+        ]  # fmt: skip
+
     async def _block_jobs(self) -> list[JSONObject]:
         root = ET.fromstring(await self.xml())
         targets = [t.get("dev") for t in root.iterfind("devices/disk/target") if t.get("dev")]
@@ -685,6 +683,23 @@ class DomainGuest:
                              "offset": info.get("cur", 0), "status": "running",
                              "paused": False, "busy": True})  # fmt: skip
         return jobs
+
+
+def _as_qmp(event: Event) -> list[Event]:
+    """A lifecycle event as the QMP events it stands for (API-only mode)."""
+    kind, detail = event.data.get("event"), event.data.get("detail")
+    qmp: list[tuple[str, JSONObject]] = []
+    if kind == "crashed":
+        name = "GUEST_PANICKED" if detail == "panicked" else "GUEST_CRASHLOADED"
+        qmp = [(name, {"action": "pause"}), ("STOP", {})]
+    elif kind == "suspended":
+        qmp = [("WATCHDOG", {"action": "pause"})] if detail == "watchdog" else []
+        qmp.append(("STOP", {}))
+    elif kind == "resumed":
+        qmp = [("RESUME", {})]
+    elif kind == "shutdown":
+        qmp = [("SHUTDOWN", {"guest": detail == "guest", "reason": str(detail)})]
+    return [Event(n, d, event.timestamp) for n, d in qmp]
 
 
 def _reason_names(lv: ModuleType, state: str) -> dict[int, str]:

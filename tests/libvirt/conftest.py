@@ -21,6 +21,7 @@ from tests.conftest import require_kvm
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is in the dev extras: ./run setup")
 URI = "qemu:///system"
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # raised, not printed
 
 
 @pytest.fixture(scope="session")

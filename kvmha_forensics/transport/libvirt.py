@@ -128,7 +128,7 @@ def _translate(exc: Exception, what: str, address: Domain) -> TransportError:
                 lv.VIR_ERR_NO_SUPPORT, lv.VIR_ERR_CONFIG_UNSUPPORTED):  # fmt: skip
         return TransportConfigError(f"{what} on {address}: {text}")
     if code in (lv.VIR_ERR_SYSTEM_ERROR, lv.VIR_ERR_NO_CONNECT, lv.VIR_ERR_RPC,
-                lv.VIR_ERR_INVALID_CONN) or "connection" in text or "socket" in text:  # fmt: skip
+                lv.VIR_ERR_INVALID_CONN):  # fmt: skip
         return ManagerUnavailable(
             f"cannot reach libvirtd at {address.uri} ({text})",
             "is libvirtd running? (systemctl status libvirtd, or start 'libvirtd -d')",
@@ -514,7 +514,24 @@ class DomainGuest:
             raise TransportTimeout(f"libvirtd did not answer {what} within {limit:g}s") from exc
         except lv.libvirtError as exc:
             self._check_hub()
-            raise _translate(exc, what, self.address) from exc
+            if not self.hub.conn.isAlive():
+                self.hub.alive = False
+                self._check_hub()
+            error = _translate(exc, what, self.address)
+            if isinstance(error, CommandFailed | ManagerUnavailable) and not self._active():
+                self.gone = True
+                raise GuestGone(f"domain {self.name} stopped during {what}") from exc
+            if isinstance(error, ManagerUnavailable):  # libvirtd is there: the domain refused
+                error = CommandFailed(f"libvirt refused {what} on domain {self.name}: {exc}")
+            raise error from exc
+
+    def _active(self) -> bool:
+        """Whether the domain still runs (False when it stopped or was undefined)."""
+        lv, _ = _lib()
+        try:
+            return bool(self.dom.isActive())
+        except lv.libvirtError:
+            return False
 
     async def execute(
         self,

@@ -1,4 +1,4 @@
-"""The lab's scenarios as real libvirt domains reach the states libvirt reports for them."""
+"""The lab's libvirt domains: created from the lab's assets, destroyed after use."""
 
 from __future__ import annotations
 
@@ -7,29 +7,19 @@ from pathlib import Path
 import pytest
 
 from kvmha_forensics.lab import domains, scenarios
+from kvmha_forensics.lab.domains import DomainFiles
 from tests.libvirt.conftest import Domains, libvirt
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.mark.parametrize("name", ["panic", "io-error", "emulation-failure"])
-def test_scenario_state(lv: Domains, name: str) -> None:
-    lab = lv.frozen(name)
-    dom = lv.conn.lookupByName(lab.name)
-    assert tuple(dom.state()) == domains.LIBVIRT_STATE[scenarios.get(name).runstate]
-    xml = dom.XMLDesc(0)
+def test_domain_xml_keeps_the_crashed_guest(tmp_path: Path, name: str) -> None:
+    xml = domains.domain_xml(scenarios.get(name), f"vm-{name}", DomainFiles(tmp_path))
     assert "<on_crash>preserve</on_crash>" in xml
-    assert "<panic model='isa'" in xml
-
-
-def test_failing_disk_is_libvirt_native(lv: Domains) -> None:
-    """The I/O error comes from a disk libvirt knows (error_policy='stop'), not from
-    a QEMU argument behind libvirt's back: the domain is not tainted custom-argv."""
-    dom = lv.conn.lookupByName(lv.frozen("io-error").name)
-    assert "error_policy='stop'" in dom.XMLDesc(0)
-    log = Path(f"/var/log/libvirt/qemu/{lv.frozen('io-error').name}.log").read_text()
-    assert "custom-argv" not in log
-    assert dom.blockInfo("vda")[0] == 16 << 20
+    assert '<panic model="isa" />' in xml and '<vmcoreinfo state="on" />' in xml
+    assert ('type="kvm"' in xml) == (name == "emulation-failure")
+    assert ('error_policy="stop"' in xml) == (name == "io-error")
 
 
 def test_domains_are_destroyed(lv: Domains) -> None:
@@ -38,3 +28,4 @@ def test_domains_are_destroyed(lv: Domains) -> None:
     lv.destroy(lab)
     with pytest.raises(libvirt.libvirtError):
         lv.conn.lookupByName(lab.name)
+    assert not lab.files.nbd_pid.exists()

@@ -418,7 +418,7 @@ class Watcher:
             for key, task in list(self.guests.items()):
                 if task.done():
                     del self.guests[key]
-            await scanner.wait(LIBVIRT_RESCAN)
+            await scanner.wait(LIBVIRT_RESCAN, self.stopping)
 
     def _watch(self, endpoint: Address, *, from_dir: bool) -> None:
         key = str(endpoint)

@@ -843,7 +843,9 @@ class DomainScanner:
             raise _translate(exc, "list domains", Domain("-", self.uri)) from exc
         return [Domain(str(d.name()), self.uri, self.api_only) for d in found]
 
-    async def wait(self, timeout: float) -> None:
-        """Until a domain starts, stops or is undefined, or ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
+    async def wait(self, timeout: float, stop: asyncio.Event) -> None:
+        """Until a domain starts, stops or is undefined, ``stop`` is set, or ``timeout`` s."""
+        waits = [asyncio.create_task(self.changed.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()

@@ -79,7 +79,7 @@ def _exists(database: str, name: str) -> bool:
     return subprocess.run(["getent", database, name], capture_output=True).returncode == 0
 
 
-def _pid(name: str) -> int | None:
+def daemon_pid(name: str) -> int | None:
     """The pid in ``/run/NAME.pid`` when that process is alive and is ``name``."""
     try:
         pid = int(Path(f"/run/{name}.pid").read_text().strip())
@@ -92,7 +92,7 @@ def _pid(name: str) -> int | None:
 
 def running() -> bool:
     """Whether a libvirtd is up (its pid file names a live libvirtd)."""
-    return _pid("libvirtd") is not None
+    return daemon_pid("libvirtd") is not None
 
 
 def ensure() -> list[Daemon]:
@@ -110,7 +110,7 @@ def ensure() -> list[Daemon]:
         ("virtlogd", ["virtlogd", "-d"], LOG_SOCKET),
         ("libvirtd", ["taskset", "-c", "0", "libvirtd", "-d"], SOCKET),
     ):
-        if _pid(name) is None:
+        if daemon_pid(name) is None:
             _run(argv)
             pid = _wait_pid(name)
             started.append(Daemon(name, pid))
@@ -121,7 +121,7 @@ def ensure() -> list[Daemon]:
 def _wait_pid(name: str) -> int:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        pid = _pid(name)
+        pid = daemon_pid(name)
         if pid is not None:
             return pid
         time.sleep(0.05)
@@ -174,14 +174,32 @@ def _load_started() -> list[Daemon]:
         return []
 
 
+def started_here() -> list[Daemon]:
+    """The daemons users of :func:`shared` started (they stop them when the last one leaves)."""
+    return _load_started()
+
+
+def restart() -> None:
+    """Start libvirtd again after :func:`stop` of a daemon :func:`shared` started, and record
+    the new one in its place (so the last user of :func:`shared` stops that one)."""
+    fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        kept = [d for d in _load_started() if d.name != "libvirtd"]
+        kept += ensure()
+        STARTED.write_text(json.dumps([asdict(d) for d in kept]))
+    finally:
+        os.close(fd)
+
+
 def stop(daemons: list[Daemon]) -> None:
     """Stop the daemons :func:`ensure` started (libvirtd first), each only if still itself."""
     for daemon in reversed(daemons):
-        if _pid(daemon.name) != daemon.pid:
+        if daemon_pid(daemon.name) != daemon.pid:
             continue
         os.kill(daemon.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _pid(daemon.name) == daemon.pid:
+        while time.monotonic() < deadline and daemon_pid(daemon.name) == daemon.pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(daemon.pid, os.WNOHANG)
             time.sleep(0.05)

@@ -611,6 +611,8 @@ class DomainGuest:
 
     def qemu_log(self) -> tuple[bytes, str] | None:
         """The domain's QEMU log since its last start, and its path (None when unreadable)."""
+        if not _local(self.address.uri):
+            return None  # libvirtd's host has the file
         path = log_dir(self.address.uri) / f"{self.name}.log"
         try:
             return log_since_start(path), f"{path}, since the domain's last start"
@@ -620,6 +622,8 @@ class DomainGuest:
     async def console_path(self) -> Path | None:
         """The serial console's file: ``<serial type='file'>``'s source, else a serial or
         console ``<log file=…>``."""
+        if not _local(self.address.uri):
+            return None  # libvirtd's host has the file
         root = ET.fromstring(await self.xml())
         for dev in (*root.iterfind("devices/serial"), *root.iterfind("devices/console")):
             source = dev.find("source")

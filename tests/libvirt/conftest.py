@@ -60,6 +60,10 @@ class Domains:
             self.shared[name] = self.start(name, tag="-shared")
         return self.shared[name]
 
+    def reconnect(self) -> None:
+        """A new connection, after libvirtd was restarted."""
+        self.conn = libvirt.open(URI)
+
     def destroy(self, lab: LabDomain) -> None:
         domains.destroy(self.conn, lab)
 

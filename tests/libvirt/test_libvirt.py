@@ -17,7 +17,7 @@ import pytest
 from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.capture.steps import CaptureOptions, Progress, capture
-from kvmha_forensics.lab import domains, scenarios
+from kvmha_forensics.lab import domains, libvirtd, scenarios
 from kvmha_forensics.transport.libvirt import Domain, log_since_start
 from tests.conftest import DEBUGINFO, Lab
 from tests.ha.test_watch import Watch, kind
@@ -196,3 +196,34 @@ def test_log_since_start_keeps_the_last_start_bounded(tmp_path: Path) -> None:
     log.write_bytes(b"x" * 100 + b"\n" + b"y" * 50 + b"\n")
     cut = log_since_start(log, limit=60)
     assert cut.endswith(b"y" * 50 + b"\n") and b"bytes cut here" in cut and b"x" not in cut
+
+
+def test_freeze_while_libvirtd_is_down_is_signaled_on_reconnect(
+    lv: Domains, tmp_path: Path
+) -> None:
+    """libvirtd restarted under a watcher: no 'gone' for a guest that is still there, and the
+    panic that happened while libvirtd was down is signaled once it is back."""
+    daemon = libvirtd.Daemon("libvirtd", libvirtd.daemon_pid("libvirtd") or 0)
+    if daemon not in libvirtd.started_here():
+        pytest.skip("this libvirtd was started outside the test suite: not restarting it")
+    dom = lv.start("hung-task", paused=True, tag="-restart")  # panics ~5 s after boot
+    w = Watch(tmp_path / "watch.err", "--domain", dom.name)
+    try:
+        w.wait(kind("state", dom.name, detail="connected"), "connected")
+        lv.conn.lookupByName(dom.name).resume()
+        w.wait(kind("state", dom.name, state="running"), "running")
+        libvirtd.stop([daemon])
+        w.wait(kind("state", dom.name, state="unreachable"), "libvirtd unreachable")
+        console = dom.files.console
+        deadline = time.monotonic() + 120  # a bound on waiting for the panic, not a speed
+        while "Kernel panic" not in console.read_text(errors="replace"):
+            assert time.monotonic() < deadline, console.read_text()[-2000:]
+            time.sleep(0.2)
+        libvirtd.restart()
+        lv.reconnect()
+        signal = w.wait(kind("signal", dom.name, state="frozen"), "frozen after reconnect")
+        assert signal["cause"] == "guest-panicked" and signal["detected_by"] == "connect"
+    finally:
+        w.kill()
+    assert not [r for r in w.records if r["kind"] == "signal" and r["state"] == "gone"]
+    lv.destroy(dom)

@@ -43,6 +43,7 @@ SOCKET = Path("/run/libvirt/libvirt-sock")
 LOG_SOCKET = Path("/run/libvirt/virtlogd-sock")
 USERS_LOCK = Path("/run/kvmha-forensics-libvirtd.lock")
 STARTED = Path("/run/kvmha-forensics-libvirtd.json")  # what :func:`shared` users started
+_held: list[int] = []  # the lock :func:`shared` holds in this process
 START_TIMEOUT = 60.0  # the first start probes QEMU's capabilities (~8 s here)
 
 
@@ -155,8 +156,11 @@ def shared() -> Iterator[None]:
         started += ensure()
         STARTED.write_text(json.dumps([asdict(d) for d in started]))
         fcntl.flock(fd, fcntl.LOCK_SH)
+        _held.append(fd)
         yield
     finally:
+        if fd in _held:
+            _held.remove(fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -179,17 +183,31 @@ def started_here() -> list[Daemon]:
     return _load_started()
 
 
-def restart() -> None:
-    """Start libvirtd again after :func:`stop` of a daemon :func:`shared` started, and record
-    the new one in its place (so the last user of :func:`shared` stops that one)."""
-    fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+@contextmanager
+def exclusive() -> Iterator[bool]:
+    """Within :func:`shared`: whether this process is the daemons' only user now; while the
+    block runs, others wait to start using them (e.g. to restart libvirtd safely)."""
+    if not _held:
+        yield False
+        return
+    fd = _held[-1]
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        kept = [d for d in _load_started() if d.name != "libvirtd"]
-        kept += ensure()
-        STARTED.write_text(json.dumps([asdict(d) for d in kept]))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
     finally:
-        os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+
+
+def restart() -> None:
+    """Start libvirtd again (within :func:`exclusive`) and record it in place of the one that
+    was stopped, so the last user of :func:`shared` stops this one."""
+    kept = [d for d in _load_started() if d.name != "libvirtd"]
+    kept += ensure()
+    STARTED.write_text(json.dumps([asdict(d) for d in kept]))
 
 
 def stop(daemons: list[Daemon]) -> None:

@@ -203,9 +203,14 @@ def test_freeze_while_libvirtd_is_down_is_signaled_on_reconnect(
 ) -> None:
     """libvirtd restarted under a watcher: no 'gone' for a guest that is still there, and the
     panic that happened while libvirtd was down is signaled once it is back."""
-    daemon = libvirtd.Daemon("libvirtd", libvirtd.daemon_pid("libvirtd") or 0)
-    if daemon not in libvirtd.started_here():
-        pytest.skip("this libvirtd was started outside the test suite: not restarting it")
+    with libvirtd.exclusive() as alone:
+        daemon = libvirtd.Daemon("libvirtd", libvirtd.daemon_pid("libvirtd") or 0)
+        if not alone or daemon not in libvirtd.started_here():
+            pytest.skip("libvirtd is in use by another session, or was not started by the suite")
+        _restart_under_a_watcher(lv, tmp_path, daemon)
+
+
+def _restart_under_a_watcher(lv: Domains, tmp_path: Path, daemon: libvirtd.Daemon) -> None:
     dom = lv.start("hung-task", paused=True, tag="-restart")  # panics ~5 s after boot
     w = Watch(tmp_path / "watch.err", "--domain", dom.name)
     try:

@@ -88,6 +88,11 @@ INTERNAL_ERROR = b"KVM internal error"
 # Always through libvirt's dump API, in both modes: libvirtd 9.0 crashes (SIGSEGV in
 # qemuProcessHandleDumpCompleted) on the DUMP_COMPLETED of a dump it did not start itself.
 DUMP_COMMANDS = frozenset({"dump-guest-memory", "query-dump"})
+# Answered from libvirt's own state in both modes: they need no domain job, so they answer
+# at once while libvirtd is still handling the freeze (a monitor command waits for that job).
+# query-status asks the monitor only for a pause libvirt cannot explain (paused, unknown).
+FROM_LIBVIRT = DUMP_COMMANDS | {"query-status", "query-block-jobs", "query-jobs",
+                                "query-migrate", "query-name", "query-uuid"}  # fmt: skip
 
 
 def _lib() -> tuple[ModuleType, ModuleType]:
@@ -396,7 +401,7 @@ class DomainGuest:
                 if by_uuid
                 else conn.lookupByName(address.name)
             )
-            return dom, int(conn.getVersion())
+            return dom, int(conn.getVersion()) if hub.events else 0  # status needs none
 
         try:
             dom, version = await asyncio.wait_for(asyncio.to_thread(lookup), timeout)
@@ -408,6 +413,7 @@ class DomainGuest:
             raise _translate(exc, "lookup", address) from exc
         name = str(dom.name())
         qemu = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
+        qemu = qemu if version else "unknown"
         pid = _pid_of(address.uri, name) if _local(address.uri) else None
         guest = cls(address, hub, dom, name, str(dom.UUIDString()), timeout,
                     asyncio.get_running_loop(), qemu, pid)  # fmt: skip
@@ -543,8 +549,13 @@ class DomainGuest:
         """A QMP command: through the monitor pass-through, or (API-only) answered from
         libvirt's own APIs. Raises CommandFailed, GuestGone, ManagerUnavailable,
         TransportTimeout."""
-        if self.address.api_only or command in DUMP_COMMANDS:
+        if self.address.api_only or command in FROM_LIBVIRT:
             return await self._emulate(command, dict(arguments or {}), timeout)
+        return await self._monitor(command, arguments, timeout)
+
+    async def _monitor(
+        self, command: str, arguments: Mapping[str, object] | None, timeout: float | None
+    ) -> JSON:
         _, lq = _lib()
         message = json.dumps(
             {"execute": command, **({"arguments": arguments} if arguments else {})}
@@ -569,10 +580,7 @@ class DomainGuest:
         return str(reply)
 
     async def runstate(self) -> str:
-        if self.address.api_only:
-            return await self._runstate()
-        status = cast(JSONObject, await self.execute("query-status"))
-        return str(status.get("status"))
+        return await self._runstate()
 
     async def dump_destination(self, fd: int, path: Path) -> str:
         """``file:PATH``: the dump goes through libvirt's dump API, which opens the path."""
@@ -603,6 +611,9 @@ class DomainGuest:
         if state != 3:
             return STATE_RUNSTATES.get(state, "paused")
         runstate = PAUSED_RUNSTATES[reason] if reason < len(PAUSED_RUNSTATES) else "paused"
+        if reason == 0 and not self.address.api_only:  # a pause libvirt cannot explain
+            status = cast(JSONObject, await self._monitor("query-status", None, None))
+            return str(status.get("status"))
         if reason == 0:
             logged = await asyncio.to_thread(self.qemu_log)
             if logged is not None and INTERNAL_ERROR in logged[0]:

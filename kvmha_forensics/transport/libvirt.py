@@ -24,66 +24,35 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
-from ..errors import (
-    CommandFailed,
-    EnvironmentProblem,
-    GuestGone,
-    GuestHeld,
-    ManagerUnavailable,
-    TransportConfigError,
-    TransportError,
-    TransportTimeout,
-)
+from ..errors import CommandFailed, GuestGone, ManagerUnavailable, TransportError, TransportTimeout
 from ..vocabulary import JSON, JSONObject
 from .base import Event, Guest
-from .local import process_alive
+from .libvirt_api import (
+    BLOCK_JOB_TYPES,
+    PAUSED_RUNSTATES,
+    STATE_NAMES,
+    STATE_RUNSTATES,
+    Dump,
+    as_qmp,
+    job_answer,
+    qmp_return,
+    reason_names,
+)
+from .libvirt_files import local, log_dir, log_since_start, pid_of
+from .libvirt_hub import LIFECYCLE, Hub, lib, translate
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "qemu:///system"
-LIFECYCLE = "LIBVIRT_LIFECYCLE"
-# virDomainEventType and the details that matter here (libvirt-domain.h)
-EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown",
-          "pmsuspended", "crashed")  # fmt: skip
-SUSPENDED_DETAILS = ("paused", "migrated", "ioerror", "watchdog", "restored", "from-snapshot",
-                     "api-error", "postcopy", "postcopy-failed")  # fmt: skip
-STOPPED_DETAILS = ("shutdown", "destroyed", "crashed", "migrated", "saved", "failed",
-                   "from-snapshot")  # fmt: skip
-CRASHED_DETAILS = ("panicked", "crashloaded")
-SHUTDOWN_DETAILS = ("finished", "guest", "host")
-DETAILS = {"suspended": SUSPENDED_DETAILS, "stopped": STOPPED_DETAILS,
-           "crashed": CRASHED_DETAILS, "shutdown": SHUTDOWN_DETAILS,
-           "resumed": ("unpaused", "migrated", "from-snapshot", "postcopy", "postcopy-failed"),
-           "started": ("booted", "migrated", "restored", "from-snapshot", "wakeup"),
-           "defined": ("added", "updated", "renamed", "from-snapshot"),
-           "undefined": ("removed", "renamed")}  # fmt: skip
-# virDomainState → QEMU runstate; PAUSED by its reason (virDomainPausedReason). A pause
-# libvirt did not ask for and cannot explain is "unknown": a KVM internal error looks so.
-PAUSED_RUNSTATES = ("paused", "paused", "inmigrate", "save-vm", "paused", "io-error",
-                    "watchdog", "restore-vm", "shutdown", "save-vm", "guest-panicked",
-                    "prelaunch", "postmigrate", "postmigrate", "paused")  # fmt: skip
-STATE_RUNSTATES = {1: "running", 2: "running", 4: "shutdown", 6: "guest-panicked",
-                   7: "suspended"}  # fmt: skip
-STATE_NAMES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
-               "pmsuspended")  # fmt: skip
-BLOCK_JOB_TYPES = {1: "stream", 2: "mirror", 3: "commit", 4: "commit", 5: "backup"}
-JOB_OPERATIONS = ("unknown", "start", "save", "restore", "migration-in", "migration-out",
-                  "snapshot", "snapshot-revert", "dump", "backup", "snapshot-delete")  # fmt: skip
-LOG_START = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: starting up ", re.M)
-LOG_LIMIT = 8 << 20  # the QEMU log since the domain's last start keeps its last 8 MiB
 INTERNAL_ERROR = b"KVM internal error"
 # Always through libvirt's dump API, in both modes: libvirtd 9.0 crashes (SIGSEGV in
 # qemuProcessHandleDumpCompleted) on the DUMP_COMPLETED of a dump it did not start itself.
@@ -93,197 +62,6 @@ DUMP_COMMANDS = frozenset({"dump-guest-memory", "query-dump"})
 # query-status asks the monitor only for a pause libvirt cannot explain (paused, unknown).
 FROM_LIBVIRT = DUMP_COMMANDS | {"query-status", "query-block-jobs", "query-jobs",
                                 "query-migrate", "query-name", "query-uuid"}  # fmt: skip
-
-
-def _lib() -> tuple[ModuleType, ModuleType]:
-    try:
-        import libvirt
-        import libvirt_qemu
-    except ImportError as exc:
-        raise EnvironmentProblem(
-            "libvirt-python is not installed",
-            "pip install 'kvmha-forensics[libvirt]' (it builds against libvirt-dev and pkg-config)",
-        ) from exc
-    if not _quiet:
-        libvirt.registerErrorHandler(_ignore_error, None)  # errors are raised, not printed
-        _quiet.append(True)
-    return libvirt, libvirt_qemu
-
-
-_quiet: list[bool] = []
-
-
-def _ignore_error(_context: object, _error: object) -> None:
-    return None
-
-
-def _translate(exc: Exception, what: str, address: Domain) -> TransportError:
-    """A libvirtError as the transport's semantic error."""
-    lv, _ = _lib()
-    code = exc.get_error_code() if isinstance(exc, lv.libvirtError) else None
-    text = exc.get_error_message() if isinstance(exc, lv.libvirtError) else str(exc)
-    if code == lv.VIR_ERR_NO_DOMAIN:
-        return GuestGone(f"no domain {address.name} on {address.uri}", "virsh list --all")
-    if code == lv.VIR_ERR_OPERATION_INVALID:
-        return GuestGone(f"domain {address.name} is not running ({text})")
-    if code in (lv.VIR_ERR_OPERATION_TIMEOUT, lv.VIR_ERR_AGENT_UNRESPONSIVE):
-        return GuestHeld(f"{what} on domain {address.name}: {text}",
-                         "another libvirt job holds the domain; try again")  # fmt: skip
-    if code in (lv.VIR_ERR_AUTH_FAILED, lv.VIR_ERR_ACCESS_DENIED, lv.VIR_ERR_INVALID_ARG,
-                lv.VIR_ERR_NO_SUPPORT, lv.VIR_ERR_CONFIG_UNSUPPORTED):  # fmt: skip
-        return TransportConfigError(f"{what} on {address}: {text}")
-    if code in (lv.VIR_ERR_SYSTEM_ERROR, lv.VIR_ERR_NO_CONNECT, lv.VIR_ERR_RPC,
-                lv.VIR_ERR_INVALID_CONN):  # fmt: skip
-        return ManagerUnavailable(
-            f"cannot reach libvirtd at {address.uri} ({text})",
-            "is libvirtd running? (systemctl status libvirtd, or start 'libvirtd -d')",
-        )
-    return CommandFailed(f"libvirt refused {what} on domain {address.name}: {text}")
-
-
-class _EventThread:
-    """libvirt's default event loop, in one daemon thread for the whole process. It must be
-    registered before a connection is opened for that connection to deliver events."""
-
-    lock = threading.Lock()
-    started = False
-
-    @classmethod
-    def ensure(cls) -> None:
-        with cls.lock:
-            if cls.started:
-                return
-            lv, _ = _lib()
-            lv.virEventRegisterDefaultImpl()
-            threading.Thread(target=cls._run, name="libvirt-events", daemon=True).start()
-            cls.started = True
-
-    @staticmethod
-    def _run() -> None:
-        lv, _ = _lib()
-        while True:
-            try:
-                lv.virEventRunDefaultImpl()
-            except lv.libvirtError as exc:  # never ends the loop
-                log.debug("libvirt event loop: %s", exc)
-
-
-Sink = Callable[[str, Event | None], None]
-"""Receives (domain UUID, event); a None event means the domain's QEMU is gone."""
-
-
-class Hub:
-    """One libvirt connection with its event callbacks, shared by every guest on that URI in
-    this process; events are handed to subscribers by domain UUID. A hub whose connection
-    closed (libvirtd stopped or restarted) is dead: the next :meth:`get` opens a new one."""
-
-    hubs: ClassVar[dict[tuple[str, bool], Hub]] = {}
-
-    def __init__(self, uri: str, conn: Any, events: bool) -> None:
-        self.uri = uri
-        self.conn = conn
-        self.events = events
-        self.alive = True
-        self.users = 0
-        self.subscribers: dict[str, list[Sink]] = {}
-        self.domain_listeners: list[Callable[[str, str, str], None]] = []
-        self.callbacks: list[int] = []
-        self.qmp_callback: int | None = None
-        self.qmp_users = 0
-
-    @classmethod
-    async def get(cls, uri: str, timeout: float, events: bool) -> Hub:
-        """The live hub for ``uri`` (opened when there is none)."""
-        key = (uri, events)
-        hub = cls.hubs.get(key)
-        if hub is not None and hub.alive:
-            return hub
-        address = Domain("-", uri)
-        if events:
-            _EventThread.ensure()
-        lv, _ = _lib()
-        try:
-            conn = await asyncio.wait_for(asyncio.to_thread(lv.open, uri), timeout)
-        except TimeoutError as exc:
-            raise TransportTimeout(f"libvirtd at {uri} did not answer in {timeout:g}s") from exc
-        except lv.libvirtError as exc:
-            error = _translate(exc, "connect", address)
-            if isinstance(error, ManagerUnavailable):
-                raise error from exc
-            raise TransportConfigError(
-                f"cannot open libvirt URI {uri}: {exc.get_error_message()}", "check --connect"
-            ) from exc
-        hub = cls(uri, conn, events)
-        if events:
-            await asyncio.to_thread(hub._register)
-        cls.hubs[key] = hub
-        return hub
-
-    def _register(self) -> None:
-        lv, _ = _lib()
-        self.conn.registerCloseCallback(self._closed, None)
-        with contextlib.suppress(lv.libvirtError):
-            self.conn.setKeepAlive(5, 3)
-        self.callbacks = [
-            self.conn.domainEventRegisterAny(
-                None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
-            ),
-        ]
-
-    def subscribe(self, uuid: str, sink: Sink, *, qmp_events: bool) -> None:
-        """Deliver ``uuid``'s events to ``sink`` (with QEMU's own events when ``qmp_events``)."""
-        self.subscribers.setdefault(uuid, []).append(sink)
-        if qmp_events and self.events:
-            self.qmp_users += 1
-            if self.qmp_callback is None:
-                _, lq = _lib()
-                self.qmp_callback = lq.qemuMonitorEventRegister(
-                    self.conn, None, None, self._qmp_event, None, 0
-                )
-
-    def unsubscribe(self, uuid: str, sink: Sink, *, qmp_events: bool) -> None:
-        sinks = self.subscribers.get(uuid, [])
-        if sink in sinks:
-            sinks.remove(sink)
-        if not sinks:
-            self.subscribers.pop(uuid, None)
-        if qmp_events and self.events:
-            self.qmp_users -= 1
-
-    def _send(self, uuid: str, event: Event | None) -> None:
-        for sink in list(self.subscribers.get(uuid, ())):
-            sink(uuid, event)
-
-    # the callbacks below run in the libvirt event thread
-    def _lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
-        uuid, name = dom.UUIDString(), dom.name()
-        kind = EVENTS[event] if event < len(EVENTS) else str(event)
-        details = DETAILS.get(kind, ())
-        what = details[detail] if detail < len(details) else str(detail)
-        data: JSONObject = {"event": kind, "detail": what, "domain": name}
-        self._send(uuid, Event(LIFECYCLE, data, time.time()))
-        if kind in ("stopped", "undefined"):
-            self._send(uuid, None)
-        for listener in list(self.domain_listeners):
-            listener(uuid, name, kind)
-
-    def _qmp_event(
-        self, _conn: Any, dom: Any, event: str, seconds: int, micros: int, details: str | None,
-        _opaque: Any,
-    ) -> None:  # fmt: skip
-        try:
-            data = json.loads(details) if details else {}
-        except ValueError:
-            data = {"raw": details}
-        self._send(dom.UUIDString(), Event(event, data, seconds + micros / 1e6))
-
-    def _closed(self, _conn: Any, reason: int, _opaque: Any) -> None:
-        log.info("libvirt connection to %s closed (reason %d)", self.uri, reason)
-        self.alive = False
-        for uuid in list(self.subscribers):
-            self._send(uuid, None)
-        for listener in list(self.domain_listeners):
-            listener("", "", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,53 +99,10 @@ class Domain:
             guest.detach()
 
     def owners(self) -> list[int] | None:
-        if not _local(self.uri):
+        if not local(self.uri):
             return None
-        pid = _pid_of(self.uri, self.name)
+        pid = pid_of(self.uri, self.name)
         return [pid] if pid else []
-
-
-def _local(uri: str) -> bool:
-    return uri.split("://", 1)[-1].startswith("/")
-
-
-def _run_dir(uri: str) -> Path:
-    if uri.endswith("/session"):
-        base = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
-        return Path(base) / "libvirt" / "qemu" / "run"
-    return Path("/run/libvirt/qemu")
-
-
-def log_dir(uri: str) -> Path:
-    """Where libvirt writes each domain's QEMU log (``NAME.log``)."""
-    if uri.endswith("/session"):
-        return Path.home() / ".cache" / "libvirt" / "qemu" / "log"
-    return Path("/var/log/libvirt/qemu")
-
-
-def _pid_of(uri: str, name: str) -> int | None:
-    """The domain's QEMU pid from libvirt's pid file, when that process is alive."""
-    try:
-        pid = int((_run_dir(uri) / f"{name}.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if process_alive(pid) else None
-
-
-def log_since_start(path: Path, limit: int = LOG_LIMIT) -> bytes:
-    """The domain's QEMU log from its last ``starting up`` line (libvirt writes one per
-    start), at most its last ``limit`` bytes."""
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(max(0, size - limit))
-        data = f.read(limit)
-    starts = list(LOG_START.finditer(data))
-    if starts:
-        return data[starts[-1].start() :]
-    if size > limit:
-        cut = data.find(b"\n") + 1
-        return f"[kvmha-forensics: {size - limit + cut} bytes cut here]\n".encode() + data[cut:]
-    return data
 
 
 @dataclass
@@ -386,12 +121,12 @@ class DomainGuest:
     seen: list[Event] = field(default_factory=list)
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     gone: bool = False
-    dump: _Dump | None = None
+    dump: Dump | None = None
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def attach(cls, address: Domain, hub: Hub, timeout: float) -> DomainGuest:
-        lv, _ = _lib()
+        lv, _ = lib()
 
         def lookup() -> tuple[Any, int]:
             conn = hub.conn
@@ -410,11 +145,11 @@ class DomainGuest:
                 f"libvirtd did not answer for {address} in {timeout:g}s"
             ) from exc
         except lv.libvirtError as exc:
-            raise _translate(exc, "lookup", address) from exc
+            raise translate(exc, "lookup", address.name, address.uri) from exc
         name = str(dom.name())
         qemu = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
         qemu = qemu if version else "unknown"
-        pid = _pid_of(address.uri, name) if _local(address.uri) else None
+        pid = pid_of(address.uri, name) if local(address.uri) else None
         guest = cls(address, hub, dom, name, str(dom.UUIDString()), timeout,
                     asyncio.get_running_loop(), qemu, pid)  # fmt: skip
         hub.users += 1
@@ -449,7 +184,7 @@ class DomainGuest:
                 self.pending.add(task)
                 task.add_done_callback(self.pending.discard)
             else:
-                for translated in _as_qmp(event):
+                for translated in as_qmp(event):
                     self.queue.put_nowait(translated)
 
     async def _io_error(self, when: float) -> None:
@@ -512,7 +247,7 @@ class DomainGuest:
 
     # --- commands -----------------------------------------------------------------------
     async def _call(self, what: str, fn: Callable[[], Any], timeout: float | None = None) -> Any:
-        lv, _ = _lib()
+        lv, _ = lib()
         limit = self.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn), limit)
@@ -523,7 +258,7 @@ class DomainGuest:
             if not self.hub.conn.isAlive():
                 self.hub.alive = False
                 self._check_hub()
-            error = _translate(exc, what, self.address)
+            error = translate(exc, what, self.address.name, self.address.uri)
             if isinstance(error, CommandFailed | ManagerUnavailable) and not self._active():
                 self.gone = True
                 raise GuestGone(f"domain {self.name} stopped during {what}") from exc
@@ -533,7 +268,7 @@ class DomainGuest:
 
     def _active(self) -> bool:
         """Whether the domain still runs (False when it stopped or was undefined)."""
-        lv, _ = _lib()
+        lv, _ = lib()
         try:
             return bool(self.dom.isActive())
         except lv.libvirtError:
@@ -556,14 +291,14 @@ class DomainGuest:
     async def _monitor(
         self, command: str, arguments: Mapping[str, object] | None, timeout: float | None
     ) -> JSON:
-        _, lq = _lib()
+        _, lq = lib()
         message = json.dumps(
             {"execute": command, **({"arguments": arguments} if arguments else {})}
         )
         reply = await self._call(
             command, lambda: lq.qemuMonitorCommand(self.dom, message, 0), timeout
         )
-        return _qmp_return(command, reply)
+        return qmp_return(command, reply)
 
     async def hmp(self, command_line: str) -> str:
         """A read-only HMP command through the pass-through (not in API-only mode)."""
@@ -572,7 +307,7 @@ class DomainGuest:
                 f"HMP {command_line!r} needs the monitor pass-through",
                 "it is off (--libvirt-api-only)",
             )
-        _, lq = _lib()
+        _, lq = lib()
         flag = lq.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
         reply = await self._call(
             command_line, lambda: lq.qemuMonitorCommand(self.dom, command_line, flag)
@@ -594,9 +329,9 @@ class DomainGuest:
 
     async def state_reason(self) -> str:
         """``virsh domstate --reason``'s words, e.g. ``crashed (panicked)``."""
-        lv, _ = _lib()
+        lv, _ = lib()
         name, reason = await self.state()
-        reasons = _reason_names(lv, name)
+        reasons = reason_names(lv, name)
         return f"{name} ({reasons.get(reason, str(reason))})"
 
     async def xml(self) -> str:
@@ -622,7 +357,7 @@ class DomainGuest:
 
     def qemu_log(self) -> tuple[bytes, str] | None:
         """The domain's QEMU log since its last start, and its path (None when unreadable)."""
-        if not _local(self.address.uri):
+        if not local(self.address.uri):
             return None  # libvirtd's host has the file
         path = log_dir(self.address.uri) / f"{self.name}.log"
         try:
@@ -633,7 +368,7 @@ class DomainGuest:
     async def console_path(self) -> Path | None:
         """The serial console's file: ``<serial type='file'>``'s source, else a serial or
         console ``<log file=…>``."""
-        if not _local(self.address.uri):
+        if not local(self.address.uri):
             return None  # libvirtd's host has the file
         root = ET.fromstring(await self.xml())
         for dev in (*root.iterfind("devices/serial"), *root.iterfind("devices/console")):
@@ -677,9 +412,9 @@ class DomainGuest:
             return cast(JSON, await self._block())
         if command in ("query-jobs", "query-migrate"):
             stats = await self._call("get job stats", lambda: self.dom.jobStats(0))
-            return _job_answer(command, cast(dict[str, Any], stats))
+            return job_answer(command, cast(dict[str, Any], stats))
         if command == "dump-guest-memory":
-            self.dump = _Dump(self, str(args.get("protocol", "")), str(args.get("format", "elf")))
+            self.dump = Dump(self, str(args.get("protocol", "")), str(args.get("format", "elf")))
             self.dump.start()
             return {}
         if command == "query-dump":
@@ -717,111 +452,6 @@ class DomainGuest:
         return jobs
 
 
-def _as_qmp(event: Event) -> list[Event]:
-    """A lifecycle event as the QMP events it stands for (API-only mode)."""
-    kind, detail = event.data.get("event"), event.data.get("detail")
-    qmp: list[tuple[str, JSONObject]] = []
-    if kind == "crashed":
-        name = "GUEST_PANICKED" if detail == "panicked" else "GUEST_CRASHLOADED"
-        qmp = [(name, {"action": "pause"}), ("STOP", {})]
-    elif kind == "suspended":
-        qmp = [("WATCHDOG", {"action": "pause"})] if detail == "watchdog" else []
-        qmp.append(("STOP", {}))
-    elif kind == "resumed":
-        qmp = [("RESUME", {})]
-    elif kind == "shutdown":
-        qmp = [("SHUTDOWN", {"guest": detail == "guest", "reason": str(detail)})]
-    return [Event(n, d, event.timestamp) for n, d in qmp]
-
-
-def _reason_names(lv: ModuleType, state: str) -> dict[int, str]:
-    """libvirt's reason constants for ``state``, as virsh words (VIR_DOMAIN_PAUSED_IOERROR
-    → ``ioerror``)."""
-    prefix = f"VIR_DOMAIN_{state.upper()}_"
-    if state == "shutoff":
-        prefix = "VIR_DOMAIN_SHUTOFF_"
-    return {
-        int(getattr(lv, n)): n.removeprefix(prefix).lower().replace("_", " ")
-        for n in dir(lv)
-        if n.startswith(prefix) and not n.endswith("_LAST")
-    }
-
-
-def _qmp_return(command: str, reply: object) -> JSON:
-    try:
-        message = json.loads(str(reply))
-    except ValueError as exc:
-        raise CommandFailed(f"libvirt's reply to {command} is not JSON") from exc
-    if isinstance(message, dict) and "error" in message:
-        error = message["error"]
-        desc = error.get("desc", error) if isinstance(error, dict) else error
-        raise CommandFailed(f"QEMU refused {command}: {desc}")
-    return message.get("return") if isinstance(message, dict) else None
-
-
-def _job_answer(command: str, stats: dict[str, Any]) -> JSON:
-    """``query-jobs``/``query-migrate`` from ``virDomainGetJobStats``: libvirt runs one job
-    per domain; an outgoing migration is QEMU's migration, any other running job is a job."""
-    running = int(stats.get("type", 0)) not in (0, 3, 4)  # none, completed, failed
-    op = int(stats.get("operation", 0))
-    operation = JOB_OPERATIONS[op] if op < len(JOB_OPERATIONS) else str(op)
-    migrating = running and operation == "migration-out"
-    if command == "query-migrate":
-        return {"status": "active"} if migrating else {}
-    if running and not migrating and operation != "dump":
-        return [{"id": f"libvirt-{operation}", "type": operation, "status": "running"}]
-    return []
-
-
-class _Dump:
-    """API-only memory dump: ``virDomainCoreDumpWithFormat`` (memory only) in a thread,
-    polled like QEMU's ``query-dump``, with ``DUMP_COMPLETED`` at the end."""
-
-    FORMATS: ClassVar[dict[str, str]] = {"elf": "VIR_DOMAIN_CORE_DUMP_FORMAT_RAW",
-               "kdump-zlib": "VIR_DOMAIN_CORE_DUMP_FORMAT_KDUMP_ZLIB"}  # fmt: skip
-
-    def __init__(self, guest: DomainGuest, protocol: str, fmt: str) -> None:
-        if not protocol.startswith("file:"):
-            raise CommandFailed(f"dump to {protocol!r}: libvirt's dump API writes to a path")
-        if fmt not in self.FORMATS:
-            raise CommandFailed(f"dump format {fmt} is not one libvirt writes")
-        self.guest = guest
-        self.path = protocol.removeprefix("file:")
-        self.fmt = fmt
-        self.error: str | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        lv, _ = _lib()
-        fmt = getattr(lv, self.FORMATS[self.fmt])
-        dom, path = self.guest.dom, self.path
-        try:
-            await asyncio.to_thread(dom.coreDumpWithFormat, path, fmt, lv.VIR_DUMP_MEMORY_ONLY)
-        except lv.libvirtError as exc:
-            self.error = str(exc.get_error_message())
-        data: JSONObject = {"result": {"status": "failed" if self.error else "completed"}}
-        if self.error:
-            data["error"] = self.error
-        self.guest.queue.put_nowait(Event("DUMP_COMPLETED", data, time.time()))
-
-    async def query(self) -> JSONObject:
-        if self.task is not None and self.task.done():
-            size = Path(self.path).stat().st_size if Path(self.path).exists() else 0
-            return {"status": "failed" if self.error else "completed",
-                    "completed": size, "total": size}  # fmt: skip
-        lv, _ = _lib()
-        try:
-            stats = await asyncio.to_thread(self.guest.dom.jobStats, 0)
-        except lv.libvirtError:
-            stats = {}
-        done = int(stats.get("memory_processed", stats.get("data_processed", 0)))
-        total = int(stats.get("memory_total", stats.get("data_total", 0)))
-        return {"status": "active", "completed": done, "total": total}
-
-
 class DomainScanner:
     """Every active domain on ``uri``, listed in one call, and a wake-up as soon as a domain
     starts, stops or is undefined (or the connection to libvirtd closes)."""
@@ -845,7 +475,7 @@ class DomainScanner:
         if hub is not self.hub:
             hub.domain_listeners.append(self._listener)
             self.hub = hub
-        lv, _ = _lib()
+        lv, _ = lib()
         self.changed.clear()
         try:
             found = await asyncio.wait_for(
@@ -855,7 +485,7 @@ class DomainScanner:
         except TimeoutError as exc:
             raise TransportTimeout(f"libvirtd at {self.uri} did not list its domains") from exc
         except lv.libvirtError as exc:
-            raise _translate(exc, "list domains", Domain("-", self.uri)) from exc
+            raise translate(exc, "list domains", "-", self.uri) from exc
         return [Domain(str(d.name()), self.uri, self.api_only) for d in found]
 
     async def wait(self, timeout: float, stop: asyncio.Event) -> None:

@@ -18,7 +18,8 @@ from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.capture.steps import CaptureOptions, Progress, capture
 from kvmha_forensics.lab import domains, libvirtd, scenarios
-from kvmha_forensics.transport.libvirt import Domain, log_since_start
+from kvmha_forensics.transport.libvirt import Domain
+from kvmha_forensics.transport.libvirt_files import log_since_start
 from tests.conftest import DEBUGINFO, Lab
 from tests.ha.test_watch import Watch, kind
 from tests.libvirt.conftest import Domains

@@ -53,6 +53,9 @@ from .libvirt_hub import LIFECYCLE, Hub, lib, translate
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "qemu:///system"
+# A libvirt call may wait behind libvirtd's own work on a busy host: each gets at least this
+# long (a caller with a deadline of its own, like status, still answers on time).
+CALL_FLOOR = 10.0
 INTERNAL_ERROR = b"KVM internal error"
 # Always through libvirt's dump API, in both modes: libvirtd 9.0 crashes (SIGSEGV in
 # qemuProcessHandleDumpCompleted) on the DUMP_COMPLETED of a dump it did not start itself.
@@ -248,7 +251,7 @@ class DomainGuest:
     # --- commands -----------------------------------------------------------------------
     async def _call(self, what: str, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         lv, _ = lib()
-        limit = self.timeout if timeout is None else timeout
+        limit = max(self.timeout, CALL_FLOOR) if timeout is None else timeout
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn), limit)
         except TimeoutError as exc:

@@ -65,7 +65,7 @@ def test_freeze_through_libvirt_as_through_qmp(
         assert signal["cause"] == CAUSE[name] and signal["failover_safe"] is True
         assert signal["qmp"] == f"{dom.name}@qemu:///system"
         captured = w.wait(kind("capture", dom.name), "capture")
-        assert captured["status"] == "complete", captured
+        assert captured["status"] == "complete", captured["reasons"]
         analysis = w.wait(kind("analysis", dom.name), "analysis")
         assert analysis["status"] == "ok", analysis
     finally:

@@ -346,9 +346,16 @@ class Capture:
                 rec.detail = shown
                 self._kvm_exit(log)
         with self.step("console") as rec:
+            console = await self.guest.console_path() if isinstance(self.guest, Managed) else None
+            if console is not None:  # the manager's file (libvirt: virtlogd writes it)
+                try:
+                    data = bounded_read(console)
+                except InputError as exc:
+                    rec.skip(str(exc))
+                    return
+                self.writer.write_bytes("console.log", data, "console", f"serial console {console}")
+                return
             serial = find_serial(argv)
-            if isinstance(self.guest, Managed):  # its command line names a passed descriptor
-                serial = await self.guest.console_path() or serial
             if serial is None or not self.guest.pid:
                 rec.skip("no serial console file on QEMU's command line")
                 return

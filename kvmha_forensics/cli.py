@@ -250,8 +250,9 @@ def capture_cmd(
         raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
     if memory_source not in ("auto", "direct", "dump"):
         raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
+    where = address(qmp, domain, connect, api_only)
     opts = CaptureOptions(
-        address(qmp, domain, connect, api_only), out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
+        where, out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
         cast(MemorySource, memory_source),
     )  # fmt: skip
     with capture_progress(as_json) as sink:

@@ -437,6 +437,8 @@ class Capture:
         with self.step("memory-source") as rec:
             forced = self.opts.memory_source
             why = "--memory-source dump" if forced == "dump" else None
+            if isinstance(self.guest, Managed) and not self.guest.monitor:
+                why = why or "no monitor commands (the RAM layout needs HMP): libvirt's dump API"
             why = why or await why_not_direct(self.guest, self.opts.memory_format)
             if why and forced == "direct":
                 raise GuestStateError(f"--memory-source direct is impossible here: {why}")

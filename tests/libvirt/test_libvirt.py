@@ -164,8 +164,11 @@ def test_domain_destroyed_mid_capture_leaves_an_incomplete_bundle(
 ) -> None:
     dom = lv.start("panic", tag="-destroyed")
 
+    destroyed: list[bool] = []
+
     def destroy_at_memory(p: Progress) -> None:
-        if p.step == "memory" and p.status == "start":
+        if p.step == "memory" and p.status == "start" and not destroyed:
+            destroyed.append(True)
             lv.conn.lookupByName(dom.name).destroy()
 
     opts = CaptureOptions(Domain(dom.name), tmp_path, "elf", None, 60.0)

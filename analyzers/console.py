@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.sources.console import parse_console
 
 
@@ -12,8 +12,10 @@ class ConsoleLog:
     """Oops, panic, BUG, WARNING, lockup, hung task, RCU stall and KASAN reports on the console."""
 
     name: ClassVar[str] = "console"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "titles the kernel reports found on the serial console"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"console"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         text = ctx.text("console") or ""
@@ -28,7 +30,7 @@ class ConsoleLog:
                     cause=report.cause,
                     summary=f"The guest console shows: {report.title}.",
                     signature=f"{report.cause}: {report.title}",
-                    confidence=0.6 if report.corrupted else 0.8,
+                    confidence=Confidence.DAMAGED if report.corrupted else Confidence.RECORDED,
                     culprit=report.culprit,
                     crashed_cpu=report.crashed_cpu,
                     evidence=(Evidence("console", span, excerpt),),

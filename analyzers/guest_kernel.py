@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict
 from typing import ClassVar
 
-from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.kernel import Frame, KernelFacts, read_facts
 from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, parse_console
 
@@ -44,7 +44,7 @@ def _finding(facts: KernelFacts, report: CrashReport, artifact: str) -> Finding:
         cause=report.cause,
         summary=" ".join(summary.split()),
         signature=f"{report.cause}: {report.title}",
-        confidence=0.95 if not report.corrupted else 0.7,
+        confidence=Confidence.SECONDHAND if report.corrupted else Confidence.MEMORY,
         culprit=culprit,
         crashed_cpu=facts.crashed_cpu if facts.crashed_cpu is not None else report.crashed_cpu,
         evidence=tuple(evidence),
@@ -55,8 +55,10 @@ class GuestKernel:
     """dmesg, panic message, crashed CPU/task and its stack, D-state tasks, taint (drgn)."""
 
     name: ClassVar[str] = "guest-kernel"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "reads the guest kernel's state from the memory dump with drgn"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"memory", "vmcoreinfo"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         facts = read_facts(ctx.program, ctx.vmcoreinfo, ctx.vmlinux)

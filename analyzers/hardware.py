@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, cast
 
-from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 
 # Guest kernel lines that report a machine check or a poisoned page.
 GUEST_MCE = re.compile(
@@ -17,8 +17,10 @@ class Hardware:
     """MEMORY_FAILURE events (QEMU's view) and machine-check lines on the guest console."""
 
     name: ClassVar[str] = "hardware"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "host memory errors and machine checks"
     requires: ClassVar[frozenset[Requirement]] = frozenset()
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         failures = [e for e in ctx.events() if e.get("event") == "MEMORY_FAILURE"]
@@ -43,7 +45,7 @@ class Hardware:
             cause="host-memory-error",
             summary=summary,
             signature="host-memory-error: " + ("MEMORY_FAILURE" if failures else "guest MCE"),
-            confidence=0.9 if failures else 0.7,
+            confidence=Confidence.CONFIRMED if failures else Confidence.SECONDHAND,
             evidence=tuple(evidence),
         )
         return Outcome((finding,), facts)

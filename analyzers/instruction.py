@@ -1,9 +1,9 @@
 """Instruction: the instruction KVM failed on, in the vCPU's mode, and the region it touched.
 
 The vCPU is the one whose register dump QEMU printed with the failure (see
-:func:`kvm_exit.failing_dump`); its mode comes from CR0, EFER and CS. The bytes are the ones
-KVM's emulator fetched (suberror 1 on Linux >= 5.14) or else the ``Code=`` line's bytes from
-the ``<..>`` marker on; capstone decodes them (:mod:`kvmha_forensics.x86.disasm`).
+:func:`kvmha_forensics.kvm_failure.failing_dump`); its mode comes from CR0, EFER and CS. The
+bytes are the ones KVM's emulator fetched (suberror 1 on Linux >= 5.14) or else the ``Code=``
+line's bytes from the ``<..>`` marker on; capstone decodes them (:mod:`kvmha_forensics.x86.disasm`).
 
 The target is the memory operand's address, or RIP when the vCPU fetched from non-RAM; its
 region comes from the bundle's ``mtree.txt`` (``info mtree -f``). Without one the region is
@@ -12,8 +12,8 @@ paging on the address is linear; with no page-table walk it is looked up as if
 identity-mapped, and the facts say so.
 
 It reports a finding only for emulation failures (suberror 1), where the instruction is the
-culprit; for other failures the decoded instruction is a fact. Its confidence is above
-``kvm-exit``'s so that its more specific summary becomes the verdict.
+culprit; for other failures the decoded instruction is a fact. It refines ``kvm-exit``: when
+both explain an emulation failure, its more specific summary is the verdict.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from kvmha_forensics.analysis import JSON, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
 from kvmha_forensics.sources.mtree import MemoryMap, parse_mtree
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
+from kvmha_forensics.vocabulary import JSON
 from kvmha_forensics.x86 import disasm
 from kvmha_forensics.x86.disasm import (
     FaultingInstruction,
@@ -34,12 +36,8 @@ from kvmha_forensics.x86.disasm import (
 from kvmha_forensics.x86.kvm_internal import EMULATION_FLAG_INSTRUCTION_BYTES, Suberror
 from kvmha_forensics.x86.modes import CR0_PG, CpuMode, mode_of, rip_linear
 
-from .kvm_exit import failing_cpu, failing_dump, log_evidence, primary_failure
-
 if TYPE_CHECKING:
     from kvmha_forensics.x86.decode import DecodedInternalError
-
-CONFIDENCE = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +292,7 @@ def _finding(
             f"from {where(target)}.",
             signature=f"kvm-emulation-failure: instruction fetch from {region_token(target)}"
             + in_mode,
-            confidence=CONFIDENCE,
+            confidence=Confidence.DECODED,
             culprit=_device(target),
             crashed_cpu=facts.vcpu,
             evidence=tuple(evidence),
@@ -316,7 +314,7 @@ def _finding(
         cause="kvm-emulation-failure",
         summary=summary + ".",
         signature=re.sub(r"\s+", " ", signature),
-        confidence=CONFIDENCE,
+        confidence=Confidence.DECODED,
         culprit=facts.text,
         crashed_cpu=facts.vcpu,
         evidence=tuple(evidence),
@@ -340,7 +338,7 @@ def _unknown_instruction(
         summary=f"KVM could not emulate an instruction at RIP {facts.rip} ({where_rip})"
         f"{in_mode} mode; the instruction is not known ({facts.decode}).",
         signature=f"kvm-emulation-failure: unknown instruction at RIP in {where_rip}{in_mode}",
-        confidence=CONFIDENCE,
+        confidence=Confidence.DECODED,
         culprit=None,
         crashed_cpu=facts.vcpu,
         evidence=tuple(evidence),
@@ -366,8 +364,10 @@ class Instruction:
     """Decodes the faulting instruction at RIP, classifies it and names the region it hit."""
 
     name: ClassVar[str] = "instruction"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "the faulting instruction, its CPU mode and target region"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"qemu-log"})
+    refines: ClassVar[frozenset[str]] = frozenset({"kvm-exit"})
 
     def run(self, ctx: Context) -> Outcome:
         log = ctx.qemu_log

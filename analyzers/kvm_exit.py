@@ -15,27 +15,16 @@ signature rules.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
-from kvmha_forensics.analysis import (
-    JSON,
-    Cause,
-    Context,
-    Evidence,
-    Finding,
-    Outcome,
-    Requirement,
-    Vendor,
-)
-from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
-from kvmha_forensics.sources.registers import VcpuRegisters
+from kvmha_forensics.analysis import Confidence, Context, Finding, Outcome, Requirement
+from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
+from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, RunFailure
+from kvmha_forensics.vocabulary import JSON, Cause, Vendor
 from kvmha_forensics.x86.modes import mode_of
 
 if TYPE_CHECKING:
     from kvmha_forensics.x86.decode import DecodedEntryFailure, DecodedInternalError
-
-CONFIDENCE = 0.8
-RUN_FAILED_CONFIDENCE = 0.6
 
 #: What KVM could not do, per suberror (``include/uapi/linux/kvm.h``).
 COULD_NOT: dict[int, str] = {
@@ -52,66 +41,6 @@ EVENT_FIELDS = frozenset({"vectoring_info", "intr_info", "info2"})
 ALL_ONES = 0xFFFF_FFFF_FFFF_FFFF
 MAX_VCPU_NUMBER = 0xFFFF
 VENDOR_NAMES: dict[Vendor, str] = {"intel": "Intel", "amd": "AMD"}
-
-
-@dataclass(frozen=True, slots=True)
-class PrimaryFailure:
-    """The failure that stopped the guest: the earliest of the log's first internal error,
-    first entry failure and first ``kvm run failed``."""
-
-    kind: Literal["internal-error", "entry-failure", "run-failure"]
-    line: int
-    internal: KvmInternalError | None = None
-    entry: EntryFailure | None = None
-    run: RunFailure | None = None
-
-
-def primary_failure(log: QemuLog) -> PrimaryFailure | None:
-    """The earliest KVM failure in ``log``, or ``None`` when it has none."""
-    candidates: list[PrimaryFailure] = []
-    if log.internal_errors:
-        err = log.internal_errors[0]
-        candidates.append(PrimaryFailure("internal-error", err.line, internal=err))
-    if log.entry_failures:
-        entry = log.entry_failures[0]
-        candidates.append(PrimaryFailure("entry-failure", entry.line, entry=entry))
-    if log.run_failures:
-        run = log.run_failures[0]
-        candidates.append(PrimaryFailure("run-failure", run.line, run=run))
-    return min(candidates, key=lambda c: c.line) if candidates else None
-
-
-def failing_dump(log: QemuLog, failure: PrimaryFailure) -> VcpuRegisters | None:
-    """The register dump QEMU printed for ``failure``: the one paired with an internal error,
-    else the first dump after the failure (entry and run failures are followed by theirs)."""
-    if failure.internal is not None:
-        index = failure.internal.register_dump
-        return log.register_dumps[index] if index is not None else None
-    after = (i for i, (first, _) in enumerate(log.register_dump_lines) if first > failure.line)
-    index = next(after, 0)
-    return log.register_dumps[index] if index < len(log.register_dumps) else None
-
-
-def failing_cpu(ctx: Context, dump: VcpuRegisters | None) -> int | None:
-    """The vCPU number of ``dump``: its own ``CPU#N``, or the captured ``registers.txt``
-    dump with the same RIP and general registers (stderr dumps carry no CPU number), or for
-    a bare ELF vmcore the vCPU whose NT_PRSTATUS note has the same RIP, RSP and RAX."""
-    if dump is None:
-        return None
-    if dump.cpu is not None:
-        return dump.cpu
-    if ctx.has("registers"):
-        same = [r.cpu for r in ctx.registers if r.rip == dump.rip and r.gprs == dump.gprs]
-        return same[0] if len(same) == 1 else None
-    sp, ax = (dump.gprs.get(n) for n in (("rsp", "rax") if dump.width == 64 else ("esp", "eax")))
-    same = [n.cpu for n in ctx.dump_vcpus if (n.rip, n.rsp, n.rax) == (dump.rip, sp, ax)]
-    return same[0] if len(same) == 1 else None
-
-
-def log_evidence(ctx: Context, line: int, excerpt: str) -> Evidence:
-    """A pointer to ``line`` (0-based) of the QEMU log."""
-    path = ctx.path("qemu-log")
-    return Evidence(path.name if path else "qemu-log", f"line {line + 1}", excerpt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +205,7 @@ def _internal_finding(
         cause=cause,
         summary=f"{_could_not(decoded)} ({label}{number}){tail}.",
         signature=signature,
-        confidence=CONFIDENCE,
+        confidence=Confidence.RECORDED,
         culprit=label,
         crashed_cpu=cpu,
         evidence=(log_evidence(ctx, err.line, f"KVM internal error. Suberror: {suberror}"),),
@@ -300,7 +229,7 @@ def _entry_finding(
         summary=f"The CPU refused to enter the guest: VM entry failed with hardware error "
         f"{value} ({reading}).",
         signature=f"kvm-entry-failure: hardware error {value}" + (f" in {mode}" if mode else ""),
-        confidence=CONFIDENCE,
+        confidence=Confidence.RECORDED,
         culprit=decoded.name or f"hardware error {value}",
         crashed_cpu=cpu,
         evidence=(log_evidence(ctx, entry.line, f"KVM: entry failed, hardware error {value}"),),
@@ -313,7 +242,7 @@ def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | Non
         summary=f"The KVM_RUN ioctl failed ({run.message}); QEMU stopped the guest.",
         signature=f"kvm-internal-error: kvm run failed {run.message}"
         + (f" in {mode}" if mode else ""),
-        confidence=RUN_FAILED_CONFIDENCE,
+        confidence=Confidence.DAMAGED,
         culprit=f"KVM_RUN: {run.message}",
         crashed_cpu=cpu,
         evidence=(log_evidence(ctx, run.line, f"kvm run failed {run.message}"),),
@@ -324,8 +253,10 @@ class KvmExit:
     """Names the KVM failure QEMU printed and decodes its data words for the host's vendor."""
 
     name: ClassVar[str] = "kvm-exit"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "KVM internal errors, VM-entry failures and KVM_RUN failures"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"qemu-log"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         log = ctx.qemu_log

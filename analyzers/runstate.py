@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kvmha_forensics.analysis import Cause, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.vocabulary import Cause
 
 # The freeze cause recorded at capture → the report's cause and a plain sentence.
 CAUSES: dict[str, tuple[Cause, str]] = {
@@ -22,8 +23,10 @@ class Runstate:
     """Maps the runstate and stop events recorded at capture to a cause (low confidence)."""
 
     name: ClassVar[str] = "runstate"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "the cause QEMU's runstate and events imply"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"freeze"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         freeze = ctx.json_object("freeze")
@@ -36,7 +39,7 @@ class Runstate:
             cause=mapped,
             summary=f"QEMU stopped the guest in runstate {freeze.get('runstate')}: {sentence}.",
             signature=f"{mapped}: runstate {freeze.get('runstate')}",
-            confidence=0.3,
+            confidence=Confidence.STATE_ONLY,
             evidence=(Evidence("freeze.json", "runstate", str(freeze.get("runstate"))),),
         )
         return Outcome((finding,), facts)

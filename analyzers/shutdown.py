@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kvmha_forensics.analysis import Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.x86.disasm import Instruction, disassemble
 from kvmha_forensics.x86.modes import CpuMode, mode_of
 
@@ -33,8 +33,10 @@ class Shutdown:
     """Triple faults and other guest-initiated resets, with the CPU state that explains them."""
 
     name: ClassVar[str] = "shutdown"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "triple faults and guest-initiated resets"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"freeze", "registers"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         freeze = ctx.json_object("freeze")
@@ -61,7 +63,7 @@ class Shutdown:
                 f"The guest triple-faulted: {what} in {mode_name} mode could not be "
                 f"delivered through an IDT of limit {idt.limit:#x}."
             )
-            confidence = 0.9
+            confidence = Confidence.CONFIRMED
             culprit = (
                 f"{insn.text} with IDT limit {idt.limit:#x}"
                 if insn
@@ -69,7 +71,7 @@ class Shutdown:
             )
         else:
             summary = "The guest reset itself (triple fault or reboot request); kept in shutdown."
-            confidence, culprit = 0.5, None
+            confidence, culprit = Confidence.GUESS, None
         kind = "empty IDT" if broken_idt else "guest reset"
         rip = f"RIP={regs.rip:#x}" if regs and regs.rip is not None else "registers"
         evidence = [Evidence("registers.txt", "vCPU 0", rip)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar, cast
 
-from kvmha_forensics.analysis import Cause, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
+from kvmha_forensics.vocabulary import Cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,10 @@ class Storage:
     """A guest stopped by werror/rerror=stop or enospc: the disk, the operation, the errno."""
 
     name: ClassVar[str] = "storage"
+    version: ClassVar[int] = 1
     description: ClassVar[str] = "disk I/O errors that stopped the guest"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"identity"})
+    refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
         errors = disk_errors(ctx)
@@ -79,7 +82,7 @@ class Storage:
             summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; QEMU paused "
             "the guest as its werror/rerror policy asks.",
             signature=f"{cause}: {first.operation or 'unknown operation'} on disk",
-            confidence=0.9,
+            confidence=Confidence.CONFIRMED,
             culprit=f"disk {culprit}",
             evidence=(
                 Evidence(

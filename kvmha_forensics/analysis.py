@@ -13,14 +13,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, get_args, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from .errors import InputError
 from .input_files import Keep, parse_json, read_input
 from .limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
+from .vocabulary import JSON, Cause, Vendor
 
 if TYPE_CHECKING:
     from drgn import Program
@@ -33,19 +35,26 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kvmha_forensics.analyzers"
 
-Cause = Literal[
-    "guest-panic", "guest-oops", "guest-bug", "guest-lockup", "guest-hung-task", "guest-oom",
-    "kvm-emulation-failure", "kvm-internal-error", "kvm-entry-failure", "triple-fault",
-    "host-memory-error", "storage-io-error", "storage-nospace", "watchdog", "unknown",
-]  # fmt: skip
-CAUSES: tuple[str, ...] = get_args(Cause)
-Vendor = Literal["intel", "amd"]
-JSON = object
 # Inputs an analyzer can require: artifact kinds, plus "memory" (any dump) and "debuginfo".
 Requirement = Literal[
     "qemu-log", "console", "registers", "mtree", "freeze", "events", "identity", "vcpu-stats",
     "memory", "vmcoreinfo", "debuginfo",
 ]  # fmt: skip
+
+
+class Confidence(float, Enum):
+    """How sure a finding is, named by what it rests on; reports print the number. Between
+    equally sure findings the more specific cause wins (:func:`~.vocabulary.specificity`),
+    and an analyzer that ``refines`` another wins over it on the same cause."""
+
+    STATE_ONLY = 0.3  # a runstate or event says that the guest stopped, not why
+    GUESS = 0.5  # a likely reading; the input that would confirm it is missing
+    DAMAGED = 0.6  # the right kind of record, but corrupted or terse
+    SECONDHAND = 0.7  # the guest's own word, or a damaged report read from memory
+    RECORDED = 0.8  # a whole report printed by the layer that failed (console, QEMU's KVM error)
+    DECODED = 0.85  # such a report, refined by decoding what it points at (the instruction)
+    CONFIRMED = 0.9  # the host saw it (a QEMU event), or the code that caused it is decoded
+    MEMORY = 0.95  # the kernel's own state, read from the dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +76,7 @@ class Finding:
     cause: Cause
     summary: str
     signature: str
-    confidence: float
+    confidence: Confidence
     culprit: str | None = None
     crashed_cpu: int | None = None
     evidence: tuple[Evidence, ...] = ()
@@ -77,7 +86,7 @@ class Finding:
             "cause": self.cause,
             "summary": self.summary,
             "signature": self.signature,
-            "confidence": self.confidence,
+            "confidence": float(self.confidence),
             "culprit": self.culprit,
             "crashed_cpu": self.crashed_cpu,
             "evidence": [e.to_json() for e in self.evidence],
@@ -100,6 +109,7 @@ class AnalyzerResult:
     seconds: float
     reason: str | None
     outcome: Outcome
+    refines: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -244,13 +254,29 @@ class Context:
 
 @runtime_checkable
 class Analyzer(Protocol):
-    """What every analyzer provides. ``run`` returns data; it never prints."""
+    """What every analyzer provides. ``run`` returns data; it never prints.
+
+    ``version`` changes whenever what ``run`` concludes may change (it is part of the triage
+    cache key). ``refines`` names analyzers whose findings this one makes more precise: on the
+    same cause, its finding is the verdict whatever their confidence."""
 
     name: ClassVar[str]
+    version: ClassVar[int]
     description: ClassVar[str]
     requires: ClassVar[frozenset[Requirement]]
+    refines: ClassVar[frozenset[str]]
 
     def run(self, ctx: Context) -> Outcome: ...
+
+
+def version_of(cls: type[Analyzer]) -> int:
+    """``cls.version``; 0 for a plugin written before analyzers had versions."""
+    return int(getattr(cls, "version", 0))
+
+
+def refines_of(cls: type[Analyzer]) -> frozenset[str]:
+    """``cls.refines``; none for a plugin written before analyzers declared it."""
+    return frozenset(getattr(cls, "refines", frozenset()))
 
 
 def discover() -> list[type[Analyzer]]:
@@ -297,7 +323,8 @@ def run_one(cls: type[Analyzer], ctx: Context) -> AnalyzerResult:
         log.debug("analyzer %s failed", cls.name, exc_info=True)
         reason = f"{type(exc).__name__}: {exc}"
         return AnalyzerResult(cls.name, "failed", time.perf_counter() - start, reason, Outcome())
-    return AnalyzerResult(cls.name, "ok", time.perf_counter() - start, None, outcome)
+    seconds = time.perf_counter() - start
+    return AnalyzerResult(cls.name, "ok", seconds, None, outcome, refines_of(cls))
 
 
 def run_all(

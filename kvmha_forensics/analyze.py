@@ -12,7 +12,6 @@ from .analysis import (
     AnalyzerResult,
     Context,
     Inputs,
-    Vendor,
     run_all,
     select,
     text_limit,
@@ -24,6 +23,7 @@ from .report.model import Report
 from .report.verdict import decide
 from .sources.classify import dump_kind
 from .sources.elfcore import HEAD, ElfError, read_core
+from .vocabulary import Vendor
 
 
 def _memory_kind(path: Path) -> str:

@@ -339,9 +339,9 @@ def analyze_cmd(
     ] = None,
 ) -> None:
     """Explain why the guest froze: verdict, culprit, signature and evidence."""
-    from .analysis import Vendor
     from .analyze import analyze, gather
     from .report.render import RENDERERS, render
+    from .vocabulary import Vendor
 
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")

@@ -17,7 +17,7 @@ from .printable import printable
 from .private import write_private
 
 if TYPE_CHECKING:
-    from .analysis import Vendor
+    from .vocabulary import Vendor
 
 
 def triage_cmd(

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from ..sources.qemu_log import QemuLog, parse_qemu_log_file
 from ..sources.registers import VcpuRegisters
+from ..vocabulary import Vendor
 from ..x86.decode import decode_entry_failure, decode_internal_error
-from ..x86.kvm_internal import Vendor
 from ..x86.modes import mode_of
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import __version__
-from ..analysis import JSON, AnalyzerResult, Cause, Evidence
+from ..analysis import AnalyzerResult, Evidence
 from ..signature import signature_id
+from ..vocabulary import JSON, Cause
 
 REPORT_SCHEMA_VERSION = 1
 

@@ -13,26 +13,14 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
 
 from ..signature import signature_id
+from ..vocabulary import Cause
 from .oops_formats import Group
 from .oops_title import ConsoleLines, describe, known_header
 from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
 logger = logging.getLogger(__name__)
-
-Cause = Literal[
-    "guest-panic",
-    "guest-oops",
-    "guest-bug",
-    "guest-lockup",
-    "guest-hung-task",
-    "guest-oom",
-    "watchdog",
-    "host-memory-error",
-    "unknown",
-]
 
 #: A report's body never spans more lines than this.
 MAX_REPORT_LINES = 400

@@ -19,13 +19,15 @@ import sqlite3
 import sys
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import cast
 
 from .. import __version__
-from ..analysis import CAUSES, Analyzer, Cause, Evidence
+from ..analysis import Analyzer, Evidence, version_of
 from ..capture.bundle import Manifest, sha256_file
 from ..report.model import REPORT_SCHEMA_VERSION, Verdict
+from ..vocabulary import CAUSES, Cause
 from ..xdg import xdg_cache
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,27 @@ def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+#: Libraries whose upgrade can change a verdict: capstone decodes, drgn reads the dump.
+LIBRARIES = ("capstone", "drgn")
+
+
+def _library_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
 @cache
 def code_fingerprint(analyzers: tuple[type[Analyzer], ...]) -> str:
-    """Tool version, report schema, and each analyzer's and the package's source files
-    (name, size, mtime): changing any of them retires every cache entry."""
+    """Tool version, report schema, capstone and drgn versions, each analyzer's name and
+    version, and each analyzer's and the package's source files (name, size, mtime): changing
+    any of them retires every cache entry."""
     parts = [__version__, str(REPORT_SCHEMA_VERSION)]
-    sources = set(Path(__file__).parent.rglob("*.py"))
+    parts += [f"{lib}=={_library_version(lib)}" for lib in LIBRARIES]
+    sources = set(Path(__file__).parents[1].rglob("*.py"))
     for cls in analyzers:
-        parts.append(f"{cls.__module__}:{cls.__qualname__}")
+        parts.append(f"{cls.__module__}:{cls.__qualname__}:{cls.name}@{version_of(cls)}")
         module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
         if module_file:
             sources.add(Path(module_file))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import __version__
-from ..analysis import Analyzer, Inputs, Vendor, select
+from ..analysis import Analyzer, Inputs, select
 from ..analyze import analyze_with, gather
 from ..capture.bundle import MANIFEST, Bundle
 from ..errors import ExitCode, ForensicsError, InputError
@@ -28,6 +28,7 @@ from ..input_files import parse_json, read_input, refusal
 from ..limits import MAX_RECORD_BYTES
 from ..signature import signature_id
 from ..sources.classify import Classified, classify
+from ..vocabulary import Vendor
 from .cache import (
     CachedAnalysis,
     TriageCache,

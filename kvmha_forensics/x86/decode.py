@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvmha_forensics.sources.qemu_log import KvmInternalError
+from kvmha_forensics.vocabulary import Vendor
 from kvmha_forensics.x86 import svm, vmx
 from kvmha_forensics.x86.kvm_internal import (
     EMULATION_EXIT_INFO,
@@ -19,7 +20,6 @@ from kvmha_forensics.x86.kvm_internal import (
     SUBERRORS,
     DataLayout,
     Suberror,
-    Vendor,
 )
 
 __all__ = [

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
 
+from ..vocabulary import Vendor
+
 __all__ = [
     "EMULATION_EXIT_INFO",
     "EMULATION_FLAG_INSTRUCTION_BYTES",
@@ -26,10 +28,8 @@ __all__ = [
     "FieldInfo",
     "Suberror",
     "SuberrorInfo",
-    "Vendor",
 ]
 
-Vendor = Literal["intel", "amd"]
 Kind = Literal["exit_reason", "event_info", "gpa", "cpu", "raw", "flags", "insn"]
 
 #: ``emulation_failure.flags`` bit: ``insn_size`` and ``insn_bytes[15]`` are valid.

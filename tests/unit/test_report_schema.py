@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kvmha_forensics.analysis import CAUSES
 from kvmha_forensics.analyze import analyze, gather
+from kvmha_forensics.vocabulary import CAUSES
 from tests import schemas
 
 

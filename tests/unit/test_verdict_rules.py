@@ -1,0 +1,72 @@
+"""How findings become the verdict (confidence tiers, specificity, ``refines``), and what the
+triage cache key holds of the code that decides it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kvmha_forensics.analysis import (
+    AnalyzerResult,
+    Confidence,
+    Context,
+    Finding,
+    Outcome,
+    Requirement,
+)
+from kvmha_forensics.report.verdict import decide
+from kvmha_forensics.triage.cache import code_fingerprint
+from kvmha_forensics.vocabulary import Cause
+
+
+def result(
+    name: str, cause: Cause, confidence: Confidence, refines: frozenset[str] = frozenset()
+) -> AnalyzerResult:
+    finding = Finding(cause, f"{name} says {cause}", f"{cause}: {name}", confidence)
+    return AnalyzerResult(name, "ok", 0.0, None, Outcome((finding,)), refines)
+
+
+def test_the_most_confident_finding_is_the_verdict() -> None:
+    verdict = decide([result("a", "guest-panic", Confidence.RECORDED),
+                      result("b", "guest-oops", Confidence.MEMORY)])  # fmt: skip
+    assert (verdict.analyzer, verdict.confidence) == ("b", 0.95)
+
+
+def test_between_equals_the_more_specific_cause_wins() -> None:
+    verdict = decide([result("a", "guest-panic", Confidence.RECORDED),
+                      result("b", "kvm-internal-error", Confidence.RECORDED)])  # fmt: skip
+    assert verdict.cause == "kvm-internal-error"
+
+
+def test_a_refining_analyzer_wins_on_the_same_cause_whatever_the_confidence() -> None:
+    coarse = result("kvm-exit", "kvm-emulation-failure", Confidence.CONFIRMED)
+    fine = result(
+        "instruction", "kvm-emulation-failure", Confidence.RECORDED, frozenset({"kvm-exit"})
+    )
+    verdict = decide([coarse, fine])
+    assert verdict.analyzer == "instruction" and verdict.confidence == 0.8
+    assert decide([coarse]).analyzer == "kvm-exit"  # alone, it is the verdict
+
+
+def test_refines_holds_only_for_the_same_cause() -> None:
+    other = result("kvm-exit", "kvm-entry-failure", Confidence.CONFIRMED)
+    fine = result(
+        "instruction", "kvm-emulation-failure", Confidence.RECORDED, frozenset({"kvm-exit"})
+    )
+    assert decide([other, fine]).analyzer == "kvm-exit"
+
+
+class One:
+    name: ClassVar[str] = "one"
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = "a test analyzer"
+    requires: ClassVar[frozenset[Requirement]] = frozenset()
+    refines: ClassVar[frozenset[str]] = frozenset()
+
+    def run(self, ctx: Context) -> Outcome:
+        return Outcome()
+
+
+def test_an_analyzer_version_changes_the_cache_key() -> None:
+    same = [type("One", (One,), {"version": v}) for v in (1, 1, 2)]  # same module and name
+    assert code_fingerprint((same[0],)) == code_fingerprint((same[1],))
+    assert code_fingerprint((same[0],)) != code_fingerprint((same[2],))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar, cast
+from typing import ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 
@@ -23,15 +23,15 @@ class Hardware:
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        failures = [e for e in ctx.events() if e.get("event") == "MEMORY_FAILURE"]
+        failures = [e for e in ctx.events() if e.name == "MEMORY_FAILURE"]
         console = ctx.text("console") or ""
         mce_lines = [ln.strip() for ln in console.splitlines() if GUEST_MCE.search(ln)][:10]
-        facts = {"memory_failures": failures, "guest_mce_lines": mce_lines}
+        facts = {"memory_failures": [e.to_json() for e in failures], "guest_mce_lines": mce_lines}
         if not failures and not mce_lines:
             return Outcome((), facts)
         evidence = []
         if failures:
-            data = cast(dict[str, object], failures[0].get("data") or {})
+            data = failures[0].data
             evidence.append(Evidence("events.json", "MEMORY_FAILURE", str(data)))
             summary = (
                 f"A host memory error ({data.get('recipient')}, action {data.get('action')}) "

@@ -29,17 +29,17 @@ class Runstate:
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        freeze = ctx.json_object("freeze")
-        cause = str(freeze.get("cause"))
-        facts = {"runstate": freeze.get("runstate"), "cause": freeze.get("cause")}
-        if cause not in CAUSES:
+        freeze = ctx.freeze
+        runstate, cause = (freeze.runstate, freeze.cause) if freeze else (None, None)
+        facts = {"runstate": runstate, "cause": cause}
+        if cause is None or cause not in CAUSES:
             return Outcome((), facts)
         mapped, sentence = CAUSES[cause]
         finding = Finding(
             cause=mapped,
-            summary=f"QEMU stopped the guest in runstate {freeze.get('runstate')}: {sentence}.",
-            signature=f"{mapped}: runstate {freeze.get('runstate')}",
+            summary=f"QEMU stopped the guest in runstate {runstate}: {sentence}.",
+            signature=f"{mapped}: runstate {runstate}",
             confidence=Confidence.STATE_ONLY,
-            evidence=(Evidence("freeze.json", "runstate", str(freeze.get("runstate"))),),
+            evidence=(Evidence("freeze.json", "runstate", str(runstate)),),
         )
         return Outcome((finding,), facts)

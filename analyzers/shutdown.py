@@ -39,9 +39,9 @@ class Shutdown:
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        freeze = ctx.json_object("freeze")
-        if freeze.get("runstate") != "shutdown":
-            return Outcome((), {"runstate": freeze.get("runstate")})
+        runstate = ctx.freeze.runstate if ctx.freeze else None
+        if runstate != "shutdown":
+            return Outcome((), {"runstate": runstate})
         regs = ctx.registers[0] if ctx.registers else None
         mode = mode_of(regs) if regs else None
         idt = regs.idt if regs else None

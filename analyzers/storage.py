@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar, cast
+from typing import ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.vocabulary import Cause
@@ -23,38 +23,35 @@ def disk_errors(ctx: Context) -> list[DiskError]:
     """From BLOCK_IO_ERROR events, else from the io-status that query-block keeps."""
     found = []
     for event in ctx.events():
-        if event.get("event") != "BLOCK_IO_ERROR":
+        if event.name != "BLOCK_IO_ERROR":
             continue
-        data = cast(dict[str, object], event.get("data") or {})
+        data = event.data
         found.append(
             DiskError(
                 str(data.get("device") or data.get("qom-path") or "?"),
-                cast(str | None, data.get("node-name")),
-                cast(str | None, data.get("operation")),
-                cast(str | None, data.get("reason")),
+                _opt_str(data.get("node-name")),
+                _opt_str(data.get("operation")),
+                _opt_str(data.get("reason")),
                 bool(data.get("nospace")),
                 "BLOCK_IO_ERROR event",
             )
         )
     if found:
         return found
-    identity = ctx.json_object("identity")
-    for dev in cast(list[dict[str, object]], identity.get("block") or []):
-        status = dev.get("io-status")
-        if status in ("failed", "nospace"):
-            node = cast(dict[str, object], dev.get("inserted") or {}).get("node-name")
-            name = str(dev.get("device") or dev.get("qdev") or "?")
-            found.append(
-                DiskError(
-                    name,
-                    cast(str | None, node),
-                    None,
-                    None,
-                    status == "nospace",
-                    "query-block io-status",
-                )
-            )
+    block = ctx.json_object("identity").get("block")  # an {"error": …} when QEMU refused
+    for dev in block if isinstance(block, list) else []:
+        if not isinstance(dev, dict) or dev.get("io-status") not in ("failed", "nospace"):
+            continue
+        inserted = dev.get("inserted")
+        node = _opt_str(inserted.get("node-name")) if isinstance(inserted, dict) else None
+        name = str(dev.get("device") or dev.get("qdev") or "?")
+        nospace = dev.get("io-status") == "nospace"
+        found.append(DiskError(name, node, None, None, nospace, "query-block io-status"))
     return found
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class Storage:

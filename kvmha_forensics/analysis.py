@@ -22,13 +22,16 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, runtime_che
 from .errors import InputError
 from .input_files import Keep, parse_json, read_input
 from .limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
+from .serial import to_json
 from .vocabulary import JSON, Cause, Vendor
 
 if TYPE_CHECKING:
     from drgn import Program
 
+    from .ha.freeze import FreezeState
     from .sources.qemu_log import QemuLog
     from .sources.registers import VcpuRegisters
+    from .transport.base import Event
     from .x86.prstatus import NoteRegisters
 
 log = logging.getLogger(__name__)
@@ -65,9 +68,6 @@ class Evidence:
     locator: str | None = None
     excerpt: str | None = None
 
-    def to_json(self) -> dict[str, JSON]:
-        return {"artifact": self.artifact, "locator": self.locator, "excerpt": self.excerpt}
-
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -80,17 +80,6 @@ class Finding:
     culprit: str | None = None
     crashed_cpu: int | None = None
     evidence: tuple[Evidence, ...] = ()
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "cause": self.cause,
-            "summary": self.summary,
-            "signature": self.signature,
-            "confidence": float(self.confidence),
-            "culprit": self.culprit,
-            "crashed_cpu": self.crashed_cpu,
-            "evidence": [e.to_json() for e in self.evidence],
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +106,7 @@ class AnalyzerResult:
             "status": self.status,
             "seconds": round(self.seconds, 6),
             "reason": self.reason,
-            "findings": [f.to_json() for f in self.outcome.findings],
+            "findings": [to_json(f) for f in self.outcome.findings],
             "facts": dict(self.outcome.facts),
             "notes": list(self.outcome.notes),
         }
@@ -186,16 +175,29 @@ class Context:
         found = self.json(kind)
         return cast(dict[str, object], found) if isinstance(found, dict) else {}
 
-    def events(self) -> list[dict[str, object]]:
+    @cached_property
+    def freeze(self) -> FreezeState | None:
+        """``freeze.json``: the state, cause and events when the guest froze."""
+        from .ha.freeze import FreezeState
+
+        doc = self.json("freeze")
+        if doc is None:
+            return None
+        try:
+            return FreezeState.from_json(doc)
+        except ValueError as exc:
+            raise InputError(f"{self.path('freeze')} is not a freeze record: {exc}") from exc
+
+    def events(self) -> list[Event]:
         """QMP events recorded with the freeze (before capture) and during capture."""
-        prior = self.json_object("freeze").get("events")
+        from .transport.base import Event
+
         during = self.json("events")
-        return [
-            cast(dict[str, object], e)
-            for e in [*(prior if isinstance(prior, list) else []),
-                      *(during if isinstance(during, list) else [])]
-            if isinstance(e, dict)
-        ]  # fmt: skip
+        try:
+            later = [Event.from_json(e) for e in during] if isinstance(during, list) else []
+        except ValueError as exc:
+            raise InputError(f"{self.path('events')} holds a bad event: {exc}") from exc
+        return [*(self.freeze.events if self.freeze else ()), *later]
 
     @property
     def memory(self) -> Path | None:

@@ -27,6 +27,8 @@ from ..errors import InputError
 from ..input_files import opened, parse_json, plain_relative, read_input, refusal
 from ..limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
 from ..private import rename_noreplace
+from ..serial import to_json
+from ..vocabulary import JSONObject
 
 FORMAT = "kvmha-forensics-bundle"
 SCHEMA_VERSION = 1
@@ -48,15 +50,6 @@ class Artifact:
     sha256: str
     description: str
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "size": self.size,
-            "sha256": self.sha256,
-            "description": self.description,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -67,13 +60,8 @@ class Step:
     seconds: float
     detail: str | None = None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "seconds": round(self.seconds, 6),
-            "detail": self.detail,
-        }
+    def to_json(self) -> JSONObject:
+        return to_json(self, seconds=round(self.seconds, 6))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +89,7 @@ class Manifest:
             "status": self.status,
             "reasons": list(self.reasons),
             "steps": [s.to_json() for s in self.steps],
-            "artifacts": [a.to_json() for a in self.artifacts],
+            "artifacts": [to_json(a) for a in self.artifacts],
         }
 
     @classmethod

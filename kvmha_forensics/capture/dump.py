@@ -18,11 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 from ..errors import ForensicsError, OperationTimeout
 from ..transport.base import DumpFormat, DumpProgress, Guest
-from ..vocabulary import JSONObject
+from ..transport.replies import DumpInfo
 
 POLL = 0.05
 CHUNK = 8 << 20
@@ -94,9 +93,9 @@ async def dump_memory(
     completed = False
     try:
         while True:
-            info = cast(JSONObject, await guest.execute("query-dump"))
-            status = info.get("status")
-            progress(int(cast(int, info.get("completed", 0))), int(cast(int, info.get("total", 0))))
+            info = DumpInfo.from_json(await guest.execute("query-dump"))
+            status = info.status
+            progress(info.completed, info.total)
             if status == "completed":
                 completed = True
                 break

@@ -25,10 +25,12 @@ from ..errors import BusyError, ForensicsError, GuestStateError, InputError
 from ..ha.freeze import FreezeState, assess
 from ..input_files import read_input, refusal
 from ..locks import exclusive
+from ..serial import to_json
 from ..sources import flattened, vmcoreinfo
 from ..sources.registers import VcpuRegisters, parse_register_dumps
 from ..transport.base import Address, Event, Guest, Managed
 from ..transport.local import process_started
+from ..transport.replies import name_of, uuid_of
 from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
 from ..x86.qemu_note import vcpu_states
@@ -186,13 +188,13 @@ async def _identity(guest: Guest) -> JSONObject:
     replies = await asyncio.gather(*(ask(c, a) for c, a in requests.items()))
     answers = dict(zip(requests, replies, strict=True))
     machine = _machine(answers.pop("query-machines"), answers.pop("qom-get"))
-    name = cast(JSONObject, answers["query-name"]).get("name")
+    name = name_of(answers["query-name"])
     managed = await guest.manager_identity() if isinstance(guest, Managed) else None
     return {
         "qemu_version": guest.qemu_version,
         "qemu_pid": guest.pid,
         "name": name,
-        "uuid": cast(JSONObject, answers["query-uuid"]).get("UUID"),
+        "uuid": uuid_of(answers["query-uuid"]),
         "kvm": answers["query-kvm"],
         "target": answers["query-target"],
         "vcpus": answers["query-cpus-fast"],
@@ -272,7 +274,7 @@ class Capture:
         self.running = before.state == "running"
         try:
             with self.step("freeze"):
-                w.write_json("freeze.json", before.to_json(), "freeze", "runstate, cause, events")
+                w.write_json("freeze.json", to_json(before), "freeze", "runstate, cause, events")
             with self.step("identity"):
                 w.write_json("identity.json", identity, "identity", "QEMU, machine, vCPUs, disks")
             self.choice = "none" if opts.memory_format == "none" else await self._choose()

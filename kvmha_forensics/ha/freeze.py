@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, get_args
 
 from ..transport.base import Event, Guest
 from ..transport.local import process_alive
-from ..vocabulary import JSONObject
+from ..transport.replies import Job, MigrationInfo
+from ..vocabulary import JSON, JSONObject
 
 State = Literal["running", "frozen", "paused", "gone"]
 
@@ -70,16 +71,24 @@ class FreezeState:
     events: tuple[Event, ...] = field(default=())
     details: JSONObject = field(default_factory=dict)
 
-    def to_json(self) -> JSONObject:
-        return {
-            "state": self.state,
-            "runstate": self.runstate,
-            "cause": self.cause,
-            "failover_safe": self.failover_safe,
-            "reasons": list(self.reasons),
-            "events": [e.to_json() for e in self.events],
-            "details": self.details,
-        }
+    @classmethod
+    def from_json(cls, doc: JSON) -> FreezeState:
+        """Read back what ``serial.to_json`` wrote (a bundle's ``freeze.json``); raises
+        ``ValueError`` on anything else."""
+        if not isinstance(doc, dict) or doc.get("state") not in get_args(State):
+            raise ValueError(f"not a freeze record: {doc!r:.80}")
+        runstate, cause, reasons = doc.get("runstate"), doc.get("cause"), doc.get("reasons")
+        events, details = doc.get("events") or [], doc.get("details") or {}
+        if not (isinstance(runstate, str | None) and isinstance(cause, str | None)):
+            raise ValueError("freeze record: runstate and cause must be strings or null")
+        if not (isinstance(reasons, list) and isinstance(events, list)):
+            raise ValueError("freeze record: reasons and events must be lists")
+        if not isinstance(details, dict):
+            raise ValueError("freeze record: details must be an object")
+        return cls(
+            doc["state"], runstate, cause, doc.get("failover_safe") is True,
+            tuple(map(str, reasons)), tuple(Event.from_json(e) for e in events), details,
+        )  # fmt: skip
 
     @classmethod
     def gone(
@@ -130,25 +139,25 @@ async def assess(guest: Guest, events: Sequence[Event] = ()) -> FreezeState:
         guest.execute("query-jobs"),
         guest.execute("query-migrate"),
     )
-    block_jobs, all_jobs = cast(list[JSONObject], block), cast(list[JSONObject], jobs)
-    migration = cast(JSONObject, mig)
+    block_jobs = Job.list_from_json(block, "query-block-jobs", "device")
+    all_jobs = Job.list_from_json(jobs, "query-jobs", "id")
+    mig_status = MigrationInfo.from_json(mig).status
     state, _ = RUNSTATES.get(runstate, ("paused", None))
     cause = refine_cause(runstate, events)
     reasons: list[str] = []
     if state != "frozen":
         reasons.append(f"runstate {runstate} is not an error stop")
     for job in block_jobs:
-        if job.get("status") in ACTIVE_JOB and not job.get("paused"):
-            reasons.append(f"block job {job.get('device')} ({job.get('type')}) is still running")
-    block_ids = {job.get("device") for job in block_jobs}
+        if job.status in ACTIVE_JOB and not job.paused:
+            reasons.append(f"block job {job.id} ({job.type}) is still running")
+    block_ids = {job.id for job in block_jobs}
     for job in all_jobs:  # non-block jobs that write: snapshot-save, blockdev-create, amend
-        if job.get("id") not in block_ids and job.get("status") in ACTIVE_JOB:
-            reasons.append(f"job {job.get('id')} ({job.get('type')}) is still running")
-    mig_status = str(migration.get("status", "none"))
+        if job.id not in block_ids and job.status in ACTIVE_JOB:
+            reasons.append(f"job {job.id} ({job.type}) is still running")
     if mig_status in ACTIVE_MIGRATION:
         reasons.append(f"migration is {mig_status}")
-    details: JSONObject = {"block_jobs": list(block_jobs), "jobs": list(all_jobs),
-                           "migration": mig_status}  # fmt: skip
+    # the replies as QEMU sent them: freeze.json keeps every field, not only those read here
+    details: JSONObject = {"block_jobs": block, "jobs": jobs, "migration": mig_status}
     return FreezeState(
         state=state,
         runstate=runstate,

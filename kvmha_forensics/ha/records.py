@@ -8,11 +8,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
+from ..serial import to_json
 from ..vocabulary import JSONObject
 from .freeze import FreezeState
 from .hooks import HookResult
+
+
+class Wire:
+    """A record the watcher emits: its ``kind``, then its fields."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    kind: ClassVar[str]
+
+    def to_json(self) -> JSONObject:
+        return {"kind": self.kind, **to_json(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +37,24 @@ class VerdictSummary:
     signature: str
     confidence: float
 
-    def to_json(self) -> JSONObject:
-        return {
-            "cause": self.cause, "summary": self.summary, "culprit": self.culprit,
-            "signature": self.signature, "confidence": self.confidence,
-        }  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class Signal:
-    """The HA signal: a guest froze (or is gone), why, and whether failing over is safe."""
+class GuestState(Wire):
+    """Which guest (its label, address and QEMU pid) and the state it is in."""
 
     guest: str
     qmp: str
     qemu_pid: int | None
     state: str
     runstate: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal(GuestState):
+    """The HA signal: a guest froze (or is gone), why, and whether failing over is safe."""
+
+    kind: ClassVar[str] = "signal"
+
     cause: str | None
     failover_safe: bool
     reasons: tuple[str, ...]
@@ -58,36 +72,21 @@ class Signal:
         return cls(guest, qmp, pid, f.state, f.runstate, f.cause, f.failover_safe, f.reasons,
                    detected_by, qemu_time, time.time())  # fmt: skip
 
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "signal", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
-            "state": self.state, "runstate": self.runstate, "cause": self.cause,
-            "failover_safe": self.failover_safe, "reasons": list(self.reasons),
-            "detected_by": self.detected_by, "qemu_time": self.qemu_time, "time": self.time,
-        }  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class StateChange:
+class StateChange(GuestState):
     """A guest's state seen on connecting, or a change that is not a freeze."""
 
-    guest: str
-    qmp: str
-    qemu_pid: int | None
-    state: str
-    runstate: str | None
-    detail: str | None = None
+    kind: ClassVar[str] = "state"
 
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "state", "guest": self.guest, "qmp": self.qmp, "qemu_pid": self.qemu_pid,
-            "state": self.state, "runstate": self.runstate, "detail": self.detail,
-        }  # fmt: skip
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class CaptureRecord:
+class CaptureRecord(Wire):
     """Step (2): the bundle (``status`` complete/incomplete) or why there is none."""
+
+    kind: ClassVar[str] = "capture"
 
     guest: str
     qmp: str
@@ -95,29 +94,18 @@ class CaptureRecord:
     bundle: str | None
     reasons: tuple[str, ...]
 
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "capture", "guest": self.guest, "qmp": self.qmp, "status": self.status,
-            "bundle": self.bundle, "reasons": list(self.reasons),
-        }  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
-class AnalysisRecord:
+class AnalysisRecord(Wire):
     """Step (3): the verdict on a bundle, or why there is none."""
+
+    kind: ClassVar[str] = "analysis"
 
     guest: str
     bundle: str
     status: Literal["ok", "failed", "skipped"]
     verdict: VerdictSummary | None
     reason: str | None = None
-
-    def to_json(self) -> JSONObject:
-        return {
-            "kind": "analysis", "guest": self.guest, "bundle": self.bundle,
-            "status": self.status, "reason": self.reason,
-            "verdict": self.verdict.to_json() if self.verdict else None,
-        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

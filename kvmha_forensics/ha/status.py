@@ -17,6 +17,7 @@ from typing import Literal
 from ..errors import AddressMissing, ExitCode, GuestGone, GuestHeld, OperationTimeout
 from ..limits import STATUS_TIMEOUT
 from ..printable import printable
+from ..serial import to_json
 from ..transport.base import Address
 from ..vocabulary import JSONObject
 from .freeze import FreezeState, assess
@@ -66,17 +67,7 @@ class Status:
         return codes[self.state]
 
     def to_json(self) -> JSONObject:
-        return {
-            "qmp": self.qmp,
-            "state": self.state,
-            "runstate": self.runstate,
-            "cause": self.cause,
-            "failover_safe": self.failover_safe,
-            "reasons": list(self.reasons),
-            "qemu_pid": self.qemu_pid,
-            "exit_code": int(self.exit_code),
-            "seconds": round(self.seconds, 4),
-        }
+        return to_json(self, exit_code=int(self.exit_code), seconds=round(self.seconds, 4))
 
 
 def render(result: Status, as_json: bool) -> str:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..analyze import analyze, gather
 from ..capture.memory_source import MemorySource
@@ -34,6 +34,7 @@ from ..errors import BusyError, ForensicsError, GuestGone, ManagerUnavailable
 from ..transport.base import Address, Event, Guest
 from ..transport.local import process_alive
 from ..transport.qmp import find_endpoints
+from ..transport.replies import name_of
 from ..vocabulary import JSONObject
 from .freeze import FREEZE_EVENTS, FreezeState, assess
 from .hooks import HookResult, HookSpec, run_hook
@@ -162,7 +163,7 @@ class GuestWatch:
         if pid != self.pid or pid is None:
             self.episode = Episode()
         self.pid, self.last_problem = pid, None
-        name = cast(JSONObject, await guest.execute("query-name")).get("name")
+        name = name_of(await guest.execute("query-name"))
         self.label = str(name) if name else self.label
         self.episode.events.extend(guest.events())
         freeze = await assess(guest, self.episode.events)

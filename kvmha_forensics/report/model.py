@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..analysis import AnalyzerResult, Evidence
+from ..serial import to_json
 from ..signature import signature_id
-from ..vocabulary import JSON, Cause
+from ..vocabulary import JSON, Cause, JSONObject
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -26,18 +27,8 @@ class Verdict:
     evidence: tuple[Evidence, ...]
     analyzer: str | None
 
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "cause": self.cause,
-            "summary": self.summary,
-            "culprit": self.culprit,
-            "signature": self.signature,
-            "signature_id": signature_id(self.signature),
-            "confidence": self.confidence,
-            "crashed_cpu": self.crashed_cpu,
-            "evidence": [e.to_json() for e in self.evidence],
-            "analyzer": self.analyzer,
-        }
+    def to_json(self) -> JSONObject:
+        return to_json(self, signature_id=signature_id(self.signature))
 
 
 @dataclass(frozen=True, slots=True)

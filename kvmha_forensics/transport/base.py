@@ -47,6 +47,17 @@ class Event:
     def to_json(self) -> JSONObject:
         return {"event": self.name, "data": dict(self.data), "timestamp": self.timestamp}
 
+    @classmethod
+    def from_json(cls, doc: JSON) -> Event:
+        """The inverse of :meth:`to_json` (an event as a bundle records it); raises
+        ``ValueError`` on anything else."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
+            raise ValueError(f"not an event record: {doc!r:.80}")
+        data, stamp = doc.get("data") or {}, doc.get("timestamp") or 0.0
+        if not isinstance(data, dict) or not isinstance(stamp, int | float):
+            raise ValueError(f"not an event record: {doc!r:.80}")
+        return cls(doc["event"], data, float(stamp))
+
 
 class Guest(Protocol):
     """One open conversation with a guest's monitor. Obtain it from :meth:`Address.connect`."""
@@ -82,13 +93,7 @@ class Guest(Protocol):
         Raises: GuestGone, TransportTimeout, CommandFailed."""
         ...
 
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, object] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> JSON:
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run a QMP command, return its ``return`` value.
 
         Raises: CommandFailed (refused), GuestGone (lost mid-command), TransportTimeout."""

@@ -41,9 +41,10 @@ from ..errors import (
     TransportConfigError,
     TransportTimeout,
 )
-from ..vocabulary import JSON, JSONObject
+from ..vocabulary import JSON
 from .base import Event, Guest
 from .local import socket_owners
+from .replies import StatusInfo
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +152,9 @@ class QMPSession:
         qemu = cast(Mapping[str, int], greeting.QMP.version["qemu"])
         return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"
 
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, object] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> JSON:
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         """Run ``command``; raise CommandFailed, GuestGone or TransportTimeout."""
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout
         try:
             return await asyncio.wait_for(
                 self.client.execute(command, dict(arguments) if arguments else None), limit
@@ -176,8 +171,7 @@ class QMPSession:
             raise GuestGone(f"QMP connection lost during {command}: {exc}") from exc
 
     async def runstate(self) -> str:
-        status = cast(JSONObject, await self.execute("query-status"))
-        return str(status.get("status"))
+        return StatusInfo.from_json(await self.execute("query-status")).status
 
     async def hmp(self, command_line: str) -> str:
         """Run a human-monitor command (read-only ones only, e.g. ``info registers -a``)."""

@@ -26,9 +26,10 @@ from ..capture.bundle import MANIFEST, Bundle
 from ..errors import ExitCode, ForensicsError, InputError
 from ..input_files import parse_json, read_input, refusal
 from ..limits import MAX_RECORD_BYTES
+from ..serial import to_json
 from ..signature import signature_id
 from ..sources.classify import Classified, classify
-from ..vocabulary import Vendor
+from ..vocabulary import JSONObject, Vendor
 from .cache import (
     CachedAnalysis,
     TriageCache,
@@ -119,9 +120,6 @@ class Skipped:
     path: str
     reason: str
 
-    def to_json(self) -> dict[str, object]:
-        return {"path": self.path, "reason": self.reason}
-
 
 @dataclass(frozen=True, slots=True)
 class KnownSignature:
@@ -132,14 +130,8 @@ class KnownSignature:
     first_seen: str
     last_seen: str
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "signature": self.signature,
-            "signature_id": signature_id(self.signature),
-            "cause": self.cause,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-        }
+    def to_json(self) -> JSONObject:
+        return to_json(self, signature_id=signature_id(self.signature))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +145,8 @@ class Stats:
     cache_misses: int
     seconds: float
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "inputs": self.inputs,
-            "analyzed": self.analyzed,
-            "skipped": self.skipped,
-            "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses,
-            "seconds": round(self.seconds, 3),
-        }
+    def to_json(self) -> JSONObject:
+        return to_json(self, seconds=round(self.seconds, 3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +185,7 @@ class TriageResult:
             "stats": {**self.stats.to_json(), "groups": len(self.groups),
                       "new_groups": len(self.new_groups)},
             "groups": [g.to_json() for g in self.groups],
-            "skipped": [s.to_json() for s in self.skipped],
+            "skipped": [to_json(s) for s in self.skipped],
             "known": [k.to_json() for k in self.known],
         }  # fmt: skip
 

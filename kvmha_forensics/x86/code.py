@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..serial import to_json
 from ..sources.registers import VcpuRegisters
+from ..vocabulary import JSONObject
 from .modes import mode_of, rip_linear
 from .paging import ElfMemory, read_virtual, translate
 
@@ -30,16 +32,16 @@ class CodeAtRip:
     before: bytes | None
     at_rip: bytes | None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "cpu": self.cpu,
-            "mode": self.mode,
-            "rip": hex(self.rip),
-            "linear": hex(self.linear),
-            "physical": None if self.physical is None else hex(self.physical),
-            "before": self.before.hex() if self.before is not None else None,
-            "at_rip": self.at_rip.hex() if self.at_rip is not None else None,
-        }
+    def to_json(self) -> JSONObject:
+        """Addresses as ``0x…`` strings, bytes as hex (``None`` when unknown)."""
+        return to_json(
+            self,
+            rip=hex(self.rip),
+            linear=hex(self.linear),
+            physical=None if self.physical is None else hex(self.physical),
+            before=self.before.hex() if self.before is not None else None,
+            at_rip=self.at_rip.hex() if self.at_rip is not None else None,
+        )
 
 
 def code_at_rip(dump: Path, vcpus: list[VcpuRegisters]) -> list[CodeAtRip]:

@@ -15,13 +15,15 @@ addressing and gives the SSE form (``pxor xmm0, xmm1``).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache, lru_cache
 from types import ModuleType
 from typing import Any
 
+from kvmha_forensics.serial import to_json
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
+from kvmha_forensics.vocabulary import JSONObject
 from kvmha_forensics.x86.modes import CpuMode, address_bits, capstone_mode, mode_of
 
 __all__ = [
@@ -92,13 +94,14 @@ class MemoryOperand:
     effective_address: int | None
     linear_address: int | None
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> JSONObject:
         """As a report holds it: the addresses in hex (``None`` when unknown)."""
-        as_json: dict[str, object] = asdict(self)
-        for key in ("effective_address", "linear_address"):
-            value = as_json[key]
-            as_json[key] = None if value is None else f"{value:#x}"
-        return as_json
+        ea, linear = self.effective_address, self.linear_address
+        return to_json(
+            self,
+            effective_address=None if ea is None else f"{ea:#x}",
+            linear_address=None if linear is None else f"{linear:#x}",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,11 @@ class FakeGuest:
         for e in events:
             self._queue.put_nowait(e)
 
+    def becomes(self, runstate: str, *events: Event) -> None:
+        """QEMU changes runstate and sends ``events`` about it."""
+        self.state = runstate
+        self.emit(*events)
+
     def hang_up(self) -> None:
         """QEMU exits: the connection ends, every later command fails as gone."""
         self.alive = False
@@ -63,13 +68,7 @@ class FakeGuest:
         assert isinstance(reply, dict)
         return str(reply["status"])
 
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, object] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> JSON:
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
         self.commands.append(command)
         await asyncio.sleep(0)  # a real round trip yields to the loop
         if not self.alive:

@@ -175,6 +175,17 @@ class Script:
                 return found
             await asyncio.sleep(0.001)
 
+    def play(self, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the watcher while ``scenario`` drives the guests, then stop it."""
+
+        async def both() -> None:
+            task = asyncio.create_task(self.watcher.run())
+            await scenario()
+            self.watcher.stop()
+            await task
+
+        run(both())
+
     def signals(self) -> list[Signal]:
         return [r for r in self.records if isinstance(r, Signal)]
 
@@ -189,7 +200,6 @@ def test_watch_signals_unsafe_then_safe_then_gone() -> None:
     script = Script(address)
 
     async def scenario() -> None:
-        task = asyncio.create_task(script.watcher.run())
         await script.until(is_state("running", "connected"))
         guest.state, guest.block_jobs = "internal-error", [MIRROR]
         guest.emit(event("STOP"))
@@ -199,10 +209,8 @@ def test_watch_signals_unsafe_then_safe_then_gone() -> None:
         guest.hang_up()
         await script.until(lambda r: isinstance(r, Signal) and r.state == "gone")
         await script.until(is_state("unreachable"))  # reconnecting finds nothing
-        script.watcher.stop()
-        await task
 
-    run(scenario())
+    script.play(scenario)
     unsafe, safe, gone = script.signals()
     assert (unsafe.state, unsafe.cause, unsafe.detected_by) == (
         "frozen", "internal-error", "event STOP",
@@ -220,15 +228,11 @@ def test_watch_a_pause_is_a_state_change_not_a_signal() -> None:
     script = Script(FakeAddress([guest]))
 
     async def scenario() -> None:
-        task = asyncio.create_task(script.watcher.run())
         await script.until(is_state("running", "connected"))
-        guest.state = "paused"
-        guest.emit(event("STOP"))
+        guest.becomes("paused", event("STOP"))
         await script.until(is_state("paused", "event STOP"))
-        script.watcher.stop()
-        await task
 
-    run(scenario())
+    script.play(scenario)
     assert script.signals() == []
 
 
@@ -237,23 +241,18 @@ def test_watch_a_second_freeze_after_a_restart_is_signaled_again() -> None:
     script = Script(FakeAddress([first, second]))
 
     async def scenario() -> None:
-        task = asyncio.create_task(script.watcher.run())
         await script.until(is_state("running", "connected"))
-        first.state = "guest-panicked"
-        first.emit(event("GUEST_PANICKED", action="pause"))
+        first.becomes("guest-panicked", event("GUEST_PANICKED", action="pause"))
         await script.until(lambda r: isinstance(r, Signal) and r.state == "frozen")
         first.hang_up()
         await script.until(lambda r: isinstance(r, Signal) and r.state == "gone")
         await script.until(
             lambda r: is_state("running", "connected")(r) and r is not script.records[0]
         )
-        second.state = "internal-error"
-        second.emit(event("STOP"))
+        second.becomes("internal-error", event("STOP"))
         await script.until(lambda r: len([s for s in script.signals() if s.state == "frozen"]) == 2)
-        script.watcher.stop()
-        await task
 
-    run(scenario())
+    script.play(scenario)
     frozen = [s for s in script.signals() if s.state == "frozen"]
     assert [s.cause for s in frozen] == ["guest-panicked", "internal-error"]
     assert [s.detected_by for s in frozen] == ["event GUEST_PANICKED", "event STOP"]
@@ -263,12 +262,9 @@ def test_watch_a_guest_frozen_when_first_seen_is_signaled_on_connect() -> None:
     script = Script(FakeAddress([FakeGuest(state="io-error")]))
 
     async def scenario() -> None:
-        task = asyncio.create_task(script.watcher.run())
         await script.until(lambda r: isinstance(r, Signal))
-        script.watcher.stop()
-        await task
 
-    run(scenario())
+    script.play(scenario)
     (signal,) = script.signals()
     assert (signal.cause, signal.detected_by, signal.failover_safe) == ("io-error", "connect", True)
 
@@ -278,21 +274,15 @@ def test_watch_resumed_guest_starts_a_new_episode() -> None:
     script = Script(FakeAddress([guest]))
 
     async def scenario() -> None:
-        task = asyncio.create_task(script.watcher.run())
         await script.until(is_state("running", "connected"))
-        guest.state = "internal-error"
-        guest.emit(event("STOP"))
+        guest.becomes("internal-error", event("STOP"))
         await script.until(lambda r: isinstance(r, Signal))
-        guest.state = "running"  # an operator resumed it (cont)
-        guest.emit(event("RESUME"))
+        guest.becomes("running", event("RESUME"))  # an operator resumed it (cont)
         await script.until(is_state("running", "poll"))
-        guest.state = "internal-error"
-        guest.emit(event("STOP"))
+        guest.becomes("internal-error", event("STOP"))
         await script.until(lambda r: len(script.signals()) == 2)
-        script.watcher.stop()
-        await task
 
-    run(scenario())
+    script.play(scenario)
     assert [s.cause for s in script.signals()] == ["internal-error", "internal-error"]
 
 

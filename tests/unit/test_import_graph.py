@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "",
             "errors",
             "vocabulary",
+            "serial",
             "limits",
             "xdg",
             "private",

@@ -3,16 +3,9 @@ triage cache key holds of the code that decides it."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import cast
 
-from kvmha_forensics.analysis import (
-    AnalyzerResult,
-    Confidence,
-    Context,
-    Finding,
-    Outcome,
-    Requirement,
-)
+from kvmha_forensics.analysis import Analyzer, AnalyzerResult, Confidence, Finding, Outcome
 from kvmha_forensics.report.verdict import decide
 from kvmha_forensics.triage.cache import code_fingerprint
 from kvmha_forensics.vocabulary import Cause
@@ -55,18 +48,18 @@ def test_refines_holds_only_for_the_same_cause() -> None:
     assert decide([other, fine]).analyzer == "kvm-exit"
 
 
-class One:
-    name: ClassVar[str] = "one"
-    version: ClassVar[int] = 1
-    description: ClassVar[str] = "a test analyzer"
-    requires: ClassVar[frozenset[Requirement]] = frozenset()
-    refines: ClassVar[frozenset[str]] = frozenset()
-
-    def run(self, ctx: Context) -> Outcome:
-        return Outcome()
-
-
 def test_an_analyzer_version_changes_the_cache_key() -> None:
-    same = [type("One", (One,), {"version": v}) for v in (1, 1, 2)]  # same module and name
+    def analyzer(version: int) -> type[Analyzer]:
+        attributes = {
+            "name": "one",
+            "version": version,
+            "description": "a test analyzer",
+            "requires": frozenset(),
+            "refines": frozenset(),
+            "run": lambda s, c: Outcome(),
+        }
+        return cast(type[Analyzer], type("One", (), attributes))
+
+    same = [analyzer(v) for v in (1, 1, 2)]  # the same module, name and source file
     assert code_fingerprint((same[0],)) == code_fingerprint((same[1],))
     assert code_fingerprint((same[0],)) != code_fingerprint((same[2],))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,44 +15,28 @@ from kvmha_forensics.sources.console import (
     clean_line,
     parse_console,
 )
+from tests.goldens import Case, check_case, read_case, render_headers
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "console"
 GOLDENS = sorted(GOLDEN_DIR.glob("[0-9][0-9][0-9]-*.txt"))
-HEADER_KEYS = ("TITLE", "CAUSE", "CULPRIT", "CORRUPTED")
+HEADER_KEYS = ("TITLE", "CAUSE", "CULPRIT", "CORRUPTED", "SIGNATURE", "START", "END")
 
 
-@dataclass(frozen=True)
-class Golden:
-    path: Path
-    headers: dict[str, str]
-    log: str
-
-
-def read_golden(path: Path) -> Golden:
-    text = path.read_text(encoding="utf-8")
-    head, sep, log = text.partition("\n\n")
-    assert sep, f"{path.name}: no blank line after the headers"
-    headers: dict[str, str] = {}
-    for line in head.split("\n"):
-        key, colon, value = line.partition(":")
-        assert colon and key in HEADER_KEYS, f"{path.name}: bad header line {line!r}"
-        headers[key] = value.strip()
-    return Golden(path, headers, log)
+def read_golden(path: Path) -> Case:
+    return read_case(path, HEADER_KEYS)
 
 
 def expected_of(report: CrashReport | None) -> dict[str, str]:
+    """The headers of a console case: the primary report, and its first and last lines
+    (1-based) in the raw log."""
     if report is None:
         return {"TITLE": "", "CAUSE": "", "CULPRIT": ""}
     out = {"TITLE": report.title, "CAUSE": report.cause, "CULPRIT": report.culprit or ""}
     if report.corrupted:
         out["CORRUPTED"] = "Y"
+    out["SIGNATURE"] = report.signature
+    out["START"], out["END"] = str(report.first_line + 1), str(report.last_line + 1)
     return out
-
-
-def render_headers(headers: dict[str, str]) -> str:
-    return "".join(
-        f"{key}: {headers[key]}".rstrip() + "\n" for key in HEADER_KEYS if key in headers
-    )
 
 
 def primary_title(text: str) -> str:
@@ -70,35 +53,31 @@ def test_goldens_exist() -> None:
 @pytest.mark.parametrize("path", GOLDENS, ids=lambda p: p.stem)
 def test_golden(path: Path, update_goldens: bool) -> None:
     golden = read_golden(path)
-    actual = expected_of(parse_console(golden.log).primary)
-    if update_goldens:
-        path.write_text(render_headers(actual) + "\n" + golden.log, encoding="utf-8")
-        return
-    expected = {"CORRUPTED": "N", **golden.headers}
-    assert {"CORRUPTED": "N", **actual} == expected
+    actual = expected_of(parse_console(golden.raw).primary)
+    check_case(golden, actual, HEADER_KEYS, update_goldens, {"CORRUPTED": "N"})
 
 
 def test_golden_roundtrip_format(tmp_path: Path) -> None:
     """The golden reader and writer agree, so --update-goldens only touches headers."""
     headers = {"TITLE": "kernel BUG in f", "CAUSE": "guest-bug", "CULPRIT": "f", "CORRUPTED": "Y"}
     path = tmp_path / "001-x.txt"
-    path.write_text(render_headers(headers) + "\nlog line\n", encoding="utf-8")
+    path.write_text(render_headers(headers, HEADER_KEYS) + "\nlog line\n", encoding="utf-8")
     golden = read_golden(path)
     assert golden.headers == headers
-    assert golden.log == "log line\n"
+    assert golden.raw == "log line\n"
 
 
 # Facts the goldens' three headers do not pin down, checked on the recorded lab consoles.
 
 
 def lab_report(name: str) -> CrashReport:
-    report = parse_console(read_golden(GOLDEN_DIR / name).log).primary
+    report = parse_console(read_golden(GOLDEN_DIR / name).raw).primary
     assert report is not None
     return report
 
 
 def test_oops_details() -> None:
-    analysis = parse_console(read_golden(GOLDEN_DIR / "002-lab-oops.txt").log)
+    analysis = parse_console(read_golden(GOLDEN_DIR / "002-lab-oops.txt").raw)
     assert analysis.kernel_release == "6.1.0-56-cloud-amd64"
     assert len(analysis.reports) == 1, "the Fatal exception panic is folded into the oops"
     r = analysis.reports[0]
@@ -117,7 +96,7 @@ def test_oops_details() -> None:
 
 
 def test_smp_panic_cpu_and_notes() -> None:
-    analysis = parse_console(read_golden(GOLDEN_DIR / "006-lab-smp-panic.txt").log)
+    analysis = parse_console(read_golden(GOLDEN_DIR / "006-lab-smp-panic.txt").raw)
     r = analysis.reports[0]
     assert (r.crashed_cpu, r.task, r.tainted, r.panic_message) == (1, "sh", None, None)
     assert any("sysrq" in note for note in analysis.notes)
@@ -137,8 +116,8 @@ def test_softlockup_cpu_from_header() -> None:
 
 def test_line_span() -> None:
     golden = read_golden(GOLDEN_DIR / "003-lab-bug.txt")
-    lines = golden.log.split("\n")
-    r = parse_console(golden.log).reports[0]
+    lines = golden.raw.split("\n")
+    r = parse_console(golden.raw).reports[0]
     assert "kernel BUG at" in lines[r.first_line]
     assert "Kernel panic - not syncing: Fatal exception" in lines[r.last_line]
 
@@ -167,7 +146,7 @@ def test_clean_line_strips_transport() -> None:
 
 
 def test_repeated_reports_are_separate() -> None:
-    one = read_golden(GOLDEN_DIR / "008-warning.txt").log
+    one = read_golden(GOLDEN_DIR / "008-warning.txt").raw
     analysis = parse_console(one + "\n" + one)
     assert [r.title for r in analysis.reports] == ["WARNING in module_put"] * 2
 
@@ -213,7 +192,7 @@ def test_bounded_on_huge_input() -> None:
 @settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_agreement(path: Path, data: st.DataObject) -> None:
-    log = read_golden(path).log
+    log = read_golden(path).raw
     want = primary_title(log)
     transform = data.draw(st.sampled_from(["strip-ts", "add-ts", "crlf", "qemu", "interleave"]))
     lines = log.split("\n")
@@ -236,3 +215,18 @@ def test_agreement(path: Path, data: st.DataObject) -> None:
                 out.append(data.draw(NOISE))
         mutated = "\n".join(out)
     assert primary_title(mutated) == want, transform
+
+
+@pytest.mark.parametrize("path", CRASH_GOLDENS, ids=lambda p: p.stem)
+def test_reparsing_from_the_report_start_finds_the_same_report(path: Path) -> None:
+    """syzkaller's checkReport: the report stands on its own from its first line."""
+    log = read_golden(path).raw
+    first = parse_console(log).primary
+    assert first is not None
+    rest = "\n".join(log.split("\n")[first.first_line :])
+    again = parse_console(rest).primary
+    assert again is not None
+    assert (again.title, again.cause, again.culprit, again.signature) == (
+        first.title, first.cause, first.culprit, first.signature,
+    )  # fmt: skip
+    assert (again.first_line, again.last_line) == (0, first.last_line - first.first_line)

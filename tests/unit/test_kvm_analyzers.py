@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvmha_forensics.analysis import Context, Inputs, Vendor
+from kvmha_forensics.analysis import Context, Inputs
 from kvmha_forensics.analyze import analyze, gather
 from kvmha_forensics.analyzers.instruction import Instruction
 from kvmha_forensics.analyzers.kvm_exit import KvmExit
 from kvmha_forensics.sources.mtree import parse_mtree
+from kvmha_forensics.vocabulary import Vendor
 from tests import schemas
 
 LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs"

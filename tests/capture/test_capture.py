@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import drgn
@@ -23,7 +22,7 @@ from kvmha_forensics import __version__
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.capture.steps import CaptureOptions, Progress, capture, guest_lock
 from kvmha_forensics.errors import ExitCode
-from kvmha_forensics.lab import assets, launcher, scenarios
+from kvmha_forensics.lab import assets, scenarios
 from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.qemu_log import parse_qemu_log
 from kvmha_forensics.sources.registers import parse_register_dumps
@@ -31,6 +30,7 @@ from kvmha_forensics.transport.qmp import Endpoint, session
 from kvmha_forensics.x86.modes import CpuMode
 from kvmha_forensics.x86.prstatus import vcpu_registers
 from tests import schemas
+from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
 
 pytestmark = pytest.mark.lab
@@ -422,25 +422,9 @@ def test_code_at_rip_agrees_with_the_kvm_log(lab: Lab) -> None:
     assert bytes.fromhex(first["at_rip"]).startswith(code.from_rip()[:4])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_capture_over_qmp_tcp(tmp_path: Path) -> None:
     """QMP over TCP (HOST:PORT): no peer pid there, so no stderr file is found by itself."""
-    scenario = scenarios.get("triple-fault")
-    port = free_port()
-    sockets = (tmp_path / "qmp.sock", tmp_path / "spare.sock")
-    boot = ["-drive", f"file={assets.baremetal(scenario.name)},format=raw,if=ide,snapshot=on"]
-    argv = launcher.qemu_argv(scenario, tmp_path, sockets, "tcg", 64, 1, boot)
-    argv += ["-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"]
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not sockets[0].exists():
-            assert qemu.poll() is None, "QEMU exited"
-            time.sleep(0.02)
+    with triple_fault_on_tcp(tmp_path) as (port, sockets):
 
         async def start() -> None:
             async with session(Endpoint(path=str(sockets[0]))) as qmp:
@@ -460,9 +444,6 @@ def test_capture_over_qmp_tcp(tmp_path: Path) -> None:
         step = next(s for s in opened.manifest.steps if s.name == "qemu-log")
         assert step.status == "skipped" and step.detail and "--qemu-log" in step.detail
         assert runstate(str(sockets[1])) == "shutdown"
-    finally:
-        qemu.kill()
-        qemu.wait()
 
 
 def test_a_file_that_is_not_a_socket(tmp_path: Path) -> None:

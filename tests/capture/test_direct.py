@@ -13,7 +13,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import drgn
@@ -25,13 +24,13 @@ from kvmha_forensics.capture.direct import write_core
 from kvmha_forensics.capture.guestram import RamRange, ram_ranges
 from kvmha_forensics.capture.steps import CaptureOptions, capture
 from kvmha_forensics.errors import OperationTimeout
-from kvmha_forensics.lab import assets, launcher, scenarios
+from kvmha_forensics.lab import assets, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
 from kvmha_forensics.sources.elfcore import Note, read_core
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.transport.qmp import Endpoint
 from tests.capture.physical import covered, differing_pages
-from tests.capture.test_capture import free_port
+from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
 
 pytestmark = pytest.mark.lab
@@ -211,17 +210,7 @@ def test_nothing_stays_attached_to_qemu(lab: Lab) -> None:
 def test_forcing_direct_over_tcp_says_why_it_cannot(tmp_path: Path) -> None:
     """Over QMP on TCP QEMU's process is unknown: a forced direct read leaves the memory out
     and says why (the dump path over TCP is tested in test_capture.py)."""
-    scenario = scenarios.get("triple-fault")
-    port = free_port()
-    sockets = (tmp_path / "qmp.sock", tmp_path / "spare.sock")
-    boot = ["-drive", f"file={assets.baremetal(scenario.name)},format=raw,if=ide,snapshot=on"]
-    argv = launcher.qemu_argv(scenario, tmp_path, sockets, "tcg", 64, 1, boot)
-    argv += ["-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"]
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not sockets[0].exists():
-            assert qemu.poll() is None, "QEMU exited"
-            time.sleep(0.02)
+    with triple_fault_on_tcp(tmp_path) as (port, _sockets):
         done = subprocess.run(
             [*CLI, "capture", "--qmp", f"127.0.0.1:{port}", "--out", str(tmp_path / "b"),
              "--memory-source", "direct", "--json", "--live"],
@@ -231,9 +220,6 @@ def test_forcing_direct_over_tcp_says_why_it_cannot(tmp_path: Path) -> None:
         assert result["status"] == "incomplete"
         assert any("QMP over TCP" in r for r in result["reasons"]), result["reasons"]
         assert Bundle.open(Path(result["bundle"])).file("memory-elf") is None
-    finally:
-        qemu.kill()
-        qemu.wait()
 
 
 def test_prstatus_layout_matches_qemus_for_a_32_bit_guest(lab: Lab) -> None:

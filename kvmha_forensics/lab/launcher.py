@@ -27,12 +27,13 @@ from ..errors import (
     BusyError,
     EnvironmentProblem,
     ForensicsError,
+    GuestHeld,
     GuestStateError,
     InputError,
     OperationTimeout,
 )
 from ..transport.base import Event
-from ..transport.qmp import Endpoint, session
+from ..transport.qmp import Endpoint, QMPSession, session
 from . import assets
 from .scenarios import Scenario
 
@@ -295,7 +296,8 @@ async def _drive(scenario: Scenario, guest: LabGuest, proc: subprocess.Popen[byt
     await _wait_socket(Path(guest.qmp), proc, time.monotonic() + 10)
     events: list[Event] = []
     try:
-        async with session(Endpoint(path=guest.qmp), timeout=10) as qmp:
+        async with contextlib.AsyncExitStack() as stack:
+            qmp = await _monitor(stack, guest)
             await qmp.execute("cont")
             while time.monotonic() < deadline and proc.poll() is None:
                 event = await qmp.next_event(0.25)
@@ -313,6 +315,15 @@ async def _drive(scenario: Scenario, guest: LabGuest, proc: subprocess.Popen[byt
     details = "\n".join((_tail(Path(guest.serial)), _tail(Path(guest.stderr))))
     error = OperationTimeout if proc.poll() is None else GuestStateError
     raise error(f"lab {scenario.name}: {failure}", "see the tails below", details)
+
+
+async def _monitor(stack: contextlib.AsyncExitStack, guest: LabGuest) -> QMPSession:
+    """A session on the guest's QMP socket, or on its spare when another client (a watcher
+    scanning the directory) connected first: QEMU greets one client per monitor at a time."""
+    try:
+        return await stack.enter_async_context(session(Endpoint(path=guest.qmp), timeout=3))
+    except GuestHeld:
+        return await stack.enter_async_context(session(Endpoint(path=guest.qmp_spare), timeout=10))
 
 
 def _stop(pid: int) -> None:

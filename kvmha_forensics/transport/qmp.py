@@ -119,6 +119,11 @@ def _open_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
         ) from exc
     except TimeoutError as exc:
         raise TransportTimeout(f"connecting to {endpoint} timed out", "is QEMU hung?") from exc
+    except BlockingIOError as exc:  # a unix socket's backlog is full: QEMU accepts no one now
+        raise GuestHeld(
+            f"{endpoint} is not accepting connections: another client holds the monitor",
+            "find it with 'ss -xp' and end it, or use another QMP socket of this QEMU",
+        ) from exc
     except OSError as exc:
         raise TransportConfigError(f"cannot connect to {endpoint}: {exc.strerror or exc}") from exc
     sock.setblocking(False)

@@ -102,3 +102,45 @@ def test_long_dir_keeps_sockets_under_the_limit(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 90) / ("e" * 60)
     deep.mkdir(parents=True)
     assert len(str(_socket_dir(deep) / "qmp-spare.sock")) <= SUN_PATH_MAX
+
+
+def test_launch_survives_a_client_that_takes_the_qmp_socket_first(tmp_path: Path) -> None:
+    """A watcher scanning the guest's directory may connect to ``qmp.sock`` before the
+    launcher does; QEMU then greets only that client, and the launcher uses the spare."""
+    import asyncio
+    import socket
+    import threading
+
+    from kvmha_forensics.lab import launcher
+    from tests.conftest import require_kvm
+
+    scenario = scenarios.get("triple-fault")
+    require_kvm(scenario)
+    path, stop, greeted = tmp_path / "qmp.sock", threading.Event(), threading.Event()
+
+    def grab() -> None:  # connect the moment QEMU listens, and hold the monitor
+        while not stop.is_set():
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(path))
+                except OSError:
+                    continue
+                sock.settimeout(10)
+                if sock.recv(4096).startswith(b'{"QMP"'):
+                    greeted.set()
+                stop.wait()
+                return
+
+    holder = threading.Thread(target=grab)
+    holder.start()
+    try:
+        guest = asyncio.run(launcher.up(scenario, tmp_path))
+        held_during_launch = greeted.is_set()
+    finally:
+        stop.set()
+        holder.join()
+    try:
+        assert runstate(guest.qmp) == scenario.runstate
+        assert held_during_launch, "the holder lost the race: the launcher connected first"
+    finally:
+        launcher.down(tmp_path)

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import drgn
@@ -32,6 +31,7 @@ from kvmha_forensics.x86.prstatus import vcpu_registers
 from tests import schemas
 from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
+from tests.sockets import one_reply
 
 pytestmark = pytest.mark.lab
 LINUX = [s.name for s in scenarios.SCENARIOS if s.guest == "linux"]
@@ -233,19 +233,8 @@ def test_refused_socket(tmp_path: Path) -> None:
 
 
 def test_socket_that_is_not_qmp(tmp_path: Path) -> None:
-    path = tmp_path / "http.sock"
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.listen(1)
-
-    def answer() -> None:
-        conn, _ = server.accept()
-        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n")
-        conn.close()
-
-    threading.Thread(target=answer, daemon=True).start()
-    done = cli("capture", "--qmp", str(path), "--out", str(tmp_path / "out"))
-    server.close()
+    with one_reply(tmp_path / "http.sock", b"HTTP/1.0 200 OK\r\n\r\nhello\n") as path:
+        done = cli("capture", "--qmp", str(path), "--out", str(tmp_path / "out"))
     assert done.returncode == ExitCode.QMP
     assert "does not speak QMP" in done.stderr
 

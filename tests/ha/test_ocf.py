@@ -24,6 +24,23 @@ BINARY = str(Path(sys.executable).with_name("kvmha-forensics"))
 OCF_ROOT = Path("/usr/lib/ocf")
 
 
+def alert_env(rsc: str, out: Path, **extra: str) -> dict[str, str]:
+    """The environment Pacemaker gives an alert agent for a failed monitor of ``rsc``."""
+    return {**os.environ, "PATH": f"{Path(BINARY).parent}:{os.environ['PATH']}",
+            "CRM_alert_kind": "resource", "CRM_alert_rsc": rsc, "CRM_alert_task": "monitor",
+            "CRM_alert_rc": "1", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
+            "CRM_alert_recipient": str(out), **extra}  # fmt: skip
+
+
+def published(out: Path) -> Path:
+    """The one bundle the alert's detached capture publishes in ``out`` (waits for it)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(out.glob("kvmha-*")):
+        time.sleep(0.2)
+    (bundle,) = out.glob("kvmha-*")
+    return bundle
+
+
 def need_resource_agents() -> None:
     if not (OCF_ROOT / "lib" / "heartbeat" / "ocf-shellfuncs").exists():
         pytest.skip("no ocf-shellfuncs: apt-get install resource-agents")
@@ -96,16 +113,10 @@ def test_alert_agent_captures_a_frozen_guest(lab: Lab, tmp_path: Path) -> None:
     sockets, out = tmp_path / "run", tmp_path / "bundles"
     sockets.mkdir()
     (sockets / "vm1.sock").symlink_to(guest.qmp)  # the alert finds DIR/RSC.sock
-    env = {**os.environ, "PATH": f"{Path(BINARY).parent}:{os.environ['PATH']}",
-           "CRM_alert_kind": "resource", "CRM_alert_rsc": "vm1", "CRM_alert_task": "monitor",
-           "CRM_alert_rc": "1", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
-           "CRM_alert_recipient": str(out), "kvmha_socket_dir": str(sockets)}  # fmt: skip
+    env = alert_env("vm1", out, kvmha_socket_dir=str(sockets))
     done = subprocess.run([str(ALERT)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 120  # the capture runs detached; wait for it to publish
-    while time.monotonic() < deadline and not any(out.glob("kvmha-*")):
-        time.sleep(0.2)
-    (bundle,) = out.glob("kvmha-*")
+    bundle = published(out)
     assert Bundle.open(bundle).manifest.guest["runstate"] == "shutdown"
     # an expected result is no failure: nothing is captured
     calm = {**env, "CRM_alert_rc": "0", "CRM_alert_recipient": str(tmp_path / "none")}

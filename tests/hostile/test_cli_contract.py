@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.hostile import cli, one_line
+from tests.sockets import one_reply
 
 USAGE, QMP, MISSING = 2, 5, 14
 
@@ -82,19 +83,8 @@ def test_held_socket_is_one_line(silent_socket: Path, tmp_path: Path) -> None:
 
 
 def test_garbage_speaking_socket_is_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "talker.sock"
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.listen(1)
-
-    def talk() -> None:
-        conn, _ = server.accept()
-        conn.sendall(b"{" * 100_000 + b"\n")
-        conn.close()
-
-    threading.Thread(target=talk, daemon=True).start()
-    done = cli("capture", "--qmp", str(path), "--out", str(tmp_path / "o"), "--timeout", "2")
-    server.close()
+    with one_reply(tmp_path / "talker.sock", b"{" * 100_000 + b"\n") as path:
+        done = cli("capture", "--qmp", str(path), "--out", str(tmp_path / "o"), "--timeout", "2")
     assert done.returncode == QMP, done.stderr
     one_line(done.stderr)
 

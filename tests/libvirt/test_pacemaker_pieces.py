@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from kvmha_forensics.capture.bundle import Bundle
-from tests.ha.test_ocf import ALERT, BINARY, agent, need_resource_agents
+from tests.ha.test_ocf import ALERT, BINARY, agent, alert_env, need_resource_agents, published
 from tests.libvirt.conftest import Domains
 
 pytestmark = pytest.mark.lab
@@ -35,16 +34,10 @@ def test_a_frozen_domain_fails_virtualdomain_and_kvmha_guest(lv: Domains, tmp_pa
         assert done.stdout.startswith("frozen (guest-panicked), failover-safe")
 
     out = tmp_path / "alert"  # the alert finds the domain named like the resource
-    env = {**os.environ, "PATH": f"{Path(BINARY).parent}:{os.environ['PATH']}",
-           "CRM_alert_kind": "resource", "CRM_alert_rsc": dom.name, "CRM_alert_task": "monitor",
-           "CRM_alert_rc": "1", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
-           "CRM_alert_recipient": str(out)}  # fmt: skip
+    env = alert_env(dom.name, out)
     done = subprocess.run([str(ALERT)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 120  # the capture runs detached; wait for it to publish
-    while time.monotonic() < deadline and not any(out.glob("kvmha-*")):
-        time.sleep(0.2)
-    (alerted,) = out.glob("kvmha-*")
+    alerted = published(out)
     assert Bundle.open(alerted).manifest.guest["runstate"] == "guest-panicked"
 
     params = {"domain": dom.name, "capture_dir": str(tmp_path / "stop")}

@@ -25,7 +25,7 @@ from .cli_ha import (
     status_cmd,
     watch_cmd,
 )
-from .cli_options import seconds
+from .cli_options import MemoryFormatOption, MemorySourceOption, seconds
 from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import scenarios
@@ -213,9 +213,7 @@ def capture_cmd(
     out: Annotated[Path, typer.Option("--out", help="Directory the bundle is created in.")] = Path(
         "."
     ),
-    memory_format: Annotated[
-        str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
-    ] = "elf",
+    memory_format: MemoryFormatOption = "elf",
     timeout: Annotated[
         float, typer.Option(callback=seconds(1), help="Seconds for the whole capture.")
     ] = 600,
@@ -228,14 +226,7 @@ def capture_cmd(
             " started, that is the result: no second capture of one freeze.",
         ),
     ] = False,
-    memory_source: Annotated[
-        str,
-        typer.Option(
-            "--memory-source",
-            help="auto (read QEMU's memory directly when possible), direct, or dump"
-            " (QEMU's dump-guest-memory).",
-        ),
-    ] = "auto",
+    memory_source: MemorySourceOption = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON lines; the last is the result.")
     ] = False,
@@ -246,10 +237,6 @@ def capture_cmd(
     from .capture.memory_source import MemorySource
     from .capture.steps import CaptureOptions, MemoryFormat, capture
 
-    if memory_format not in ("elf", "kdump-zlib", "none"):
-        raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
-    if memory_source not in ("auto", "direct", "dump"):
-        raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
     where = address(qmp, domain, connect, api_only)
     opts = CaptureOptions(
         where, out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from .cli_options import seconds
+from .cli_options import MemoryFormatOption, MemorySourceOption, seconds
 from .errors import InputError
 from .limits import STATUS_TIMEOUT
 
@@ -120,12 +120,8 @@ def watch_cmd(
     hook_timeout: Annotated[
         float, typer.Option(callback=seconds(0.1), help="Seconds a hook may run.")
     ] = 10.0,
-    memory_format: Annotated[
-        str, typer.Option("--memory-format", help="elf, kdump-zlib or none.")
-    ] = "elf",
-    memory_source: Annotated[
-        str, typer.Option("--memory-source", help="auto, direct or dump (see capture).")
-    ] = "auto",
+    memory_format: MemoryFormatOption = "elf",
+    memory_source: MemorySourceOption = "auto",
     capture_timeout: Annotated[
         float, typer.Option(callback=seconds(1), help="Seconds per capture.")
     ] = 600.0,
@@ -154,10 +150,6 @@ def watch_cmd(
         raise typer.BadParameter("--connect and --libvirt-api-only go with --domain or --libvirt")
     if socket_dir is not None and not socket_dir.is_dir():
         raise InputError(f"{socket_dir} is not a directory", "check --socket-dir")
-    if memory_format not in ("elf", "kdump-zlib", "none"):
-        raise typer.BadParameter("use elf, kdump-zlib or none", param_hint="--memory-format")
-    if memory_source not in ("auto", "direct", "dump"):
-        raise typer.BadParameter("use auto, direct or dump", param_hint="--memory-source")
     import asyncio
 
     from .ha.hooks import HookSpec

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -18,3 +19,31 @@ def seconds(minimum: float) -> Callable[[float], float]:
         return value
 
     return check
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A typer callback: ``value`` must be one of ``allowed``."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"use {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return value
+
+    return check
+
+
+MemoryFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--memory-format", callback=choice("elf", "kdump-zlib", "none"),
+        help="elf, kdump-zlib or none.",
+    ),
+]  # fmt: skip
+MemorySourceOption = Annotated[
+    str,
+    typer.Option(
+        "--memory-source", callback=choice("auto", "direct", "dump"),
+        help="auto (read QEMU's memory directly when possible), direct, or dump"
+        " (QEMU's dump-guest-memory).",
+    ),
+]  # fmt: skip

@@ -567,7 +567,15 @@ class Capture:
 async def capture(
     opts: CaptureOptions, sink: ProgressSink = _ignore, prior_events: tuple[Event, ...] = ()
 ) -> CaptureResult:
-    """Capture the guest behind ``opts.endpoint`` into a new bundle under ``opts.out``."""
+    """Capture the guest behind ``opts.endpoint`` into a new bundle under ``opts.out``.
+
+    A failed step (a timeout included) is recorded, and the bundle is published incomplete.
+    What leaves no bundle at all raises:
+    InputError (``opts.out`` or the lock directory is unusable), BusyError (another capture of
+    this guest holds its lock), the transport's GuestGone, GuestHeld, NotAMonitor,
+    TransportConfigError, TransportTimeout and ManagerUnavailable, GuestStateError (a running
+    guest without ``opts.live``, a runstate changed during the capture, a forced direct read
+    that is impossible here), ForensicsError (a forced direct read that failed)."""
     try:
         opts.out.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:

@@ -20,13 +20,10 @@ EXCEPTION_OF = {"ud2": "#UD", "ud1": "#UD", "ud0": "#UD", "int3": "#BP", "into":
 
 def instruction_at_rip(ctx: Context, mode: CpuMode | None) -> Instruction | None:
     """vCPU 0's instruction at RIP, from the bytes capture read through the page tables."""
-    code = ctx.json("code")
-    if mode is None or not isinstance(code, list) or not code or not isinstance(code[0], dict):
+    first = ctx.code[0] if ctx.code else None
+    if mode is None or first is None or first.at_rip is None:
         return None
-    at_rip, rip = code[0].get("at_rip"), code[0].get("rip")
-    if not isinstance(at_rip, str) or not isinstance(rip, str):
-        return None
-    return disassemble(bytes.fromhex(at_rip), mode, int(rip, 16))
+    return disassemble(first.at_rip, mode, first.rip)
 
 
 class Shutdown:

@@ -38,16 +38,11 @@ def disk_errors(ctx: Context) -> list[DiskError]:
         )
     if found:
         return found
-    block = ctx.json_object("identity").get("block")  # an {"error": …} when QEMU refused
-    for dev in block if isinstance(block, list) else []:
-        if not isinstance(dev, dict) or dev.get("io-status") not in ("failed", "nospace"):
-            continue
-        inserted = dev.get("inserted")
-        node = _opt_str(inserted.get("node-name")) if isinstance(inserted, dict) else None
-        name = str(dev.get("device") or dev.get("qdev") or "?")
-        nospace = dev.get("io-status") == "nospace"
-        found.append(DiskError(name, node, None, None, nospace, "query-block io-status"))
-    return found
+    return [
+        DiskError(d.device, d.node, None, None, d.io_status == "nospace", "query-block io-status")
+        for d in ctx.block_devices
+        if d.io_status in ("failed", "nospace")
+    ]
 
 
 def _opt_str(value: object) -> str | None:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .sources.qemu_log import QemuLog
     from .sources.registers import VcpuRegisters
     from .transport.base import Event
+    from .transport.replies import BlockDevice
+    from .x86.code import CodeAtRip
     from .x86.prstatus import NoteRegisters
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,29 @@ class Context:
             return FreezeState.from_json(doc)
         except ValueError as exc:
             raise InputError(f"{self.path('freeze')} is not a freeze record: {exc}") from exc
+
+    @cached_property
+    def code(self) -> list[CodeAtRip]:
+        """``code.json``: each vCPU's bytes around RIP, read through its page tables."""
+        from .x86.code import CodeAtRip
+
+        doc = self.json("code")
+        try:
+            return [CodeAtRip.from_json(c) for c in doc] if isinstance(doc, list) else []
+        except ValueError as exc:
+            raise InputError(f"{self.path('code')} holds a bad entry: {exc}") from exc
+
+    @cached_property
+    def block_devices(self) -> list[BlockDevice]:
+        """``identity.json``'s ``query-block`` answer (none when QEMU refused it)."""
+        from .errors import NotAMonitor
+        from .transport.replies import BlockDevice
+
+        block = self.json_object("identity").get("block")  # an {"error": …} when refused
+        try:
+            return BlockDevice.list_from_json(block) if isinstance(block, list) else []
+        except NotAMonitor as exc:
+            raise InputError(f"{self.path('identity')}: {exc}") from exc
 
     def events(self) -> list[Event]:
         """QMP events recorded with the freeze (before capture) and during capture."""

@@ -101,6 +101,25 @@ class DumpInfo:
         return cls(_str(doc, "status", "query-dump"), done, total)
 
 
+@dataclass(frozen=True, slots=True)
+class BlockDevice:
+    """One entry of ``query-block``: the device (or its qdev path), its node and I/O status."""
+
+    device: str
+    node: str | None
+    io_status: str | None
+
+    @classmethod
+    def list_from_json(cls, reply: JSON) -> list[BlockDevice]:
+        devices = []
+        for dev in _list(reply, "query-block"):
+            inserted = dev.get("inserted")
+            node = _opt_str(inserted, "node-name") if isinstance(inserted, dict) else None
+            name = _opt_str(dev, "device") or _opt_str(dev, "qdev") or "?"
+            devices.append(cls(name, node, _opt_str(dev, "io-status")))
+        return devices
+
+
 def name_of(reply: JSON) -> str | None:
     """``query-name``: the guest's ``-name``, None when it has none."""
     return _opt_str(_object(reply, "query-name"), "name")

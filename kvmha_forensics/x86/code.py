@@ -43,6 +43,34 @@ class CodeAtRip:
             at_rip=self.at_rip.hex() if self.at_rip is not None else None,
         )
 
+    @classmethod
+    def from_json(cls, doc: object) -> CodeAtRip:
+        """Read back what :meth:`to_json` wrote; ValueError on another shape."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"not an object: {doc!r:.60}")
+
+        def number(key: str) -> int | None:
+            value = doc.get(key)
+            return None if value is None else int(_text(value, key), 16)
+
+        def raw(key: str) -> bytes | None:
+            value = doc.get(key)
+            return None if value is None else bytes.fromhex(_text(value, key))
+
+        cpu, mode = doc.get("cpu"), doc.get("mode")
+        if not (cpu is None or type(cpu) is int) or not (mode is None or isinstance(mode, str)):
+            raise ValueError(f"bad cpu or mode: {cpu!r:.20}, {mode!r:.20}")
+        rip, linear = number("rip"), number("linear")
+        if rip is None or linear is None:
+            raise ValueError("no rip or linear address")
+        return cls(cpu, mode, rip, linear, number("physical"), raw("before"), raw("at_rip"))
+
+
+def _text(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not a hex string: {value!r:.40}")
+    return value
+
 
 def code_at_rip(dump: Path, vcpus: list[VcpuRegisters]) -> list[CodeAtRip]:
     """For each vCPU whose registers are known, the bytes around CS.base + RIP."""

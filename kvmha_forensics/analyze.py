@@ -134,7 +134,11 @@ def analyze(
     analyzers: Iterable[str] | None = None,
     on_result: Callable[[AnalyzerResult], None] | None = None,
 ) -> Report:
-    """Run the analyzers (all, or those named) on ``inputs`` and decide the verdict."""
+    """Run the analyzers (all, or those named) on ``inputs`` and decide the verdict.
+
+    An analyzer that fails (a bad bundle record included) is a ``failed`` result, not an
+    exception. Raises: InputError for an unknown analyzer name, or a ``--vmlinux`` that is
+    missing, not ELF or of another build than the dump."""
     return analyze_with(inputs, select(analyzers), problems, on_result)
 
 

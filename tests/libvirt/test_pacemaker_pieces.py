@@ -18,8 +18,10 @@ MONITOR = Path(__file__).resolve().parents[2] / "ha" / "virtualdomain" / "kvmha-
 
 
 def monitor_script(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run as VirtualDomain runs it: no arguments, its parameters in the environment."""
-    full = {**os.environ, "OCF_RESKEY_config": str(config), "KVMHA_BINARY": BINARY, **env}
+    """Run as VirtualDomain runs it: no arguments, its parameters in the environment; a
+    frozen domain is captured next to ``config``."""
+    full = {**os.environ, "OCF_RESKEY_config": str(config), "KVMHA_BINARY": BINARY,
+            "KVMHA_CAPTURE_DIR": str(config.with_name("monitor")), **env}  # fmt: skip
     return subprocess.run([str(MONITOR)], env=full, capture_output=True, text=True, timeout=60)
 
 
@@ -32,6 +34,9 @@ def test_a_frozen_domain_fails_virtualdomain_and_kvmha_guest(lv: Domains, tmp_pa
         done = monitor_script(config, KVMHA_LIBVIRT_API_ONLY=api_only)
         assert done.returncode == 1, done.stdout
         assert done.stdout.startswith("frozen (guest-panicked), failover-safe")
+        assert "capture (exit 0)" in done.stdout, done.stdout  # the second: --once, the first's
+    (captured,) = (tmp_path / "monitor").iterdir()
+    assert Bundle.open(captured).manifest.status == "complete"
 
     out = tmp_path / "alert"  # the alert finds the domain named like the resource
     env = alert_env(dom.name, out)

@@ -1,0 +1,55 @@
+"""The HA scripts' own decisions, without a guest: what the alert agent ignores, and a monitor
+script that cannot run kvmha-forensics (both run by the cluster tests on real guests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.ha.test_ocf import ALERT, OCF_ROOT, ROOT
+
+MONITOR = ROOT / "ha" / "virtualdomain" / "kvmha-domain-monitor"
+
+
+def alert(tmp_path: Path, status: str, rc: str) -> list[str]:
+    """Run the alert agent for a monitor of vm1 (a resource no cluster knows); its log."""
+    log = tmp_path / f"alert-{status}-{rc}.log"
+    log.touch()
+    env = {**os.environ, "CRM_alert_kind": "resource", "CRM_alert_rsc": "vm1",
+           "CRM_alert_task": "monitor", "CRM_alert_rc": rc, "CRM_alert_target_rc": "0",
+           "CRM_alert_status": status, "CRM_alert_recipient": str(tmp_path / "bundles"),
+           "kvmha_socket_dir": str(tmp_path), "kvmha_libvirt_uri": "test:///default",
+           "kvmha_log": str(log)}  # fmt: skip
+    done = subprocess.run([str(ALERT)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return log.read_text().splitlines()
+
+
+def test_the_alert_agent_acts_on_failures_only(tmp_path: Path) -> None:
+    (failed,) = alert(tmp_path, status="0", rc="1")  # a failed monitor: it looks for the guest
+    assert "vm1 monitor failed (rc 1) but no domain or QMP socket is known for it" in failed
+    assert alert(tmp_path, status="4", rc="1")  # an execution error is a failure too
+    assert alert(tmp_path, status="1", rc="1") == []  # cancelled (a failover cancels monitors)
+    assert alert(tmp_path, status="-1", rc="1") == []  # pending
+    assert alert(tmp_path, status="0", rc="0") == []  # the expected result
+    assert alert(tmp_path, status="0", rc="7") == []  # not running: Pacemaker's own business
+
+
+def test_a_monitor_script_that_cannot_run_kvmha_forensics_passes_and_says_so(
+    tmp_path: Path,
+) -> None:
+    if not (OCF_ROOT / "lib" / "heartbeat" / "ocf-shellfuncs").exists():
+        pytest.skip("no ocf-shellfuncs: ./run setup installs resource-agents")
+    config = tmp_path / "vm1.xml"
+    config.write_text("<domain type='qemu'>\n  <name>vm1</name>\n</domain>\n")
+    log = tmp_path / "pacemaker.log"  # where Pacemaker has its agents log (HA_LOGFILE)
+    env = {**os.environ, "OCF_ROOT": str(OCF_ROOT), "OCF_RESOURCE_INSTANCE": "vm1",
+           "OCF_RESKEY_config": str(config), "KVMHA_BINARY": str(tmp_path / "missing"),
+           "HA_LOGFILE": str(log), "HA_LOGFACILITY": "none"}  # fmt: skip
+    done = subprocess.run([str(MONITOR)], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0  # a broken install fails over no healthy domain...
+    assert "cannot run (exit 127): frozen domains go unnoticed" in log.read_text()  # ...loudly

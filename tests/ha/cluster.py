@@ -5,8 +5,11 @@ mount and UTS namespaces, held open by a ``sleep`` process: per-node ``/var/lib/
 ``/var/log/pacemaker``, ``/var/lib/corosync`` and ``/etc/corosync`` (bind mounts of directories
 under the cluster's root), tmpfs ``/run`` and ``/dev/shm`` (corosync and Pacemaker use fixed IPC
 names), and read-only overlays that add the project's OCF agent to
-``/usr/lib/ocf/resource.d/kvmha`` and the test fence agent to ``/usr/sbin``, so the host's
-system directories are never written. Everything else (the repository, the virtualenv, the
+``/usr/lib/ocf/resource.d/kvmha``, the test fence agent to ``/usr/sbin``, ``kvmha-forensics``
+and the project's HA scripts to ``/usr/local/bin`` and the alert agent's sudoers rule to
+``/etc/sudoers.d``, as an operator installs them, so the host's system directories are never
+written. With ``libvirt``, each node runs its own libvirtd and virtlogd (their state and
+runtime directories the node's own). Everything else (the repository, the virtualenv, the
 cluster's ``shared`` directory) is the host's filesystem, seen by both nodes alike.
 
 ``Cluster.close`` ends every process in each node's network namespace (corosync, Pacemaker,
@@ -19,8 +22,10 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -30,6 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "ha" / "ocf" / "kvmha-guest"
 FENCE_AGENT = Path(__file__).with_name("fence_kvmha_test")
+BINARY = Path(sys.executable).with_name("kvmha-forensics")
+# installed in each node's /usr/local/bin, as docs/ha/pacemaker.md says
+LOCAL_BIN = {"kvmha-alert": ROOT / "ha" / "alert" / "kvmha-alert",
+             "kvmha-domain-monitor": ROOT / "ha" / "virtualdomain" / "kvmha-domain-monitor",
+             "kvmha-crm-fail": ROOT / "ha" / "hook" / "kvmha-crm-fail"}  # fmt: skip
+SUDOERS = ROOT / "ha" / "alert" / "kvmha-alert.sudoers"
+LIBVIRT_DIRS = ("/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt", "/etc/libvirt/qemu")
+# what systemd gives pacemaker.service: agents find programs there, not on the test's PATH
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DAEMONS = ("corosync", "pacemakerd")
 PACEMAKER_DIRS = ("lib-pacemaker", "lib-pacemaker/cib", "lib-pacemaker/pengine",
                   "lib-pacemaker/blackbox", "lib-pacemaker/cores", "log-pacemaker")  # fmt: skip
@@ -55,6 +69,10 @@ def ids() -> tuple[int, int]:
     import pwd
 
     return pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid
+
+
+def libvirtd_answers(node: Node) -> bool:
+    return node.run("virsh", "-c", "qemu:///system", "version", check=False).returncode == 0
 
 
 def corosync_answers(node: Node) -> bool:
@@ -144,10 +162,18 @@ class Node:
 class Cluster:
     """Two nodes, ``node-a`` and ``node-b``, with corosync (knet, two_node) and Pacemaker."""
 
-    def __init__(self, root: Path, stonith: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        stonith: bool = False,
+        libvirt: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
+        self.env = env or {}  # Pacemaker's environment, so its agents' too
         self.shared = root / "shared"
         self.stonith = stonith
+        self.libvirt = libvirt
         tag = f"kvmha{os.getpid()}x{id(self) % 10000}"
         self.nodes = [
             Node("node-a", 1, "10.213.0.1", f"{tag}a", root / "node-a"),
@@ -182,11 +208,15 @@ class Cluster:
             node.run("ip", "link", "set", "lo", "up")
             node.run("ip", "addr", "add", f"{node.address}/24", "dev", "ha0")
             node.run("ip", "link", "set", "ha0", "up")
+        if self.libvirt:
+            for node in self.nodes:
+                self._libvirtd(node)
         for node in self.nodes:
             node.spawn("corosync", ["corosync", "-f", "-c", "/etc/corosync/corosync.conf"])
         for node in self.nodes:
             self._until(node, corosync_answers, "corosync answering")
-        env = {"PCMK_logfile": "/var/log/pacemaker/pacemaker.log", "PCMK_logfacility": "none"}
+        env = {"PCMK_logfile": "/var/log/pacemaker/pacemaker.log", "PCMK_logfacility": "none",
+               "PATH": SYSTEM_PATH, **self.env}  # fmt: skip
         for node in self.nodes:
             node.spawn("pacemakerd", ["pacemakerd", "-f"], env)
         self._until(self.a, lambda n: self.online() == {"node-a", "node-b"}, "both nodes online")
@@ -197,6 +227,14 @@ class Cluster:
         (self.shared / "ocf" / "kvmha" / "kvmha-guest").symlink_to(AGENT)
         (self.shared / "sbin").mkdir()
         (self.shared / "sbin" / FENCE_AGENT.name).symlink_to(FENCE_AGENT)
+        (self.shared / "bin").mkdir()
+        (self.shared / "bin" / BINARY.name).symlink_to(BINARY)  # run as root only
+        for name, source in LOCAL_BIN.items():  # copies: hacluster runs the alert agent
+            shutil.copyfile(source, self.shared / "bin" / name)
+            (self.shared / "bin" / name).chmod(0o755)
+        (self.shared / "sudoers").mkdir()
+        shutil.copyfile(SUDOERS, self.shared / "sudoers" / "kvmha-alert")
+        (self.shared / "sudoers" / "kvmha-alert").chmod(0o440)
         (self.shared / "holders").mkdir()
         for node in self.nodes:
             for sub in PACEMAKER_DIRS:
@@ -226,6 +264,9 @@ class Cluster:
             "mount -t overlay overlay -o "
             f"lowerdir={self.shared}/ocf:/usr/lib/ocf/resource.d /usr/lib/ocf/resource.d",
             f"mount -t overlay overlay -o lowerdir={self.shared}/sbin:/usr/sbin /usr/sbin",
+            f"mount -t overlay overlay -o lowerdir={self.shared}/bin:/usr/local/bin /usr/local/bin",
+            "mount -t overlay overlay -o "
+            f"lowerdir={self.shared}/sudoers:/etc/sudoers.d /etc/sudoers.d",
             "mkdir -p /run/kvmha",
             "echo ready",
             "exec sleep infinity",
@@ -239,6 +280,24 @@ class Cluster:
         if node.holder.stdout.readline().strip() != "ready":
             raise ClusterError(f"{node.name}: its namespaces could not be set up")
         (self.shared / "holders" / node.name).write_text(f"{node.holder.pid}\n")
+
+    def _libvirtd(self, node: Node) -> None:
+        """The node's own libvirtd and virtlogd, on its own /var/{lib,log,cache}/libvirt and
+        /etc/libvirt/qemu. The capabilities cache is seeded from the host's, else from
+        node-a's (node-a's libvirtd starts first): one QEMU probe (~8 s) at most."""
+        for sub in LIBVIRT_DIRS:
+            source = node.root / sub.strip("/").replace("/", "-")
+            seed = Path(sub) if node is self.a else self.a.root / "var-cache-libvirt"
+            if sub == "/var/cache/libvirt" and (seed / "qemu").is_dir():
+                shutil.copytree(seed, source, symlinks=True)
+            source.mkdir(exist_ok=True)
+            node.run("mount", "--bind", str(source), sub)
+        node.run("mkdir", "-p", "/var/lib/libvirt/qemu", "/var/log/libvirt/qemu",
+                 "/var/cache/libvirt/qemu", "/run/libvirt")  # fmt: skip
+        node.run("virtlogd", "-d")
+        # pinned like the lab's libvirtd (kvmha_forensics.lab.libvirtd): its cache stays valid
+        node.run("taskset", "-c", "0", "libvirtd", "-d")
+        self._until(node, libvirtd_answers, "libvirtd answering")
 
     def _corosync_conf(self) -> str:
         nodes = "".join(

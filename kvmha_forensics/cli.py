@@ -303,6 +303,36 @@ def bundle_verify(directory: Annotated[Path, typer.Argument(help="A bundle direc
     stdout().print(f"{directory}: {len(opened.manifest.artifacts)} artifacts verified")
 
 
+@bundle_app.command("prune")
+def bundle_prune(
+    directory: Annotated[Path, typer.Argument(help="A directory bundles are captured into.")],
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            callback=seconds(0),
+            help="Seconds without a write before an unlocked partial is stale; more than the"
+            " longest capture timeout when captures on other hosts write here.",
+        ),
+    ] = 3600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what is stale.")] = False,
+) -> None:
+    """Remove partial bundles that dead captures left behind (a lost node's)."""
+    from .capture import partials
+
+    try:
+        found = partials.prune(directory, older_than, dry_run)
+    except OSError as exc:
+        raise InputError(
+            f"cannot read {directory}: {exc.strerror}", "give a bundle directory"
+        ) from exc
+    for partial in found:
+        done = {"stale": "stale" if dry_run else "removed", "in-use": "kept (a capture writes it)",
+                "recent": f"kept (written {partial.idle:.0f}s ago)"}[partial.state]  # fmt: skip
+        stdout().print(f"{printable(str(partial.path), one_line=True)}: {done}", markup=False,
+                       highlight=False)  # fmt: skip
+
+
 @app.command("analyze")
 def analyze_cmd(
     target: Annotated[

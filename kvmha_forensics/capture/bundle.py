@@ -9,6 +9,7 @@ bundle; the directory is 0700 and every file 0600, created without following sym
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -215,6 +216,7 @@ class BundleWriter:
             os.mkdir(tmp, 0o700, dir_fd=self._parent_fd)
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             self._tmp_fd = os.open(tmp, flags, dir_fd=self._parent_fd)
+            fcntl.flock(self._tmp_fd, fcntl.LOCK_EX)  # in use: partials.prune leaves it alone
         except OSError:
             os.close(self._parent_fd)
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from ..vocabulary import JSONObject
 from ..x86.code import code_at_rip
 from ..x86.qemu_note import vcpu_states
 from . import bundle as bundle_mod
+from . import partials
 from .bundle import VENDOR_OF_KVM, kvm_module
 from .direct import write_core
 from .dump import dump_memory
@@ -584,6 +586,8 @@ async def capture(
         ) from exc
     if not os.access(opts.out, os.W_OK | os.X_OK):
         raise InputError(f"{opts.out} is not writable", "choose another --out")
+    with contextlib.suppress(OSError):  # what dead captures left here (a lost node's)
+        partials.prune(opts.out)
     async with opts.endpoint.connect(timeout=min(10.0, opts.timeout)) as guest:
         with guest_lock(guest.pid, opts.endpoint):
             if opts.once:

@@ -389,4 +389,9 @@ def test_node_loss_while_the_watcher_captures_the_survivor_takes_over_and_no_bun
     # the bundle being written stays under its hidden temporary name: no bundle is half-written
     entries = list((cluster.shared / "bundles").iterdir())
     assert [e.name.startswith(".kvmha-vm1-") and ".partial-" in e.name for e in entries] == [True]
+    # the survivor removes it: its writer died with node-a, so no lock holds it (on real
+    # shared storage a lock of another host is not seen: the age, or knowing node-a fenced)
+    pruned = cluster.b.run(BINARY, "bundle", "prune", "--older-than", "0", str(partial))
+    assert pruned.stdout.splitlines() == [f"{entries[0]}: removed"]
+    assert list(partial.iterdir()) == []
     print(f"\nnode loss → running on node-b: {started_on(cluster.b) - lost:.2f} s (token 1000 ms)")  # type: ignore[operator]

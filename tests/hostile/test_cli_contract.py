@@ -31,6 +31,8 @@ USAGE, QMP, MISSING = 2, 5, 14
         ("analyze", "--no-such-option"),
         ("triage",),
         ("bundle", "verify"),
+        ("bundle", "prune", "/x", "--older-than", "nan"),
+        ("bundle", "prune", "/x", "--older-than", "-1"),
         ("no-such-command",),
     ],
 )

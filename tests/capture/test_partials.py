@@ -1,0 +1,73 @@
+"""Partial bundles that dead captures left behind: kept while a capture holds them or while
+recent, removed when stale, by ``bundle prune`` and by the next capture into the directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kvmha_forensics.capture import partials
+from kvmha_forensics.capture.bundle import BundleWriter
+from tests.capture.test_capture import cli
+from tests.conftest import Lab
+
+HOUR = 3600.0
+
+
+def dead(parent: Path, name: str, idle: float) -> Path:
+    """A partial a capture left when it died: its writer gone, its last write ``idle`` s ago."""
+    writer = BundleWriter(parent, name)
+    writer.write_bytes("console.log", b"half", "console", "a console")
+    writer._close()  # the process ended: its descriptors, and so its lock, are gone
+    when = time.time() - idle
+    for path in (writer.tmp / "console.log", writer.tmp):
+        os.utime(path, (when, when))
+    return writer.tmp
+
+
+def test_prune_removes_only_stale_unlocked_partials(tmp_path: Path) -> None:
+    stale = dead(tmp_path, "kvmha-vm1-1", idle=2 * HOUR)
+    recent = dead(tmp_path, "kvmha-vm1-2", idle=60)
+    live = BundleWriter(tmp_path, "kvmha-vm1-3")  # a capture writing now, untouched for hours
+    os.utime(live.tmp, (time.time() - 2 * HOUR,) * 2)
+    (tmp_path / "kvmha-vm1-0").mkdir()  # a published bundle
+    (tmp_path / ".other").mkdir()
+
+    judged = {p.path: p.state for p in partials.prune(tmp_path, HOUR, dry_run=True)}
+    assert judged == {stale: "stale", recent: "recent", live.tmp: "in-use"}
+    assert stale.exists()  # a dry run removes nothing
+
+    partials.prune(tmp_path, HOUR)
+    assert not stale.exists() and recent.exists() and live.tmp.exists()
+    partials.prune(tmp_path, 0)  # a lost node's partial, with its node known dead
+    assert not recent.exists() and live.tmp.exists()  # a held lock still keeps it
+    assert {p.name for p in tmp_path.iterdir()} == {"kvmha-vm1-0", ".other", live.tmp.name}
+    live.abandon()
+
+
+def test_bundle_prune_says_what_it_did(tmp_path: Path) -> None:
+    stale = dead(tmp_path, "kvmha-vm1-1", idle=2 * HOUR)
+    recent = dead(tmp_path, "kvmha-vm1-2", idle=60)
+    done = cli("bundle", "prune", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{stale}: removed", f"{recent}: kept (written 60s ago)"]
+    missing = cli("bundle", "prune", str(tmp_path / "missing"))
+    assert missing.returncode == 3 and "No such file or directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.lab
+def test_the_next_capture_removes_a_stale_partial(lab: Lab, tmp_path: Path) -> None:
+    stale = dead(tmp_path, "kvmha-vm1-1", idle=2 * HOUR)
+    recent = dead(tmp_path, "kvmha-vm1-2", idle=60)
+    guest = lab.frozen("triple-fault")
+    done = cli("capture", "--json", "--qmp", guest.qmp, "--out", str(tmp_path),
+               "--memory-format", "none")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bundle = Path(json.loads(done.stdout.splitlines()[-1])["bundle"])
+    assert sorted(tmp_path.iterdir()) == sorted([bundle, recent])
+    assert not stale.exists()

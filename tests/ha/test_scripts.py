@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.test_ocf import ALERT, OCF_ROOT, ROOT
+from tests.ha.test_ocf import ALERT, OCF_ROOT, ROOT, alert_env
 
 MONITOR = ROOT / "ha" / "virtualdomain" / "kvmha-domain-monitor"
 
@@ -18,11 +18,9 @@ def alert(tmp_path: Path, status: str, rc: str) -> list[str]:
     """Run the alert agent for a monitor of vm1 (a resource no cluster knows); its log."""
     log = tmp_path / f"alert-{status}-{rc}.log"
     log.touch()
-    env = {**os.environ, "CRM_alert_kind": "resource", "CRM_alert_rsc": "vm1",
-           "CRM_alert_task": "monitor", "CRM_alert_rc": rc, "CRM_alert_target_rc": "0",
-           "CRM_alert_status": status, "CRM_alert_recipient": str(tmp_path / "bundles"),
-           "kvmha_socket_dir": str(tmp_path), "kvmha_libvirt_uri": "test:///default",
-           "kvmha_log": str(log)}  # fmt: skip
+    env = alert_env("vm1", tmp_path / "bundles", CRM_alert_status=status, CRM_alert_rc=rc,
+                    kvmha_socket_dir=str(tmp_path), kvmha_libvirt_uri="test:///default",
+                    kvmha_log=str(log))  # fmt: skip
     done = subprocess.run([str(ALERT)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return log.read_text().splitlines()
@@ -52,4 +50,9 @@ def test_a_monitor_script_that_cannot_run_kvmha_forensics_passes_and_says_so(
     done = subprocess.run([str(MONITOR)], env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0  # a broken install fails over no healthy domain...
-    assert "cannot run (exit 127): frozen domains go unnoticed" in log.read_text()  # ...loudly
+    assert "status' failed (exit 127): frozen domains go unnoticed" in log.read_text()  # loudly
+    log.unlink()
+    env["KVMHA_BINARY"] = "false"  # runs, and fails (exit 1)
+    usage = subprocess.run([str(MONITOR)], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert usage.returncode == 0 and "status' failed (exit 1)" in log.read_text()

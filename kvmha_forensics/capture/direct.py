@@ -1,16 +1,18 @@
 """Guest memory read straight from the QEMU process into an ELF core, QEMU's dump format.
 
-Two passes over what may hold data (:mod:`.hostpages` says which pages; the rest are zero):
-the first reads it and tells all-zero pages apart (and finds the guest's VMCOREINFO note),
-so that the program headers, which come first in the file, can list the zero runs as
-``p_filesz = 0`` segments; the second reads the non-zero pages again and writes them, hashed
-as written. Reading is ~6 GB/s here, writing and hashing ~1 GB/s: the second read is cheap,
-and the file holds only what the guest used. Nothing is ever written to QEMU's memory.
+:mod:`.hostpages` says which pages may hold data; every other page is zero and becomes part of
+a ``p_filesz = 0`` segment, so the program headers, which come first in the file, are known
+before any guest byte is read. The notes come next: the kernel's VMCOREINFO note is looked for
+first, in guest-physical order (a Linux guest allocates it early at boot: a few MiB in). Then
+one pass reads the pages that may hold data, chunk by chunk; a thread hashes each chunk as the
+file has it while another writes its non-zero pages, all-zero pages staying holes of the file.
+Nothing is ever written to QEMU's memory.
 """
 
 from __future__ import annotations
 
 import bisect
+import mmap
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +43,8 @@ class DirectResult:
 
     sha256: str
     size: int
-    examined: int  # bytes read in the first pass
-    written: int  # bytes of guest memory in the file
+    examined: int  # bytes that may hold data, all read
+    written: int  # bytes of non-zero guest pages written (zero pages are holes)
     segments: int
     vmcoreinfo: bool
 
@@ -64,54 +66,58 @@ def write_core(
     """Write the ELF core of QEMU process ``pid``'s guest RAM ``ranges`` to ``fd`` (synced).
 
     ``expired`` is asked at every chunk: when it says so, :class:`OperationTimeout` ends it."""
-
-    def step(done: int, total: int) -> None:
-        if expired():
-            raise OperationTimeout("the memory read did not finish before the deadline")
-        progress(done, total)
-
     with HostMemory(pid) as host:
         plans = [host.plan(r) for r in ranges]
         examined = sum(e.count for plan in plans for e in plan) * PAGE
-        nonzero, note = _examine(host, plans, [r.size // PAGE for r in ranges], step)
-        loads = _loads(ranges, nonzero)
-        written = sum(load.size for load in loads if load.in_file)
+        loads = _loads(ranges, [_may_hold_data(plan, r.size // PAGE)
+                                for plan, r in zip(plans, ranges, strict=True)])  # fmt: skip
+        total = sum(load.size for load in loads if load.in_file)
+
+        def step(done: int) -> None:
+            if expired():
+                raise OperationTimeout("the memory read did not finish before the deadline")
+            progress(done, total)
+
+        note = _find_vmcoreinfo(host, plans, lambda: step(0))
         writer = CoreWriter(fd, loads, cpu_notes(vcpus) + note, CHUNK_PAGES * PAGE)
         try:
             writer.start()
-            total = examined + written
-            _write(host, ranges, plans, loads, writer, lambda n: step(examined + n, total))
+            _write(host, ranges, plans, loads, writer, step)
             digest = writer.finish()
         except BaseException:
             writer.close()
             raise
+    written = total - writer.holes
     return DirectResult(digest, writer.size, examined, written, 1 + len(loads), bool(note))
 
 
-def _examine(
-    host: HostMemory, plans: list[list[Extent]], sizes: list[int], progress: Progress
-) -> tuple[list[bytearray], bytes]:
-    """Per range, 1 for each non-zero page; and the guest's VMCOREINFO note (or b"")."""
-    total = sum(e.count for plan in plans for e in plan) * PAGE
+def _may_hold_data(plan: list[Extent], pages: int) -> bytearray:
+    """1 for each page of a range that ``plan`` says may hold data."""
+    mask = bytearray(pages)
+    for extent in plan:
+        mask[extent.first : extent.first + extent.count] = b"\1" * extent.count
+    return mask
+
+
+def _find_vmcoreinfo(
+    host: HostMemory, plans: list[list[Extent]], tick: Callable[[], None]
+) -> bytes:
+    """The guest kernel's VMCOREINFO note, read in guest-physical order until found (b"")."""
     buffer = bytearray(CHUNK_PAGES * PAGE)
     view = memoryview(buffer)
-    masks = [bytearray(n) for n in sizes]
-    note, done = b"", 0
-    for plan, mask in zip(plans, masks, strict=True):
+    for plan in plans:
         for extent in plan:
             for skip in range(0, extent.count, CHUNK_PAGES):
+                tick()
                 n = min(CHUNK_PAGES, extent.count - skip)
                 host.read(extent, skip, view[: n * PAGE])
-                at = extent.first + skip
-                mask[at : at + n] = nonzero_pages(buffer, n)
-                if not note:
-                    note = _find_note(buffer, n * PAGE)
-                done += n * PAGE
-                progress(done, 2 * total)
-    return masks, note
+                note = _find_note(buffer, n * PAGE)
+                if note:
+                    return note
+    return b""
 
 
-def nonzero_pages(buffer: bytearray, n: int) -> bytearray:
+def nonzero_pages(buffer: bytearray | mmap.mmap, n: int) -> bytearray:
     """1 for each of the first ``n`` pages of ``buffer`` that holds a non-zero byte.
 
     A few bytes of every page are looked at first, all pages at once (strided slices, OR-ed as
@@ -123,7 +129,7 @@ def nonzero_pages(buffer: bytearray, n: int) -> bytearray:
     mask = bytearray(seen.to_bytes(n, "little").translate(_ONE))
     pos = mask.find(0)
     while pos != -1:
-        if not buffer.startswith(_ZERO_PAGE, pos * PAGE):
+        if buffer[pos * PAGE : (pos + 1) * PAGE] != _ZERO_PAGE:
             mask[pos] = 1
         pos = mask.find(0, pos + 1)
     return mask
@@ -183,8 +189,9 @@ def _write(
     writer: CoreWriter,
     progress: Callable[[int], None],
 ) -> None:
-    """Read and write every in-file segment, chunk by chunk."""
-    written = 0
+    """Read every in-file segment chunk by chunk, and hand each chunk to ``writer`` with the
+    pages that are not all zero."""
+    done = 0
     starts = [r.gpa for r in ranges]
     firsts = [[e.first for e in plan] for plan in plans]
     for load in loads:
@@ -194,11 +201,13 @@ def _write(
         first = (load.paddr - ranges[i].gpa) // PAGE
         count = load.size // PAGE
         for skip in range(0, count, CHUNK_PAGES):
+            progress(done)
             n = min(CHUNK_PAGES, count - skip)
-            _fill(host, plans[i], firsts[i], first + skip, n, writer.buffer()[: n * PAGE])
-            writer.submit(n * PAGE)
-            written += n * PAGE
-            progress(written)
+            buffer = writer.buffer()
+            _fill(host, plans[i], firsts[i], first + skip, n, memoryview(buffer)[: n * PAGE])
+            writer.submit(n * PAGE, nonzero_pages(buffer, n))
+            done += n * PAGE
+    progress(done)
 
 
 def _fill(

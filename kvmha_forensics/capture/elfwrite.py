@@ -4,8 +4,9 @@ Layout: the ELF header, the program headers (one ``PT_NOTE``, then the ``PT_LOAD
 in guest-physical order, ``p_vaddr = p_paddr`` as in QEMU's dump without paging), the notes,
 then the segments' bytes. A zero run is a ``PT_LOAD`` with ``p_filesz = 0`` and ``p_memsz``
 its size: the ELF rule makes readers (drgn, crash, pyelftools) see zeros there, and the file
-holds none of them. Writes are sequential, hashed as they are written, and synced before
-:meth:`CoreWriter.finish` returns.
+holds none of them. Writes are sequential, hashed as the file has them (all-zero pages of a
+segment are left as holes, which read as zeros), and synced before :meth:`CoreWriter.finish`
+returns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..sources.elfcore import ET_CORE, PT_LOAD, PT_NOTE
+from .hostpages import PAGE, runs
 
 EM_X86_64 = 62
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
@@ -62,7 +64,8 @@ class CoreWriter:
     then for each in-file segment's bytes :meth:`buffer` (fill it) and :meth:`submit`, then
     :meth:`finish` for the sha256.
 
-    One thread hashes and another writes each buffer while the caller fills the next. Where
+    One thread hashes and another writes each buffer while the caller fills the next; pages
+    the caller says are all zero are skipped (holes of the file: no disk write). Where
     the file system allows it, the file is written with ``O_DIRECT``: no copy into the page
     cache, and the bytes are on the device when the write returns (``finish`` then syncs only
     the metadata); elsewhere writeback is started as data accumulates (``sync_file_range``).
@@ -76,7 +79,7 @@ class CoreWriter:
         self.notes = notes
         self.chunk = chunk
         self.digest = hashlib.sha256()
-        self.size = self.synced = 0
+        self.size = self.synced = self.holes = 0
         self.direct = _set_direct(fd)
         self.hasher = ThreadPoolExecutor(1, thread_name_prefix="core-hash")
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="core-write")
@@ -110,25 +113,30 @@ class CoreWriter:
             self.buffer()[: len(piece)] = piece
             self.submit(len(piece))
 
-    def buffer(self) -> memoryview:
+    def buffer(self) -> mmap.mmap:
         """The next buffer of the ring, once its earlier contents are hashed and written."""
         for pending in self.busy[self.turn]:
             pending.result()
-        return memoryview(self.buffers[self.turn])
+        return self.buffers[self.turn]
 
-    def submit(self, size: int) -> None:
-        """Hash and append the first ``size`` bytes of the buffer :meth:`buffer` gave."""
+    def submit(self, size: int, pages: bytes | bytearray | None = None) -> None:
+        """Hash and append the first ``size`` bytes of the buffer :meth:`buffer` gave; with
+        ``pages`` (0 or 1 per page), only the pages marked 1 are written, the others are holes."""
         view = memoryview(self.buffers[self.turn])[:size]
+        spans = [(0, size)] if pages is None else [(a * PAGE, b * PAGE) for a, b in runs(pages)]
         self.busy[self.turn] = [
             self.hasher.submit(self.digest.update, view),
-            self.writer.submit(self._write, view),
+            self.writer.submit(self._write, view, spans),
         ]
         self.turn = (self.turn + 1) % BUFFERS
 
-    def _write(self, view: memoryview) -> None:
-        done = 0
-        while done < len(view):
-            done += os.write(self.fd, view[done:])
+    def _write(self, view: memoryview, spans: list[tuple[int, int]]) -> None:
+        """Write ``view``'s ``spans`` at their place in the file; the rest stays a hole."""
+        for a, b in spans:
+            done = a
+            while done < b:
+                done += os.pwritev(self.fd, [view[done:b]], self.size + done)
+        self.holes += len(view) - sum(b - a for a, b in spans)
         self.size += len(view)
         if not self.direct and _SYNC_FILE_RANGE and self.size - self.synced >= WRITEBACK_EVERY:
             _SYNC_FILE_RANGE(self.fd, self.synced, self.size - self.synced, SYNC_FILE_RANGE_WRITE)
@@ -140,6 +148,7 @@ class CoreWriter:
             for pending in turn:
                 pending.result()
         self.close()
+        os.ftruncate(self.fd, self.size)  # the file may end in a hole
         os.fsync(self.fd)
         return self.digest.hexdigest()
 

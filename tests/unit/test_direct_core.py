@@ -103,3 +103,22 @@ def test_core_round_trips_through_the_readers(tmp_path: Path) -> None:
     memory.close()
     (cpu,) = vcpu_registers(path)
     assert (cpu.cpu, cpu.rip, cpu.rsp, cpu.rax) == (0, 0xFFFFFFFFC057E230, 0xFFFFD11B00013A70, 1)
+
+
+def test_zero_pages_are_holes_and_hashed_as_zeros(tmp_path: Path) -> None:
+    """Pages the caller marks zero are not written (the file has holes there), yet the file
+    reads, and hashes, as if they were."""
+    data = bytearray(64 * PAGE)
+    data[5 * PAGE] = 1
+    path = tmp_path / "core.elf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    writer = CoreWriter(fd, [Load(0, len(data), True)], b"", len(data))
+    writer.start()
+    writer.buffer()[: len(data)] = data
+    writer.submit(len(data), nonzero_pages(data, 64))
+    digest = writer.finish()
+    os.close(fd)
+    raw = path.read_bytes()
+    assert raw.endswith(bytes(data)) and hashlib.sha256(raw).hexdigest() == digest
+    assert writer.holes == 63 * PAGE
+    assert path.stat().st_blocks * 512 < len(raw) - 32 * PAGE  # the zero pages take no space

@@ -29,6 +29,7 @@ from kvmha_forensics.lab.launcher import LabGuest
 from kvmha_forensics.sources.elfcore import Note, read_core
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.transport.qmp import Endpoint
+from tests.capture.hostmem import PAGE, page_out, swap_file, swapped_pages
 from tests.capture.physical import covered, differing_pages
 from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
@@ -147,6 +148,35 @@ def test_after_qemus_dump_the_huge_zero_page_is_not_read(lab: Lab, tmp_path: Pat
     lab.down(guest)
 
 
+def layout(guest: LabGuest) -> tuple[list[RamRange], str]:
+    """The guest's RAM ranges and its ``info registers -a``, asked on the spare socket."""
+
+    async def ask() -> tuple[list[RamRange], str]:
+        async with Endpoint(path=guest.qmp_spare).connect(10) as g:
+            text = await g.hmp("info mtree -f")
+            return await ram_ranges(text, g.hmp), await g.hmp("info registers -a")
+
+    return asyncio.run(ask())
+
+
+def test_swapped_out_pages_are_read_from_swap(lab: Lab, tmp_path: Path) -> None:
+    """Guest pages the kernel pushed out to swap (a swap file, ``MADV_PAGEOUT`` on QEMU's guest
+    RAM) read back as the guest wrote them, equal to QEMU's dump made after."""
+    guest = lab.up("panic", "-swap", memory_mb=512, fill_mb=128)
+    ranges, _ = layout(guest)
+    with swap_file(512 << 20):
+        page_out(guest.pid, ranges)
+        swapped = swapped_pages(guest.pid, ranges)
+        assert swapped * PAGE >= 128 << 20, swapped  # the guest's data really is in swap
+        direct = capture_now(guest, tmp_path / "b")
+        assert swapped_pages(guest.pid, ranges) <= swapped  # read, never written back out
+        qemu = capture_now(guest, tmp_path / "b", "dump")
+        assert_same_memory(direct, qemu)
+        assert _mib(step_detail(direct, "memory"), "non-zero") >= 128
+        assert runstate(guest.qmp_spare) == "guest-panicked"
+        lab.down(guest)
+
+
 def _mib(detail: str, word: str) -> int:
     """The MiB figure before ``word`` in the memory step's detail."""
     before = detail.split(f" MiB {word}")[0].split()[-1]
@@ -234,13 +264,7 @@ def test_prstatus_layout_matches_qemus_for_a_32_bit_guest(lab: Lab) -> None:
 def test_a_deadline_ends_the_direct_read(lab: Lab, tmp_path: Path) -> None:
     """The deadline is asked at every chunk (a stopping watcher shortens it)."""
     guest = lab.frozen("panic")
-
-    async def layout() -> tuple[list[RamRange], str]:
-        async with Endpoint(path=guest.qmp_spare).connect(10) as g:
-            text = await g.hmp("info mtree -f")
-            return await ram_ranges(text, g.hmp), await g.hmp("info registers -a")
-
-    ranges, registers = asyncio.run(layout())
+    ranges, registers = layout(guest)
     asked: list[int] = []
 
     def expired() -> bool:

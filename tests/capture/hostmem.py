@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +82,8 @@ def swapped_pages(pid: int, ranges: list[RamRange]) -> int:
 
 @contextmanager
 def hugepages(count: int) -> Iterator[None]:
-    """At least ``count`` free 2 MiB hugepages while the block runs; the old total after."""
+    """At least ``count`` free 2 MiB hugepages while the block runs; the old total after (end
+    the guests that use them inside the block)."""
     before = int(NR_HUGEPAGES.read_text())
     try:
         NR_HUGEPAGES.write_text(str(before + count))
@@ -94,3 +96,10 @@ def hugepages(count: int) -> Iterator[None]:
         yield
     finally:
         NR_HUGEPAGES.write_text(str(before))
+        # pages still held by a QEMU that is exiting became surplus: wait until they are freed,
+        # so the next reader of the count sees the old total
+        surplus = NR_HUGEPAGES.with_name("surplus_hugepages")
+        for _ in range(100):
+            if surplus.read_text().strip() == "0":
+                break
+            time.sleep(0.1)

@@ -29,7 +29,7 @@ from kvmha_forensics.lab.launcher import LabGuest
 from kvmha_forensics.sources.elfcore import Note, read_core
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.transport.qmp import Endpoint
-from tests.capture.hostmem import PAGE, page_out, swap_file, swapped_pages
+from tests.capture.hostmem import PAGE, hugepages, page_out, swap_file, swapped_pages
 from tests.capture.physical import covered, differing_pages
 from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
@@ -173,6 +173,25 @@ def test_swapped_out_pages_are_read_from_swap(lab: Lab, tmp_path: Path) -> None:
         qemu = capture_now(guest, tmp_path / "b", "dump")
         assert_same_memory(direct, qemu)
         assert _mib(step_detail(direct, "memory"), "non-zero") >= 128
+        assert runstate(guest.qmp_spare) == "guest-panicked"
+        lab.down(guest)
+
+
+@pytest.mark.parametrize("share", ["on", "off"])
+def test_hugetlb_guest_ram(lab: Lab, tmp_path: Path, share: str) -> None:
+    """Guest RAM on 2 MiB hugetlbfs pages (``memory-backend-memfd,hugetlb=on``), shared or
+    private: read from the hugetlbfs file (and private copies from QEMU), equal to QEMU's dump."""
+    with hugepages(160):
+        args = ("-object", f"memory-backend-memfd,id=m0,size=256M,hugetlb=on,hugetlbsize=2M,"
+                f"share={share}", "-machine", "memory-backend=m0")  # fmt: skip
+        guest = lab.up("panic", f"-hugetlb-{share}", memory_mb=256, qemu_args=args, fill_mb=64)
+        maps = Path(f"/proc/{guest.pid}/smaps").read_text()
+        assert "KernelPageSize:     2048 kB" in maps  # the guest's RAM really is on hugepages
+        direct = capture_now(guest, tmp_path / "b")
+        assert step_detail(direct, "memory-source").startswith("direct: ")
+        qemu = capture_now(guest, tmp_path / "b", "dump")
+        assert_same_memory(direct, qemu)
+        assert _mib(step_detail(direct, "memory"), "non-zero") >= 64
         assert runstate(guest.qmp_spare) == "guest-panicked"
         lab.down(guest)
 

@@ -11,6 +11,8 @@ from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Out
 GUEST_MCE = re.compile(
     r"(Machine check|mce: \[Hardware Error\]|Memory failure: 0x[0-9a-f]+|MCE: Killing)", re.I
 )
+#: A word each match of :data:`GUEST_MCE` holds, lower case (tested on the whole text first).
+_MCE_WORDS = ("machine check", "mce: [hardware error]", "memory failure: 0x", "mce: killing")
 
 
 class Hardware:
@@ -25,7 +27,12 @@ class Hardware:
     def run(self, ctx: Context) -> Outcome:
         failures = [e for e in ctx.events() if e.name == "MEMORY_FAILURE"]
         console = ctx.text("console") or ""
-        mce_lines = [ln.strip() for ln in console.splitlines() if GUEST_MCE.search(ln)][:10]
+        lowered = console.lower()
+        mce_lines = (
+            [ln.strip() for ln in console.splitlines() if GUEST_MCE.search(ln)][:10]
+            if any(word in lowered for word in _MCE_WORDS)  # most consoles have none
+            else []
+        )
         facts = {"memory_failures": [e.to_json() for e in failures], "guest_mce_lines": mce_lines}
         if not failures and not mce_lines:
             return Outcome((), facts)

@@ -19,11 +19,12 @@ both explain an emulation failure, its more specific summary is the verdict.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
+from kvmha_forensics.serial import to_json
 from kvmha_forensics.sources.mtree import MemoryMap, parse_mtree
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
 from kvmha_forensics.vocabulary import JSON
@@ -424,5 +425,5 @@ class Instruction:
         if decoded is not None and decoded.suberror == Suberror.EMULATION:
             found = _finding(ctx, facts, primary.line, _mtree_evidence(target))
             findings = (found,) if found is not None else ()
-        as_json: dict[str, JSON] = asdict(facts)
+        as_json: dict[str, JSON] = to_json(facts)
         return Outcome(findings, as_json, tuple(notes))

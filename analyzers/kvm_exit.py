@@ -14,11 +14,12 @@ signature rules.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Finding, Outcome, Requirement
 from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
+from kvmha_forensics.serial import to_json
 from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, RunFailure
 from kvmha_forensics.vocabulary import JSON, Cause, Vendor
 from kvmha_forensics.x86.modes import mode_of
@@ -282,16 +283,16 @@ class KvmExit:
             "exit_reason": None,
             "could_not": None,
             "internal_errors": [
-                asdict(_internal_fact(e, d))
+                to_json(_internal_fact(e, d))
                 for e, d in zip(log.internal_errors, decoded_errors, strict=True)
             ],
             "internal_errors_total": log.internal_errors_total,
             "entry_failures": [
-                asdict(_entry_fact(e, d))
+                to_json(_entry_fact(e, d))
                 for e, d in zip(log.entry_failures, decoded_entries, strict=True)
             ],
             "run_failures": [
-                asdict(RunFailureFact(r.line + 1, r.message)) for r in log.run_failures
+                to_json(RunFailureFact(r.line + 1, r.message)) for r in log.run_failures
             ],
             "qemu_version": log.qemu_version,
             "log_notes": list(log.notes),

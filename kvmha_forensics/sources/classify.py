@@ -23,11 +23,16 @@ Kind = Literal["qemu-log", "console", "qemu-log+console", "vmcore"]
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
-_QEMU = re.compile(
-    r"KVM internal error|extra data\[\d+\]:|\bemulation failure\b|KVM: entry failed"
-    r"|kvm: unhandled exit|kvm run failed|qemu-system-\w+:|QEMU emulator version"
-    r"|^\s*(?:\(qemu\)\s*)?(?:[RE]AX=[0-9a-fA-F]{8}|Code=[0-9a-fA-F?<]{2})",
-    re.MULTILINE,
+#: QEMU log markers, each behind a plain substring it holds (tested first: one regex of many
+#: alternatives is tried at every position of a 256 KiB head, a substring test is not).
+_QEMU_WORDS = ("KVM internal error", "KVM: entry failed", "kvm: unhandled exit",
+               "kvm run failed", "QEMU emulator version")  # fmt: skip
+_QEMU_PATTERNS = (
+    ("extra data[", re.compile(r"extra data\[\d+\]:")),
+    ("emulation failure", re.compile(r"\bemulation failure\b")),
+    ("qemu-system-", re.compile(r"qemu-system-\w+:")),
+    ("AX=", re.compile(r"^\s*(?:\(qemu\)\s*)?[RE]AX=[0-9a-fA-F]{8}", re.MULTILINE)),
+    ("Code=", re.compile(r"^\s*(?:\(qemu\)\s*)?Code=[0-9a-fA-F?<]{2}", re.MULTILINE)),
 )
 #: Console markers as plain substrings (a substring test is far cheaper than one regex of
 #: many alternatives over a 256 KiB head); the few that need a pattern are tried after.
@@ -45,6 +50,12 @@ _CONSOLE_PATTERNS = (
     ("INFO: task ", re.compile(r"INFO: task .{1,64} blocked")),
     ("]", re.compile(r"^.{0,40}?\[\s*\d+\.\d{6}\]", re.MULTILINE)),
 )
+
+
+def _qemu_marker(text: str) -> bool:
+    if any(word in text for word in _QEMU_WORDS):
+        return True
+    return any(hint in text and rx.search(text) for hint, rx in _QEMU_PATTERNS)
 
 
 def _console_marker(text: str) -> bool:
@@ -103,7 +114,7 @@ def classify_head(path: Path, head: bytes, size: int) -> Classified:
                      f"{len(head)} were replaced")  # fmt: skip
     if text.lstrip().startswith("{"):
         return Classified(path, None, "a JSON document, not a log")
-    qemu = _QEMU.search(text) is not None
+    qemu = _qemu_marker(text)
     console = _console_marker(text)
     if qemu and console:
         return Classified(path, "qemu-log+console", None, tuple(notes))

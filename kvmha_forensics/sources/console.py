@@ -16,7 +16,8 @@ from functools import cache
 
 from ..signature import signature_id
 from ..vocabulary import Cause
-from .oops_formats import Group
+from .literals import any_of
+from .oops_formats import GROUPS, Group
 from .oops_title import ConsoleLines, describe, known_header
 from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
@@ -562,7 +563,7 @@ IGNORED_LINES: tuple[re.Pattern[str], ...] = (
 #: How syzkaller's title ends when its rules found no guilty frame.
 _SYZ_NO_FRAME = " in corrupted"
 #: Lines that end a report's body.
-_END_MARKERS = (_re(r"---\[ end trace [0-9a-f]+ \]---"), _re(r"---\[ end Kernel panic"))
+_END_MARKER = _re(r"---\[ end (?:trace [0-9a-f]+ \]---|Kernel panic)")
 
 _SYM = r"(?P<func>[A-Za-z_.$][\w.$]*)"
 _OFF = r"\+0x[0-9a-f]+/0x[0-9a-f]+"
@@ -614,6 +615,10 @@ _OTHER_STACKS = _re(
     r"RCU grace-period kthread stack dump:|^\s*(?:Allocated|Freed) by task|"
     r"^\s*(?:allocated|freed) by task \d+|INFO: (?:Allocated|Freed) in|"
     r"Last potentially related work creation:|The buggy address belongs to"
+)
+#: A word each :data:`_OTHER_STACKS` line holds (tested first: most lines hold none).
+_OTHER_STACK_WORDS = any_of(
+    ("RCU grace-period", "by task", "INFO: ", "Last potentially", "The buggy address")
 )
 _PREEMPTION_AT = _re(r"Preemption disabled at:\s*$")
 _CODE_LINE = _re(r"^\s*Code: ")
@@ -699,7 +704,14 @@ def clean_line(raw: str) -> str:
     return strip_prefixes(clean_text(raw))
 
 
+#: Every format's keyword and every syzkaller group's header: a line holding none of them (most
+#: lines) starts no report, found with one search instead of a test per format.
+_ANY_KEYWORD = any_of((*(f.keyword for f in FORMATS), *(g.header for g in GROUPS)))
+
+
 def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
+    if _ANY_KEYWORD.search(line) is None:
+        return None
     for fmt in FORMATS:
         if fmt.keyword not in line:
             continue
@@ -739,9 +751,9 @@ def _collect_frames(lines: list[str]) -> tuple[list[_Frame], str | None]:
     rip: str | None = None
     skip_next = False
     for line in lines:
-        if _OTHER_STACKS.search(line):
+        if _OTHER_STACK_WORDS.search(line) and _OTHER_STACKS.search(line):
             break
-        if _PREEMPTION_AT.search(line):
+        if "Preemption disabled at:" in line and _PREEMPTION_AT.search(line):
             skip_next = True
             continue
         m = _RIP.match(line)
@@ -763,10 +775,10 @@ def _stack_frame(line: str) -> _Frame | None:
     if f is not None:
         reliable = f["q"] is None and f["q2"] is None
         return _Frame(_frame_name(f["func"]), f["mod"], reliable)
-    p = _PPC_FRAME.match(line)
+    p = _PPC_FRAME.match(line) if "+0x" in line else None
     if p is not None:
         return _Frame(_frame_name(p["func"]), p["mod"], p["unreliable"] is None)
-    a = _ARM_FRAME.match(line)
+    a = _ARM_FRAME.match(line) if "from" in line else None
     if a is not None:
         func, module = (a["func"], a["mod"]) if a["func"] else (a["func2"], a["mod2"])
         return _Frame(_frame_name(func), module, True)
@@ -929,7 +941,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
             dropped += 1
 
     for index, line in enumerate(lines):
-        if _LINUX_VERSION.search(line):
+        if "Linux version " in line and _LINUX_VERSION.search(line):
             close(current)
             current, host = None, None
             continue
@@ -960,7 +972,7 @@ def parse_console(text: str) -> ConsoleAnalysis:
         if line.strip():
             current.lines.append(line)
             current.last = index
-        if any(end.search(line) for end in _END_MARKERS):
+        if "---[ end " in line and _END_MARKER.search(line):
             close(current)
             current = None
     close(current)

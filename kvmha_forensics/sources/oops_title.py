@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from .literals import any_of
 from .oops_formats import (
     CONTINUATIONS,
     GROUPS,
@@ -53,11 +54,9 @@ _CONTEXT = re.compile(
 )
 _CONSOLE = "console"
 _QUESTIONABLE = re.compile(r"(?:^|\s)\? ")
-_HEADERS = re.compile("|".join(re.escape(g.header) for g in GROUPS))
-#: A cheap test for a line that may end a report: any header or message with a stack.
-_BOUNDARY = re.compile(
-    "|".join(re.escape(h) for h in (*(g.header for g in GROUPS), *INFO_WITH_STACK))
-)
+_HEADERS = any_of(g.header for g in GROUPS)
+#: A line that may end a report holds one of these: any header or message with a stack.
+_BOUNDARY = (*(g.header for g in GROUPS), *INFO_WITH_STACK)
 _MODULE_FRAME = re.compile(r"(?<![\w.])(\w+)(?:\.[\w.]+)?\+0x[0-9a-f]+/0x[0-9a-f]+ \[([\w-]+)")
 _UNPRINTABLE = re.compile(r"[^\t\x20-\x7e]")
 _SPACES = re.compile(" {2,}")
@@ -203,21 +202,17 @@ def _questionable(line: str) -> bool:
 #: Lines the report's text treats specially (see :func:`report_lines`).
 _DISABLING = "Disabling lock debugging due to kernel taint"
 _NMI = "Sending NMI from CPU"
-_SPECIAL = re.compile(
-    "|".join(
-        re.escape(m)
-        for m in (
-            _DISABLING,
-            _NMI,
-            "Kernel panic - not syncing",
-            "WARNING: possible circular locking dependency detected",
-        )
-    )
+_SPECIALS = (
+    _DISABLING,
+    _NMI,
+    "Kernel panic - not syncing",
+    "WARNING: possible circular locking dependency detected",
 )
+_SPECIAL = re.compile("|".join(re.escape(m) for m in _SPECIALS))
 
 
 #: One cheap test for a line that may start a report or be special (most lines are neither).
-_HINTS = re.compile(f"{_BOUNDARY.pattern}|{_SPECIAL.pattern}")
+_HINTS = any_of((*_BOUNDARY, *_SPECIALS))
 
 
 class ConsoleLines:

@@ -60,6 +60,8 @@ _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
 _RUN_FAILED = re.compile(r"kvm run failed (.*\S)")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
+#: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
+_LINE_WORDS = re.compile(r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest")
 _QP_SOFT_BREAK = "="
 _QP_MARK = "=3D"
 
@@ -180,6 +182,9 @@ class _LogParser:
         self._line(number, strip_prefixes(clean_text(raw)))
 
     def _line(self, number: int, line: str) -> None:
+        if self._entry_head is None and _LINE_WORDS.search(line) is None:
+            self.dumps.feed(line, number)  # what most lines are: no pattern below can match
+            return
         if self.version is None:
             m = _VERSION.search(line)
             if m:

@@ -60,6 +60,9 @@ _OLD_GPRS = frozenset(
 _OLD_SCALARS = frozenset(("rip", "rflags", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"))
 _OLD_SEGMENTS = frozenset(("cs", "ds", "es", "ss", "fs", "gs", "tr", "ldt"))
 _OLD_TABLE = re.compile(r"^([0-9a-f]+)/([0-9a-f]+)$")
+_OLD_NAMES = _OLD_GPRS | _OLD_SCALARS | _OLD_SEGMENTS | {"gdt", "idt"}
+#: Names QEMU pads to 3 columns (``R8 =``, ``ES =``, ``TR =``): the value follows after a space.
+_PADDED_KEYS = frozenset(("R8", "R9", "ES", "CS", "SS", "DS", "FS", "GS", "TR"))
 _OLD_SEG_BITS = {"type": 8, "s": 12, "dpl": 13, "p": 15, "avl": 20, "l": 21, "db": 22, "g": 23}
 _OLD_SEG_TOKENS = 18  # selector, "(base/limit", 8 name/value pairs
 
@@ -311,8 +314,13 @@ class DumpBuilder:
         """Consume one line of text (prompt and tabs are tolerated)."""
         self._line_no = line_no
         self._line = line
-        for token in _PROMPT.sub(" ", line).split():
-            self._token(token)
+        if "(qemu)" in line:
+            line = _PROMPT.sub(" ", line)
+        for token in line.split():
+            # Code= bytes (64 a line) take the short way; _token tries the same first.
+            quick = self._in_code and self._old is None and self._held_name is None
+            if not (quick and self._code_token(token)):
+                self._token(token)
 
     def finish(self) -> None:
         """Close the record in progress: the last one, or one a new block of the log ends
@@ -360,10 +368,7 @@ class DumpBuilder:
     def _token(self, token: str) -> None:
         if self._old is not None and self._old_token(token):
             return
-        if token in _OLD_GPRS or token in _OLD_SCALARS or token in _OLD_SEGMENTS:
-            self._old = (token, [])
-            return
-        if token in ("gdt", "idt"):
+        if token in _OLD_NAMES:
             self._old = (token, [])
             return
         if self._held_name is not None:
@@ -383,15 +388,15 @@ class DumpBuilder:
             self._flush_pending()
         if self._seg_tail is not None and self._segment_tail(token):
             return
-        header = _CPU_HEADER.match(token)
+        header = _CPU_HEADER.match(token) if token.startswith("CPU#") else None
         if header:
             self._close()
             self._draft_for("CPU#").cpu = int(header.group(1))
             return
-        if _is_known_key(token):
+        if token in _PADDED_KEYS:
             self._held_name = token
             return
-        m = _KEY_VALUE.match(token)
+        m = _KEY_VALUE.match(token) if "=" in token else None
         if m:
             self._key_value(m.group(1), m.group(2))
 
@@ -582,11 +587,6 @@ def _with(seg: Segment, *, dpl: int | None = None, kind: str | None = None) -> S
         seg.dpl if dpl is None else dpl,
         seg.kind if kind is None else kind,
     )
-
-
-def _is_known_key(token: str) -> bool:
-    """Names QEMU pads to 3 columns (``R8 =``, ``ES =``, ``TR =``): value follows after a space."""
-    return token in ("R8", "R9", "ES", "CS", "SS", "DS", "FS", "GS", "TR")
 
 
 def _multi_count(key: str) -> int:

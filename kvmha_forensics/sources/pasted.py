@@ -64,6 +64,11 @@ _PREFIX_PATTERNS: tuple[str, ...] = (
 #: One alternation (tried in the order above, in C): a prefix is peeled per match.
 _PREFIX = re.compile("|".join(f"(?:{p})" for p in _PREFIX_PATTERNS))
 _MAX_PEEL = 12
+#: The same prefixes peeled up to :data:`_MAX_PEEL` times in one match (each pattern's ``^``
+#: dropped: ``match`` anchors the first, the next starts where the last ended).
+_PREFIX_RUN = re.compile(
+    "(?:" + "|".join(p.removeprefix("^") for p in _PREFIX_PATTERNS) + f"){{0,{_MAX_PEEL}}}"
+)
 
 
 def clean_text(raw: str) -> str:
@@ -76,29 +81,24 @@ def clean_text(raw: str) -> str:
 
 def strip_prefixes(line: str) -> str:
     """``line`` without the transport, time and quote prefixes in front of it."""
-    for _ in range(_MAX_PEEL):
-        m = _PREFIX.match(line)
-        if m is None or m.end() == 0:
-            return line
-        line = line[m.end() :]
-    return line
+    m = _PREFIX_RUN.match(line)  # {0,n}: it always matches, maybe empty
+    return line[m.end() :] if m is not None and m.end() else line
 
 
 _PRINTK_STAMP = re.compile(r"^(?:<\d{1,3}>)?\[ *\d+\.\d+\]")
+#: :data:`_PREFIX_RUN` that stops before a printk stamp.
+_OUTER_RUN = re.compile(
+    "(?:(?!" + _PRINTK_STAMP.pattern.removeprefix("^") + ")(?:"
+    + "|".join(p.removeprefix("^") for p in _PREFIX_PATTERNS) + f")){{0,{_MAX_PEEL}}}"
+)  # fmt: skip
 
 
 def strip_outer_prefixes(line: str) -> str:
     """``line`` without what is in front of the kernel's own ``[   12.345678]`` stamp (mail
     quotes, syslog, journal, shell prompts), the stamp and caller id kept; a line without such
     a stamp loses every prefix. Rules that read the printk context use this."""
-    for _ in range(_MAX_PEEL):
-        if _PRINTK_STAMP.match(line):
-            return line
-        m = _PREFIX.match(line)
-        if m is None or m.end() == 0:
-            return line
-        line = line[m.end() :]
-    return line
+    m = _OUTER_RUN.match(line)  # {0,n}: it always matches, maybe empty
+    return line[m.end() :] if m is not None and m.end() else line
 
 
 def _is_quoted_printable(text: str) -> bool:

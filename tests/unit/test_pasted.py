@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmha_forensics.sources.pasted import MAX_LINE_CHARS, clean_text, repair_lines, strip_prefixes
+from kvmha_forensics.sources import pasted
+from kvmha_forensics.sources.pasted import (
+    MAX_LINE_CHARS,
+    clean_text,
+    repair_lines,
+    strip_outer_prefixes,
+    strip_prefixes,
+)
 
 LINE = "BUG: kernel NULL pointer dereference, address: 0000000000000000"
 
@@ -101,3 +108,40 @@ def test_never_raises_and_keeps_line_count(text: str) -> None:
     assert len(lines) == len(text.split("\n"))
     for line in lines:
         strip_prefixes(clean_text(line))
+
+
+def _peel_one_at_a_time(line: str) -> str:
+    """The definition strip_prefixes implements in one match: the first prefix pattern that
+    matches is peeled, again on the rest, at most _MAX_PEEL times."""
+    for _ in range(pasted._MAX_PEEL):
+        m = pasted._PREFIX.match(line)
+        if m is None or m.end() == 0:
+            return line
+        line = line[m.end() :]
+    return line
+
+
+@given(st.lists(st.sampled_from([*PREFIXED, " ", "[", "]", "1", ":", "a", "#"]), max_size=16),
+       st.sampled_from([LINE, "", "x", " 0f 0b", "[ 1.0] y"]))  # fmt: skip
+def test_one_match_peels_as_one_prefix_at_a_time(parts: list[str], rest: str) -> None:
+    line = "".join(parts) + rest
+    assert strip_prefixes(line) == _peel_one_at_a_time(line)
+
+
+def _peel_to_the_stamp(line: str) -> str:
+    """strip_outer_prefixes' definition: as above, stopping before a printk stamp."""
+    for _ in range(pasted._MAX_PEEL):
+        if pasted._PRINTK_STAMP.match(line):
+            return line
+        m = pasted._PREFIX.match(line)
+        if m is None or m.end() == 0:
+            return line
+        line = line[m.end() :]
+    return line
+
+
+@given(st.lists(st.sampled_from([*PREFIXED, " ", "[", "]", "1", ":", "a", "#"]), max_size=16),
+       st.sampled_from([LINE, "", "x", " 0f 0b", "[ 1.0] y"]))  # fmt: skip
+def test_outer_peel_stops_at_the_printk_stamp(parts: list[str], rest: str) -> None:
+    line = "".join(parts) + rest
+    assert strip_outer_prefixes(line) == _peel_to_the_stamp(line)

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -67,10 +68,12 @@ def parse_only(files: list[Path]) -> None:
             parse_console(path.read_bytes().decode("utf-8", errors="replace"))
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn()`` (CPU: this process's, which other users' load on a
+    shared host inflates less than the wall time)."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def capture_bundle(out: Path) -> Path:
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--bundles", type=int, default=200)
     parser.add_argument("--bundle", type=Path, help="a bundle to copy (default: capture one)")
     args = parser.parse_args(argv or [])
-    rows = []
+    rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-triage-") as tmp_name:
         tmp = Path(tmp_name)
         texts = tmp / "texts"
@@ -140,10 +144,13 @@ def main(argv: list[str] | None = None) -> str:
             (f"triage {args.bundles} bundles, first run (baseline)", first, None),
             (f"triage {args.bundles} bundles, second run (cache)", second, first),
         ]
-    lines = ["### triage", "", "| what | seconds | ratio to baseline |", "|---|---:|---:|"]
-    for what, seconds, base in rows:
-        ratio = f"{seconds / base:.2f}x" if base else "-"
-        lines.append(f"| {what} | {seconds:.2f} | {ratio} |")
+    load = f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    lines = ["### triage", "", load, "",
+             "| what | seconds | CPU seconds | ratio to baseline (wall, CPU) |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    for what, (seconds, cpu), base in rows:
+        ratio = f"{seconds / base[0]:.2f}x, {cpu / base[1]:.2f}x" if base else "-"
+        lines.append(f"| {what} | {seconds:.2f} | {cpu:.2f} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,8 @@ _CONSOLE_WORDS = (
     "WARNING: CPU: ", "rcu: INFO: ", "KASAN: ", "[Hardware Error]", "invoked oom-killer",
     "Out of memory", "Internal error: Oops", "Unable to handle kernel", "UBSAN: ", "KFENCE: ",
     "soft lockup", "hard LOCKUP", "Hard LOCKUP", "blocked for more than", "detected stall",
-    "---[ end trace",
+    "---[ end trace", "kernel BUG at ", "invalid opcode: ", "general protection fault",
+    "Kernel panic: ", "Internal error: ",
 )  # fmt: skip
 _CONSOLE_PATTERNS = (
     ("BUG: ", re.compile(r"\bBUG: ")),

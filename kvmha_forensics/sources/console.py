@@ -18,7 +18,7 @@ from ..signature import signature_id
 from ..vocabulary import Cause
 from .literals import any_of
 from .oops_formats import GROUPS, Group
-from .oops_title import ConsoleLines, describe, known_header
+from .oops_title import ConsoleLines, Description, describe, known_header
 from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
 logger = logging.getLogger(__name__)
@@ -537,10 +537,19 @@ FORMATS: tuple[OopsFormat, ...] = (
     ),
     OopsFormat(
         name="panic",
-        keyword="not syncing",
-        header=_re(_PANIC + r"(?P<arg>.*)"),
+        keyword="anic",
+        # Linux before 2.6.? printed "Kernel panic: ", without "- not syncing"
+        header=_re(r"(?i:kernel panic\s*(?:-+\s*not syncing\s*)?:\s*)(?P<arg>.*)"),
         title="kernel panic: {arg}",
         cause="guest-panic",
+    ),
+    OopsFormat(
+        name="oops-bad-area",
+        keyword="kernel access of bad area",
+        # powerpc's bad_page_fault(): "Oops: kernel access of bad area, sig: 11 [#1]"
+        header=_re(r"^\s*Oops: (?P<arg>kernel access of bad area)"),
+        title="Oops: {arg}",
+        cause="guest-oops",
     ),
     OopsFormat(
         name="bug-other",
@@ -818,6 +827,29 @@ def _culprit(fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]) -> _Frame 
     return None
 
 
+def _syz_pick(
+    syz: Description, fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]
+) -> tuple[str, _Frame] | None:
+    """The frame syzkaller's rules for ``syz``'s report kind pick among ours, with the name
+    its title gives it. Ours are the function the header names (a WARNING's), then the
+    reliable frames (all of them when none is, as old kernels without frame pointers print
+    them), less those our own skip list names."""
+    skip = _skips(fmt)
+    named = _group(m, "func")
+    head = []
+    if named is not None:
+        name = _frame_name(named)
+        module = _group(m, "mod") or next((f.module for f in frames if f.func == name), None)
+        head = [_Frame(name, module, True)]
+    stack = [f for f in frames if f.reliable] or frames
+    candidates = [f for f in (*head, *stack) if not skip.fullmatch(f.func)]
+    picked = syz.pick([f.func for f in candidates])
+    if picked is None:
+        return None
+    frame = next(f for f in candidates if f.func == picked[1])
+    return picked[0], frame
+
+
 def _sanitize(text: str) -> str:
     text = _HEX.sub("ADDR", text)
     return " ".join(text.split())
@@ -859,8 +891,12 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
             culprit = _Frame(syz.frame, syz.module, True)
         elif culprit is not None and fmt.culprit and title.endswith(_SYZ_NO_FRAME):
             # syzkaller's stack patterns found no frame in a stack ours can read (arm, mips,
-            # powerpc, old or pasted layouts): our frame takes the place of "corrupted"
-            title = title[: -len(_SYZ_NO_FRAME)] + " in " + culprit.func
+            # powerpc, old or pasted layouts): its skip lists and extractor pick among our
+            # frames, and that frame takes the place of "corrupted" (none qualifies: it stays)
+            picked = _syz_pick(syz, fmt, m, frames)
+            culprit = picked[1] if picked is not None else None
+            if picked is not None:
+                title = title[: -len(_SYZ_NO_FRAME)] + " in " + picked[0]
         elif corrupted:  # a title that names no function keeps the first frame not skipped
             culprit = None
         cause = syz.cause if fmt.name.startswith("other-") else cause

@@ -32,6 +32,7 @@ from .oops_formats import (
 from .oops_frames import (
     CORRUPTED_LINES,
     FRAME_LINES,
+    HANG_SKIP,
     RISCV_TRACE_START,
     SKIP,
     TRACE_STARTS,
@@ -110,6 +111,31 @@ class Description:
     frame: str | None
     module: str | None
     cause: GroupCause
+    #: Where the chosen format reads its guilty frame (None: the title names no frame).
+    stack: Stack | None = None
+
+    def pick(self, frames: Sequence[str]) -> tuple[str, str] | None:
+        """The guilty frame syzkaller's rules for this report would pick among ``frames``
+        (function names, innermost first) read from a stack its own patterns could not read:
+        the common and the format's skip lists, then the format's extractor (the first frame
+        left, a stall's dispatch anchor, a hang's bucket), as (name for the title, the frame
+        of ``frames``). None when none qualifies. A stall's stack cut before any anchor gives
+        its innermost kept frame outside the scheduler and waits."""
+        stack = self.stack
+        if stack is None:
+            return None
+        common, own = _skip(SKIP), _skip(stack.skip) if stack.skip else None
+        kept = [
+            f for f in frames if common.search(f) is None and (own is None or own.search(f) is None)
+        ]
+        picked = _pick(stack, kept)
+        running = [f for f in kept if not any(w in f for w in HANG_SKIP)]
+        if picked is None and stack.extractor == "stall" and running:
+            # A stack cut before any dispatch anchor: syzkaller says "corrupted"; the stuck
+            # CPU was in the innermost frame its skip lists keep that is not the scheduler's
+            # or a wait (docs/syzkaller-titles.md).
+            picked = strip_prefix(running[0]), running[0]
+        return picked
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +283,8 @@ class ConsoleLines:
 
 
 _NO_HINT = (False, "")
+#: The instruction bytes line: bytes, or "Bad EIP value." / "Bad RIP value." (no frame).
+_CODE_LINE = "Code: "
 
 
 def report_lines(console: ConsoleLines, first: int) -> tuple[list[str], int]:
@@ -400,6 +428,8 @@ def _frames_with(
                 if "should_fail" in line and _CORRUPTED_LINE.search(line) is not None:
                     ok = False
                     break
+                if line.startswith(_CODE_LINE):
+                    continue  # "Code: Bad EIP value." holds "IP value.", never a frame
                 if (m := part.search(line)) is not None:
                     add(m)
                     break
@@ -528,4 +558,5 @@ def describe(console: ConsoleLines, first: int) -> Description | None:
     fm = _TITLE_FRAME.match(title)
     frame = fm[1] if fm is not None and fm[1] != "corrupted" else None
     module = _module(lines, raw_frame or frame) if frame else None
-    return Description(title, alt_titles, corrupted, frame, module, _cause(title, group))
+    stack = chosen.stack if chosen is not None else None
+    return Description(title, alt_titles, corrupted, frame, module, _cause(title, group), stack)

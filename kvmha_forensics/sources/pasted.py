@@ -4,8 +4,9 @@ Two steps, both linear and never raising:
 
 * :func:`repair_lines` works on the whole text: a quoted-printable mail body (``=3D`` for
   ``=``, soft line breaks ending in ``=``) is decoded, and a column of line numbers added by
-  an editor or a test harness (``  11745 [46223316.649832] ...``, ktest's ``00034 ...``) is
-  removed. Lines keep their original index: a line joined to the one before it becomes empty.
+  an editor or a test harness (``  11745 [46223316.649832] ...``, ktest's ``00034 ...``, an
+  editor's relative numbers before printk stamps) is removed. Lines keep their original
+  index: a line joined to the one before it becomes empty.
 * :func:`strip_prefixes` peels what is in front of one line, as often as it repeats: mail
   quotes (``> >> ``), syslog and journal prefixes (any month name, with or without a host,
   ISO 8601 stamps, ``kernel:`` or ``QEMU[pid]:``), ``dmesg -T``/``-H`` stamps, printk times
@@ -32,6 +33,7 @@ _QP_MIN_HINTS = 2
 # Also inside mail quotes, and grep -n's "1261929:" / context "1262024-" columns.
 _NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})(?:\s+|[:-](?=\S))\S")
 _NUMBER_COLUMN_SHARE = 0.6
+_STAMPED_NUMBER = re.compile(r"^((?:\s*>)*)\s*\d{1,9}\s+(?=\[\s*\d+\.\d+\])")
 _NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}(?:\s|[:-](?=\S))")
 
 _MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?月)"
@@ -123,20 +125,28 @@ def _join_soft_breaks(lines: list[str]) -> list[str]:
     return out
 
 
-def _numbered(lines: list[str]) -> bool:
-    """Whether most non-empty lines start with a non-decreasing column of numbers."""
+def _number_column(lines: list[str]) -> re.Pattern[str] | None:
+    """How to strip the column of numbers most non-empty lines start with, if they do:
+    non-decreasing numbers (an editor's or grep's line numbers), or numbers in any order
+    right before a printk stamp (an editor's relative line numbers, ``  2 [   18.77] ...``)."""
     numbers: list[int] = []
-    filled = 0
+    stamped = filled = 0
     for line in lines:
         if not line.strip():
             continue
         filled += 1
+        stamped += _STAMPED_NUMBER.match(line) is not None
         m = _NUMBER_COLUMN.match(line)
         if m is not None:
             numbers.append(int(m.group(1)))
-    if filled < 2 or len(numbers) < filled * _NUMBER_COLUMN_SHARE:
-        return False
-    return all(a <= b for a, b in itertools.pairwise(numbers))
+    if filled < 2:
+        return None
+    if stamped >= filled * _NUMBER_COLUMN_SHARE:
+        return _STAMPED_NUMBER
+    if len(numbers) < filled * _NUMBER_COLUMN_SHARE:
+        return None
+    ordered = all(a <= b for a, b in itertools.pairwise(numbers))
+    return _NUMBER_COLUMN_STRIP if ordered else None
 
 
 def repair_lines(text: str) -> list[str]:
@@ -144,6 +154,7 @@ def repair_lines(text: str) -> list[str]:
     lines = text.split("\n")
     if _is_quoted_printable(text):
         lines = [decode_qp(line) for line in _join_soft_breaks([s.rstrip("\r") for s in lines])]
-    if _numbered(lines[:400]):
-        lines = [_NUMBER_COLUMN_STRIP.sub(r"\1", line, count=1) for line in lines]
+    column = _number_column(lines[:400])
+    if column is not None:
+        lines = [column.sub(r"\1", line, count=1) for line in lines]
     return lines

@@ -145,3 +145,28 @@ def _peel_to_the_stamp(line: str) -> str:
 def test_outer_peel_stops_at_the_printk_stamp(parts: list[str], rest: str) -> None:
     line = "".join(parts) + rest
     assert strip_outer_prefixes(line) == _peel_to_the_stamp(line)
+
+
+def test_relative_line_numbers_before_printk_stamps_are_removed() -> None:
+    """An editor's relative line numbers (any order, one digit or more) before the stamps of
+    most lines are a column to remove (real corpus 114); the stamps stay."""
+    text = "\n".join(
+        [
+            "[   18.772166] general protection fault: 0000 1 SMP",
+            "  2 [   18.776261] Modules linked in: x86_pkg_temp_thermal",
+            "  1 [   18.782507] CPU: 1 PID: 1369 Comm: sampling-1366",
+            "37 [   18.789847] I-pipe domain: Linux",
+            "  1 [   18.792996] task: ffff88003c9a5100",
+            "  2 [   18.798311] RIP: 0010:[<ffffffff81058c35>]  [<ffffffff81058c35>] f+0xc5/0x1d0",
+        ]
+    )
+    lines = repair_lines(text)
+    assert lines[1] == "[   18.776261] Modules linked in: x86_pkg_temp_thermal"
+    assert lines[3] == "[   18.789847] I-pipe domain: Linux"
+    assert lines[0] == text.split("\n")[0]
+
+
+def test_numbers_out_of_order_without_stamps_stay() -> None:
+    """Without printk stamps after them, numbers out of order are text, not a column."""
+    text = "12 apples\n3 pears\n40 plums\n7 figs"
+    assert repair_lines(text) == text.split("\n")

@@ -538,8 +538,8 @@ FORMATS: tuple[OopsFormat, ...] = (
     OopsFormat(
         name="panic",
         keyword="anic",
-        # Linux before 2.6.? printed "Kernel panic: ", without "- not syncing"
-        header=_re(r"(?i:kernel panic\s*(?:-+\s*not syncing\s*)?:\s*)(?P<arg>.*)"),
+        # Linux 2.4 printed "Kernel panic: MSG", without "- not syncing", at a line's start
+        header=_re(r"(?:" + _PANIC + r"|^\s*Kernel panic: )(?P<arg>.*)"),
         title="kernel panic: {arg}",
         cause="guest-panic",
     ),

@@ -230,3 +230,13 @@ def test_reparsing_from_the_report_start_finds_the_same_report(path: Path) -> No
         first.title, first.cause, first.culprit, first.signature,
     )  # fmt: skip
     assert (again.first_line, again.last_line) == (0, first.last_line - first.first_line)
+
+
+def test_old_kernel_panic_spelling_only_at_a_line_start() -> None:
+    """2.4 printed "Kernel panic: MSG" (no "- not syncing"): a report at a line's start, not
+    inside other text (a golden's "TITLE: kernel panic: …" line)."""
+    old = parse_console("<0>Kernel panic: Aiee, killing interrupt handler!\n")
+    assert len(old.reports) == 1
+    assert old.reports[0].title.lower() == "kernel panic: aiee, killing interrupt handler!"
+    assert old.reports[0].cause == "guest-panic"
+    assert parse_console("TITLE: kernel panic: Fatal exception\n").reports == ()

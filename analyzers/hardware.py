@@ -15,6 +15,20 @@ GUEST_MCE = re.compile(
 _MCE_WORDS = ("machine check", "mce: [hardware error]", "memory failure: 0x", "mce: killing")
 
 
+_CHUNK = 1 << 20
+
+
+def _mentions_mce(text: str) -> bool:
+    """Whether ``text`` holds one of :data:`_MCE_WORDS` in any case, lowered a chunk at a
+    time (a whole lowered copy of a large console could exceed the memory cap)."""
+    overlap = max(len(w) for w in _MCE_WORDS)
+    for start in range(0, len(text), _CHUNK):
+        chunk = text[start : start + _CHUNK + overlap].lower()
+        if any(word in chunk for word in _MCE_WORDS):
+            return True
+    return False
+
+
 class Hardware:
     """MEMORY_FAILURE events (QEMU's view) and machine-check lines on the guest console."""
 
@@ -27,10 +41,9 @@ class Hardware:
     def run(self, ctx: Context) -> Outcome:
         failures = [e for e in ctx.events() if e.name == "MEMORY_FAILURE"]
         console = ctx.text("console") or ""
-        lowered = console.lower()
         mce_lines = (
             [ln.strip() for ln in console.splitlines() if GUEST_MCE.search(ln)][:10]
-            if any(word in lowered for word in _MCE_WORDS)  # most consoles have none
+            if _mentions_mce(console)  # most consoles do not: one cheap pass first
             else []
         )
         facts = {"memory_failures": [e.to_json() for e in failures], "guest_mce_lines": mce_lines}

@@ -26,3 +26,14 @@ def test_guest_machine_check_lines_make_a_host_memory_error(tmp_path: Path) -> N
     (finding,) = hardware["findings"]
     assert finding["cause"] == "host-memory-error"
     assert doc["verdict"]["cause"] == "host-memory-error"
+
+
+def test_mce_words_are_found_in_any_case_and_across_chunk_boundaries() -> None:
+    """The whole-text test lowers the console a chunk at a time (bounded memory): a word that
+    straddles two chunks, or is printed in another case, is still found."""
+    from kvmha_forensics.analyzers import hardware
+
+    straddling = "x" * (hardware._CHUNK - 5) + "MACHINE CHECK: bank 4" + "y" * 100
+    assert hardware._mentions_mce(straddling)
+    assert hardware._mentions_mce("[ 1.0] mce: [Hardware Error]: CPU 0: Machine Check")
+    assert not hardware._mentions_mce("x" * (hardware._CHUNK * 2 + 7))

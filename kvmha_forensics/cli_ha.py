@@ -130,8 +130,13 @@ def watch_cmd(
         list[Path] | None, typer.Option("--debuginfo-dir", help="Where analysis finds vmlinux.")
     ] = None,
     poll: Annotated[
-        float, typer.Option(callback=seconds(0.05), help="Seconds between status polls.")
-    ] = 0.5,
+        float,
+        typer.Option(
+            callback=seconds(0.05),
+            help="Seconds between each guest's status polls, the net for a lost event "
+            "(events and a lost connection are acted on at once).",
+        ),
+    ] = 120.0,
     grace: Annotated[
         float,
         typer.Option(callback=seconds(0), help="On SIGTERM, seconds a capture may take to finish."),

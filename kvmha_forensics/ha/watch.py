@@ -1,8 +1,10 @@
 """Watch guests over QMP; the moment one freezes, give HA the signal, then capture and analyze.
 
-Each guest has its own task and its own QMP connection. A task listens for events and also
-polls ``query-status``: an internal error stops the guest with a bare ``STOP`` and a dying
-QEMU may send nothing at all. On a freeze, in this order:
+Each guest has its own task and its own QMP connection. A task sleeps until an event
+arrives or the connection ends, and reads the runstate on every event (an internal error
+stops the guest with a bare ``STOP``; a resume has no freeze event). A slow status poll
+(``poll_interval``, each guest at its own phase) is the net for an event that never came; an
+idle guest costs nothing else. On a freeze, in this order:
 
 1. the HA signal: a :class:`Signal` record (one JSON line from the CLI) and the hook started
    with it; neither waits for anything below;
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ from ..capture.steps import Capture, CaptureOptions, MemoryFormat, Progress, gue
 from ..errors import BusyError, ForensicsError, GuestGone, ManagerUnavailable
 from ..transport.base import Address, Event, Guest
 from ..transport.local import process_alive
-from ..transport.qmp import find_endpoints
+from ..transport.qmp import directory_stamp, find_endpoints
 from ..transport.replies import name_of
 from ..vocabulary import JSONObject
 from .freeze import FREEZE_EVENTS, FreezeState, assess
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 SEEN_KEEP = 256  # events kept per connection while the guest runs
 GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging "gone"
 LIBVIRT_RESCAN = 30.0  # seconds between listings of libvirt's domains (events wake it sooner)
+SCAN_EVERY = 1.0  # seconds between looks at --socket-dir (a full listing only when it changed)
+RETRY_FIRST = 0.5  # seconds before the first reconnect (doubling up to retry_max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,7 @@ class WatchOptions:
     analyze: bool = True
     debuginfo_dirs: tuple[Path, ...] = ()
     hook: HookSpec | None = None
-    poll_interval: float = 0.5
+    poll_interval: float = 120.0
     connect_timeout: float = 2.0
     retry_max: float = 10.0
     grace: float = 30.0
@@ -111,7 +116,7 @@ class GuestWatch:
         self.episode = Episode()
 
     async def run(self) -> None:
-        backoff = self.w.opts.poll_interval
+        first = backoff = min(RETRY_FIRST, self.w.opts.poll_interval)
         while not self.w.stopping.is_set():
             if self.from_dir and not self.w.present(self.endpoint):
                 log.info("%s: gone from its directory or host, no longer watched", self.endpoint)
@@ -120,7 +125,7 @@ class GuestWatch:
             lost: str | None = None
             try:
                 async with self.endpoint.connect(self.w.opts.connect_timeout) as guest:
-                    backoff = self.w.opts.poll_interval
+                    backoff = first
                     owned = self._own(guest.pid)
                     if owned is not None:
                         await self._connected(guest)
@@ -177,28 +182,48 @@ class GuestWatch:
                 await asyncio.wait([self.episode.pipeline])
 
     async def _loop(self, guest: Guest, runstate: str | None) -> None:
+        """Until the connection ends: the runstate on every event, and on each poll (the
+        first at a random phase, so many guests do not poll together)."""
         interval = self.w.opts.poll_interval
-        next_poll = time.monotonic() + interval
+        next_poll = time.monotonic() + interval * random.random()
         while not self.w.stopping.is_set():
             if not guest.connected:
                 raise GuestGone("QEMU closed the QMP connection")
-            event = await guest.next_event(max(0.0, next_poll - time.monotonic()))
+            event = await self._next_event(guest, max(0.0, next_poll - time.monotonic()))
             fresh = ([event] if event else []) + guest.events()
             self.episode.events.extend(fresh)
             if runstate == "running":
                 del self.episode.events[:-SEEN_KEEP], guest.seen[:-SEEN_KEEP]
-            trigger = next((e for e in fresh if e.name in FREEZE_EVENTS), None)
-            if trigger is None and time.monotonic() < next_poll:
-                continue
+            if not fresh and time.monotonic() < next_poll:
+                continue  # woken by the connection's end (checked above) or the stop
             next_poll = time.monotonic() + interval
+            if not guest.connected:
+                continue
             now = await guest.runstate()
+            late = guest.events()  # arrived during the query: the change's own event
+            self.episode.events.extend(late)
+            fresh += late
             unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
             if now == runstate and not unsafe:
                 continue
             runstate = now
             freeze = await assess(guest, self.episode.events)
+            trigger = next(
+                (e for e in fresh if e.name in FREEZE_EVENTS), fresh[0] if fresh else None
+            )
             how = f"event {trigger.name}" if trigger else "poll"
             await self._judge(guest, freeze, how, trigger.timestamp if trigger else None)
+
+    async def _next_event(self, guest: Guest, timeout: float) -> Event | None:
+        """``guest.next_event``, cut short when the watcher stops."""
+        event = asyncio.ensure_future(guest.next_event(timeout))
+        try:
+            await asyncio.wait((event, self.w.stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not event.done():
+                event.cancel()
+                await asyncio.wait((event,))
+        return None if event.cancelled() else event.result()
 
     async def _judge(
         self, guest: Guest, freeze: FreezeState, how: str, qemu_time: float | None
@@ -307,6 +332,7 @@ class Watcher:
         self.sink = sink
         self.analyzer = analyzer if opts.analyze else None
         self.stopping = asyncio.Event()
+        self._stopped: asyncio.Future[bool] | None = None
         self.owners: dict[int, GuestWatch] = {}
         self.in_flight: set[Capture] = set()
         self.capture_slots = asyncio.Semaphore(opts.max_captures)
@@ -329,6 +355,15 @@ class Watcher:
         self.stopping.set()
         for cap in self.in_flight:
             cap.cut_short(self.opts.grace, self.grace_limit)
+
+    @property
+    def stopped(self) -> asyncio.Future[bool]:
+        """One future, done once the watch stops, that every guest's wait shares."""
+        if self._stopped is None:
+            stopped: asyncio.Future[bool] = asyncio.ensure_future(self.stopping.wait())
+            self._stopped = stopped
+            return stopped
+        return self._stopped
 
     @property
     def grace_limit(self) -> str:
@@ -409,7 +444,7 @@ class Watcher:
                 if str(exc) != problem:
                     problem = str(exc)
                     self.emit(StateChange(uri, uri, None, "unreachable", None, problem))
-                await self.sleep(min(self.opts.retry_max, max(1.0, self.opts.poll_interval)))
+                await self.sleep(min(self.opts.retry_max, SCAN_EVERY))
                 continue
             problem, first = None, False
             self.domains = {str(d) for d in found}
@@ -429,18 +464,21 @@ class Watcher:
         self.guests[key] = asyncio.create_task(guest.run())
 
     async def _scan(self, directory: Path) -> None:
+        seen: tuple[object, ...] | None = None
         while not self.stopping.is_set():
-            try:
-                found = await asyncio.to_thread(find_endpoints, directory, self.opts.pattern)
+            try:  # the stamp before the listing: a change after it shows in the next stamp
+                stamp = await asyncio.to_thread(directory_stamp, directory)
+                if stamp != seen:
+                    found = await asyncio.to_thread(find_endpoints, directory, self.opts.pattern)
+                    seen = stamp
+                    for endpoint in found:
+                        self._watch(endpoint, from_dir=True)
             except OSError as exc:
                 log.warning("cannot scan %s: %s", directory, exc)
-                found = []
-            for endpoint in found:
-                self._watch(endpoint, from_dir=True)
             for key, task in list(self.guests.items()):
                 if task.done():
                     del self.guests[key]
-            await self.sleep(max(1.0, self.opts.poll_interval))
+            await self.sleep(SCAN_EVERY)
 
     async def run(self) -> None:
         """Watch until :meth:`stop`; then wait for captures, analyses and hooks in flight."""

@@ -252,12 +252,15 @@ def test_sigterm_finishes_capture_in_flight_incomplete(
     assert not [p for p in out.iterdir() if ".partial" in p.name]
 
 
+@pytest.mark.parametrize("poll", ["0.2", "3600"])
 def test_survives_qemu_restart_on_the_same_socket(
-    own: OwnGuest, watch: Callable[..., Watch], tmp_path: Path
+    own: OwnGuest, watch: Callable[..., Watch], tmp_path: Path, poll: str
 ) -> None:
+    """Also with a poll that never comes (3600 s): the connection's end wakes the watcher,
+    and reconnecting backs off on its own clock."""
     directory = tmp_path / "g"
     first = own("triple-fault", directory)
-    w = watch("--qmp", first.qmp_spare, "--memory-format", "none")
+    w = watch("--qmp", first.qmp_spare, "--memory-format", "none", "--poll", poll)
     w.wait(kind("signal", state="frozen", qemu_pid=first.pid), "first signal")
     launcher.down(directory)
     w.wait(kind("signal", state="gone", qemu_pid=first.pid), "gone")

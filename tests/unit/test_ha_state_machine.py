@@ -278,12 +278,26 @@ def test_watch_resumed_guest_starts_a_new_episode() -> None:
         guest.becomes("internal-error", event("STOP"))
         await script.until(lambda r: isinstance(r, Signal))
         guest.becomes("running", event("RESUME"))  # an operator resumed it (cont)
-        await script.until(is_state("running", "poll"))
+        await script.until(is_state("running", "event RESUME"))  # any event: runstate read
         guest.becomes("internal-error", event("STOP"))
         await script.until(lambda r: len(script.signals()) == 2)
 
     script.play(scenario)
     assert [s.cause for s in script.signals()] == ["internal-error", "internal-error"]
+
+
+def test_watch_a_freeze_whose_event_never_came_is_caught_by_the_poll() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]))
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        guest.state = "internal-error"  # no STOP: the event was lost
+        await script.until(lambda r: isinstance(r, Signal))
+
+    script.play(scenario)
+    (signal,) = script.signals()
+    assert (signal.cause, signal.detected_by) == ("internal-error", "poll")
 
 
 # --- capture's steps ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ MODULES = (
     "bench.bench_capture_analyze",
     "bench.bench_direct",
     "bench.bench_ha",
+    "bench.bench_watch_scale",
     "bench.bench_triage",
     "bench.bench_corpus",
 )

@@ -32,10 +32,12 @@ WAIT = 120.0
 
 
 class Watcher:
-    """A signal-only watcher process; the wall time each line arrives."""
+    """A signal-only watcher process; the wall time each line arrives. Its --poll 0.05 (as
+    bench_ha's) also makes its first retries of a socket not there yet come 50 ms apart
+    (doubling), so it is connected before the lab guest, booting meanwhile, panics."""
 
     def __init__(self, *args: str) -> None:
-        argv = [PYTHON, "-m", "kvmha_forensics", "watch", "--poll", "0.5", "--no-analyze", *args]
+        argv = [PYTHON, "-m", "kvmha_forensics", "watch", "--poll", "0.05", "--no-analyze", *args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         self.lines: list[tuple[float, dict[str, object]]] = []
         threading.Thread(target=self._read, daemon=True).start()

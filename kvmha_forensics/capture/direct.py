@@ -34,7 +34,7 @@ _VMCOREINFO = b"VMCOREINFO\0\0OSRELEASE="
 _MAX_NOTE = 16 << 10
 
 Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes total) of both passes."""
+"""Called with (bytes done, bytes total) of the segments in the file."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ back). Where the host refuses one, the test is skipped with the host's own error
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import struct
@@ -83,23 +84,26 @@ def swapped_pages(pid: int, ranges: list[RamRange]) -> int:
 @contextmanager
 def hugepages(count: int) -> Iterator[None]:
     """At least ``count`` free 2 MiB hugepages while the block runs; the old total after (end
-    the guests that use them inside the block)."""
-    before = int(NR_HUGEPAGES.read_text())
-    try:
-        NR_HUGEPAGES.write_text(str(before + count))
-    except OSError as exc:
-        pytest.skip(f"cannot raise {NR_HUGEPAGES}: {exc.strerror}")
-    try:
-        free = int(NR_HUGEPAGES.with_name("free_hugepages").read_text())
-        if free < count:
-            pytest.skip(f"the kernel found only {free} of {count} free 2 MiB hugepages")
-        yield
-    finally:
-        NR_HUGEPAGES.write_text(str(before))
-        # pages still held by a QEMU that is exiting became surplus: wait until they are freed,
-        # so the next reader of the count sees the old total
-        surplus = NR_HUGEPAGES.with_name("surplus_hugepages")
-        for _ in range(100):
-            if surplus.read_text().strip() == "0":
-                break
-            time.sleep(0.1)
+    the guests that use them inside the block). The count is the host's: one test suite at a
+    time changes it (a lock in the temporary directory)."""
+    with open(Path(tempfile.gettempdir()) / "kvmha-forensics-hugepages.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = int(NR_HUGEPAGES.read_text())
+        try:
+            NR_HUGEPAGES.write_text(str(before + count))
+        except OSError as exc:
+            pytest.skip(f"cannot raise {NR_HUGEPAGES}: {exc.strerror}")
+        try:
+            free = int(NR_HUGEPAGES.with_name("free_hugepages").read_text())
+            if free < count:
+                pytest.skip(f"the kernel found only {free} of {count} free 2 MiB hugepages")
+            yield
+        finally:
+            NR_HUGEPAGES.write_text(str(before))
+            # pages still held by a QEMU that is exiting became surplus: wait until they are
+            # freed, so the next reader of the count sees the old total
+            surplus = NR_HUGEPAGES.with_name("surplus_hugepages")
+            for _ in range(100):
+                if surplus.read_text().strip() == "0":
+                    break
+                time.sleep(0.1)

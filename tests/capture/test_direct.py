@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def test_swapped_out_pages_are_read_from_swap(lab: Lab, tmp_path: Path) -> None:
         assert _mib(step_detail(direct, "memory"), "non-zero") >= 128
         assert runstate(guest.qmp_spare) == "guest-panicked"
         lab.down(guest)
+    shutil.rmtree(tmp_path / "b")  # two dumps of a 512 MB guest: the disk is shared
 
 
 @pytest.mark.parametrize("share", ["on", "off"])
@@ -194,6 +196,7 @@ def test_hugetlb_guest_ram(lab: Lab, tmp_path: Path, share: str) -> None:
         assert _mib(step_detail(direct, "memory"), "non-zero") >= 64
         assert runstate(guest.qmp_spare) == "guest-panicked"
         lab.down(guest)
+    shutil.rmtree(tmp_path / "b")
 
 
 def _mib(detail: str, word: str) -> int:

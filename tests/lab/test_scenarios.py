@@ -104,43 +104,39 @@ def test_long_dir_keeps_sockets_under_the_limit(tmp_path: Path) -> None:
     assert len(str(_socket_dir(deep) / "qmp-spare.sock")) <= SUN_PATH_MAX
 
 
-def test_launch_survives_a_client_that_takes_the_qmp_socket_first(tmp_path: Path) -> None:
+def test_launch_survives_a_client_that_takes_the_qmp_socket_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A watcher scanning the guest's directory may connect to ``qmp.sock`` before the
     launcher does; QEMU then greets only that client, and the launcher uses the spare."""
     import asyncio
     import socket
-    import threading
 
     from kvmha_forensics.lab import launcher
     from tests.conftest import require_kvm
 
     scenario = scenarios.get("triple-fault")
     require_kvm(scenario)
-    path, stop, greeted = tmp_path / "qmp.sock", threading.Event(), threading.Event()
+    held: list[socket.socket] = []
+    listening = launcher._wait_socket
 
-    def grab() -> None:  # connect the moment QEMU listens, and hold the monitor
-        while not stop.is_set():
-            with socket.socket(socket.AF_UNIX) as sock:
-                try:
-                    sock.connect(str(path))
-                except OSError:
-                    continue
-                sock.settimeout(10)
-                if sock.recv(4096).startswith(b'{"QMP"'):
-                    greeted.set()
-                stop.wait()
-                return
+    async def listening_then_taken(
+        path: Path, proc: subprocess.Popen[bytes], deadline: float
+    ) -> None:  # the other client connects in between, and QEMU greets it: it holds the monitor
+        await listening(path, proc, deadline)
+        sock = socket.socket(socket.AF_UNIX)
+        held.append(sock)
+        sock.connect(str(path))
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b'{"QMP"')
 
-    holder = threading.Thread(target=grab)
-    holder.start()
+    monkeypatch.setattr(launcher, "_wait_socket", listening_then_taken)
     try:
         guest = asyncio.run(launcher.up(scenario, tmp_path))
-        held_during_launch = greeted.is_set()
+        try:
+            assert held and runstate(guest.qmp_spare) == scenario.runstate
+        finally:
+            launcher.down(tmp_path)
     finally:
-        stop.set()
-        holder.join()
-    try:
-        assert runstate(guest.qmp) == scenario.runstate
-        assert held_during_launch, "the holder lost the race: the launcher connected first"
-    finally:
-        launcher.down(tmp_path)
+        for sock in held:
+            sock.close()

@@ -344,10 +344,16 @@ def _stop(pid: int) -> None:
 def down(directory: Path) -> LabGuest:
     """End the QEMU of the lab guest in ``directory``, and only it."""
     guest = LabGuest.load(directory.resolve())
-    cmdline = Path(f"/proc/{guest.pid}/cmdline")
-    if _alive(guest.pid) and cmdline.exists() and guest.qmp.encode() in cmdline.read_bytes():
-        _stop(guest.pid)
-    for path in (guest.qmp, guest.qmp_spare):
-        Path(path).unlink(missing_ok=True)
-    (Path(guest.dir) / STATE_FILE).unlink(missing_ok=True)
+    end(guest)
     return guest
+
+
+def end(guest: LabGuest) -> None:
+    """End ``guest``'s QEMU if its pid is still that QEMU's, and remove its sockets and state
+    file (its directory may be gone already)."""
+    cmdline = Path(f"/proc/{guest.pid}/cmdline")
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        if _alive(guest.pid) and guest.qmp.encode() in cmdline.read_bytes():
+            _stop(guest.pid)
+    for path in (guest.qmp, guest.qmp_spare, str(Path(guest.dir) / STATE_FILE)):
+        Path(path).unlink(missing_ok=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from kvmha_forensics.errors import ForensicsError
 from kvmha_forensics.lab import launcher, scenarios
 from kvmha_forensics.lab.launcher import LabGuest
 from kvmha_forensics.transport.qmp import Endpoint, session
@@ -21,8 +19,8 @@ OwnGuest = Callable[..., LabGuest]
 @pytest.fixture
 def own(lab: Lab) -> Iterator[OwnGuest]:
     """``own(scenario, directory=None, **up_kwargs)``: a fresh guest for this test only (in
-    ``directory`` when given), ended at the test's end."""
-    mine: list[Path] = []
+    ``directory`` when given), ended at the test's end (also when ``directory`` went first)."""
+    mine: list[LabGuest] = []
 
     def up(name: str, directory: Path | None = None, **kwargs: object) -> LabGuest:
         if directory is None:
@@ -30,15 +28,13 @@ def own(lab: Lab) -> Iterator[OwnGuest]:
         else:
             scenario = scenarios.get(name)
             require_kvm(scenario)
-            mine.append(directory)
             guest = asyncio.run(launcher.up(scenario, directory, **kwargs))  # type: ignore[arg-type]
-        mine.append(Path(guest.dir))
+        mine.append(guest)
         return guest
 
     yield up
-    for directory in mine:
-        with contextlib.suppress(ForensicsError):
-            launcher.down(directory)
+    for guest in reversed(mine):  # the newest first: a directory may have held several
+        launcher.end(guest)
 
 
 def qmp(path: str, command: str, arguments: dict[str, object] | None = None) -> object:

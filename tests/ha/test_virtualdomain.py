@@ -72,7 +72,9 @@ def domain_config(cluster: Cluster) -> Path:
     ET.SubElement(os_el, "initrd").text = str(linux.initramfs)
     cmdline = "console=ttyS0 oops=panic mitigations=off kvmha.scenario=running kvmha.writes=1"
     ET.SubElement(os_el, "cmdline").text = cmdline
-    ET.SubElement(ET.SubElement(root, "features"), "vmcoreinfo", state="on")
+    features = ET.SubElement(root, "features")
+    ET.SubElement(features, "acpi")  # the guest finds the pvpanic device through ACPI
+    ET.SubElement(features, "vmcoreinfo", state="on")
     ET.SubElement(root, "on_crash").text = "preserve"
     devices = ET.SubElement(root, "devices")
     disk = ET.SubElement(devices, "disk", type="file", device="disk")

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import statistics
 import subprocess
 import tempfile
@@ -25,28 +24,21 @@ import libvirt
 import libvirt_qemu
 
 from bench.bench_ha import CLI_SAMPLES, ms, ratio
-from bench.common import PYTHON, ROUNDS, guest, table
+from bench.common import PYTHON, ROUNDS, JsonLines, guest, table
 from kvmha_forensics.lab import domains, libvirtd, scenarios
 
 URI = "qemu:///system"
 WAIT = 120.0
 
 
-class Watcher:
+class Watcher(JsonLines):
     """A signal-only watcher process; the wall time each line arrives. Its --poll 0.05 (as
     bench_ha's) also makes its first retries of a socket not there yet come 50 ms apart
     (doubling), so it is connected before the lab guest, booting meanwhile, panics."""
 
     def __init__(self, *args: str) -> None:
         argv = [PYTHON, "-m", "kvmha_forensics", "watch", "--poll", "0.05", "--no-analyze", *args]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        self.lines: list[tuple[float, dict[str, object]]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append((time.time(), json.loads(line)))
+        super().__init__(argv, WAIT)
 
     def wait(self, kind: str, state: str | None = None) -> tuple[float, dict[str, object]]:
         end = time.monotonic() + WAIT
@@ -56,10 +48,6 @@ class Watcher:
                     return when, record
             time.sleep(0.002)
         raise RuntimeError(f"the watcher printed no {kind} line: {self.lines}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=WAIT)
 
 
 class QemuClock:

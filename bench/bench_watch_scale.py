@@ -13,20 +13,17 @@ Targets (issue 13): ≤ 1 % of a core and ≤ 100 MB idle, signal p99 ≤ 10 ms.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from bench import fake_qmp
-from bench.common import PYTHON, table
+from bench.common import PYTHON, JsonLines, table
 
 GUESTS = int(os.environ.get("KVMHA_BENCH_GUESTS", "500"))
 WINDOW = float(os.environ.get("KVMHA_BENCH_IDLE_WINDOW", "60"))
@@ -59,18 +56,11 @@ def idle_share(pid: int, window: float) -> float:
     return (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
 
 
-class Lines:
-    """A child's JSON stdout lines, each with the wall time it was read."""
+class Lines(JsonLines):
+    """A child's JSON stdout lines, and a wait for a condition on them."""
 
     def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        self.lines: list[tuple[float, dict[str, object]]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append((time.time(), json.loads(line)))
+        super().__init__(argv, WAIT)
 
     def until(self, test: Callable[[list[dict[str, object]]], bool]) -> None:
         end = time.monotonic() + WAIT
@@ -78,10 +68,6 @@ class Lines:
             if time.monotonic() > end or self.proc.poll() is not None:
                 raise RuntimeError(f"gave up waiting; last lines: {self.lines[-3:]}")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=WAIT)
 
 
 def bare(paths: list[str], frozen: list[tuple[int, Path]]) -> dict[str, float]:

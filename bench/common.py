@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,3 +69,22 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
              "|" + "---|" * len(header)]  # fmt: skip
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+class JsonLines:
+    """A child's JSON stdout lines, each with the wall time it was read."""
+
+    def __init__(self, argv: list[str], wait: float) -> None:
+        self.timeout = wait
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        self.lines: list[tuple[float, dict[str, object]]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append((time.time(), json.loads(line)))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=self.timeout)

@@ -110,10 +110,13 @@ def test_never_raises_and_keeps_line_count(text: str) -> None:
         strip_prefixes(clean_text(line))
 
 
-def _peel_one_at_a_time(line: str) -> str:
+def _peel_one_at_a_time(line: str, stop_at_stamp: bool = False) -> str:
     """The definition strip_prefixes implements in one match: the first prefix pattern that
-    matches is peeled, again on the rest, at most _MAX_PEEL times."""
+    matches is peeled, again on the rest, at most _MAX_PEEL times; strip_outer_prefixes'
+    (``stop_at_stamp``) stops before a printk stamp."""
     for _ in range(pasted._MAX_PEEL):
+        if stop_at_stamp and pasted._PRINTK_STAMP.match(line):
+            return line
         m = pasted._PREFIX.match(line)
         if m is None or m.end() == 0:
             return line
@@ -128,23 +131,11 @@ def test_one_match_peels_as_one_prefix_at_a_time(parts: list[str], rest: str) ->
     assert strip_prefixes(line) == _peel_one_at_a_time(line)
 
 
-def _peel_to_the_stamp(line: str) -> str:
-    """strip_outer_prefixes' definition: as above, stopping before a printk stamp."""
-    for _ in range(pasted._MAX_PEEL):
-        if pasted._PRINTK_STAMP.match(line):
-            return line
-        m = pasted._PREFIX.match(line)
-        if m is None or m.end() == 0:
-            return line
-        line = line[m.end() :]
-    return line
-
-
 @given(st.lists(st.sampled_from([*PREFIXED, " ", "[", "]", "1", ":", "a", "#"]), max_size=16),
        st.sampled_from([LINE, "", "x", " 0f 0b", "[ 1.0] y"]))  # fmt: skip
 def test_outer_peel_stops_at_the_printk_stamp(parts: list[str], rest: str) -> None:
     line = "".join(parts) + rest
-    assert strip_outer_prefixes(line) == _peel_to_the_stamp(line)
+    assert strip_outer_prefixes(line) == _peel_one_at_a_time(line, stop_at_stamp=True)
 
 
 def test_relative_line_numbers_before_printk_stamps_are_removed() -> None:

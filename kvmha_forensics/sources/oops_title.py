@@ -381,7 +381,8 @@ def _frames_with(
     collect_all = stack.extractor != "first"
     results: list[tuple[str, str]] = []
     raw: list[str] = []
-    ok, traces, pos, index = True, 0, 0, 0
+    ok, traces, index = True, 0, 0
+    rest = iter(lines)  # both kinds of part read on from where the last one stopped
 
     def add(m: re.Match[str]) -> None:
         for frame in m.groups():
@@ -407,10 +408,8 @@ def _frames_with(
         index += 1
         if part is None:
             traces += 1
-            while pos < len(lines):
-                line = lines[pos]
-                pos += 1
-                if "should_fail" in line and _CORRUPTED_LINE.search(line) is not None:
+            for line in rest:
+                if _corrupts(line):
                     ok = False
                     break
                 if _trace_start(line):
@@ -422,10 +421,8 @@ def _frames_with(
                 if (m := _is_frame(line)) is not None:
                     add(m)
         else:
-            while pos < len(lines):
-                line = lines[pos]
-                pos += 1
-                if "should_fail" in line and _CORRUPTED_LINE.search(line) is not None:
+            for line in rest:
+                if _corrupts(line):
                     ok = False
                     break
                 if line.startswith(_CODE_LINE):
@@ -433,6 +430,11 @@ def _frames_with(
                 if (m := part.search(line)) is not None:
                     add(m)
                     break
+
+
+def _corrupts(line: str) -> bool:
+    """A fault-injection line (syzkaller's corruptedLines) inside the stack: it is corrupted."""
+    return "should_fail" in line and _CORRUPTED_LINE.search(line) is not None
 
 
 def normalize(title: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,48 @@ def test_analyze_refuses_special_files_in_one_line(tmp_path: Path) -> None:
             one_line(done.stderr)
     done = cli("analyze", str(fifo), timeout=30)
     assert done.returncode == BAD_INPUT and "FIFO" in one_line(done.stderr)
+
+
+def _frozen_shutdown(directory: Path, code: object, block: object) -> Path:
+    """A triple-faulted guest's bundle (real registers from the lab, fixtures/logs) with the
+    given ``code.json`` and identity ``block``."""
+    logs = Path(__file__).resolve().parents[2] / "fixtures" / "logs"
+    freeze = {"state": "frozen", "runstate": "shutdown", "cause": "shutdown",
+              "failover_safe": True, "reasons": [], "events": []}  # fmt: skip
+    files = {
+        "freeze.json": json.dumps(freeze).encode(),
+        "registers.txt": (logs / "triple-fault-kvm.info-registers.txt").read_bytes(),
+        "code.json": json.dumps(code).encode(),
+        "identity.json": json.dumps({"block": block}).encode(),
+    }
+    b = bundle(directory, files)
+    doc = json.loads((b / "manifest.json").read_text())
+    for a in doc["artifacts"]:
+        a["kind"] = {"code.json": "code", "identity.json": "identity"}.get(a["path"], a["kind"])
+    (b / "manifest.json").write_text(json.dumps(doc))
+    return b
+
+
+def _statuses(done: subprocess.CompletedProcess[str]) -> dict[str, tuple[str, str]]:
+    """Each analyzer's status and reason in an ``analyze --format json`` report."""
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    return {a["name"]: (a["status"], a.get("reason") or "") for a in report["analyzers"]}
+
+
+def test_malformed_typed_records_fail_their_analyzer_in_one_line(tmp_path: Path) -> None:
+    """A ``code.json`` entry or a ``query-block`` answer of the wrong shape: the analyzer that
+    reads it fails with one line naming the file, the others still run, exit 7."""
+    good = _frozen_shutdown(tmp_path / "good", [], [])
+    done = cli("analyze", str(good), "--format", "json")
+    statuses = _statuses(done)
+    assert statuses["shutdown"][0] == "ok" and statuses["storage"][0] == "ok", statuses
+    bad = _frozen_shutdown(tmp_path / "bad", [{"cpu": 0, "rip": "zz"}], [5])
+    done = cli("analyze", str(bad), "--format", "json")
+    assert done.returncode == INCOMPLETE, done.stderr[-2000:]
+    statuses = _statuses(done)
+    shutdown, storage = statuses["shutdown"], statuses["storage"]
+    assert shutdown[0] == "failed" and "code.json holds a bad entry" in shutdown[1], shutdown
+    assert storage[0] == "failed" and "identity.json" in storage[1], storage
+    assert "\n" not in shutdown[1] + storage[1]
+    assert [n for n, (s, _) in statuses.items() if s == "failed"] == ["shutdown", "storage"]

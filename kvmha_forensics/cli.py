@@ -328,9 +328,14 @@ def bundle_prune(
         ) from exc
     for partial in found:
         done = {"stale": "stale" if dry_run else "removed", "in-use": "kept (a capture writes it)",
-                "recent": f"kept (written {partial.idle:.0f}s ago)"}[partial.state]  # fmt: skip
+                "recent": f"kept (written {partial.idle:.0f}s ago)",
+                "foreign": "kept (it holds a directory: no capture wrote it)",
+                "stuck": f"stale, not removed: {partial.why}"}[partial.state]  # fmt: skip
         stdout().print(f"{printable(str(partial.path), one_line=True)}: {done}", markup=False,
                        highlight=False)  # fmt: skip
+    stuck = sum(p.state == "stuck" for p in found)
+    if stuck:
+        raise InputError(f"{stuck} stale partial(s) in {directory} not removed", "see above")
 
 
 @app.command("analyze")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,6 +59,46 @@ def test_bundle_prune_says_what_it_did(tmp_path: Path) -> None:
     missing = cli("bundle", "prune", str(tmp_path / "missing"))
     assert missing.returncode == 3 and "No such file or directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_partial_holding_a_directory_is_kept_and_named(tmp_path: Path) -> None:
+    """Bundles are flat: a partial with a directory in it is not a capture's, so it is kept
+    (before: prune stopped at it with a wrong "cannot read DIR: Is a directory")."""
+    foreign = dead(tmp_path, "kvmha-vm1-1", idle=2 * HOUR)
+    (foreign / "sub").mkdir()
+    os.utime(foreign / "sub", (time.time() - 2 * HOUR,) * 2)
+    os.utime(foreign, (time.time() - 2 * HOUR,) * 2)
+    stale = dead(tmp_path, "kvmha-vm1-2", idle=2 * HOUR)
+    done = cli("bundle", "prune", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{foreign}: kept (it holds a directory: no capture wrote it)",
+        f"{stale}: removed",
+    ]
+    assert (foreign / "sub").is_dir() and not stale.exists()
+
+
+def test_a_partial_that_cannot_be_removed_is_named_and_the_rest_pruned(tmp_path: Path) -> None:
+    """An immutable file (``chattr +i``: even root cannot unlink it) in a stale partial: that
+    partial is named with the reason, the next one still removed, exit 3."""
+    stuck = dead(tmp_path, "kvmha-vm1-1", idle=2 * HOUR)
+    pinned = stuck / "console.log"
+    made = subprocess.run(["chattr", "+i", str(pinned)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable flag: {made.stderr.strip()}")
+    try:
+        os.utime(stuck, (time.time() - 2 * HOUR,) * 2)
+        stale = dead(tmp_path, "kvmha-vm1-2", idle=2 * HOUR)
+        done = cli("bundle", "prune", str(tmp_path))
+        assert done.returncode == 3, done.stderr
+        assert done.stdout.splitlines() == [
+            f"{stuck}: stale, not removed: Operation not permitted",
+            f"{stale}: removed",
+        ]
+        assert "1 stale partial(s)" in done.stderr and "Traceback" not in done.stderr
+        assert pinned.exists() and not stale.exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(pinned)], check=True)
 
 
 @pytest.mark.lab

@@ -18,7 +18,7 @@ from .analysis import (
 )
 from .capture.bundle import MANIFEST, VENDOR_OF_KVM, Bundle
 from .errors import InputError
-from .input_files import opened, read_input, refusal
+from .input_files import absent, opened, read_input, refusal
 from .report.model import Report
 from .report.verdict import decide
 from .sources.classify import dump_kind
@@ -104,7 +104,7 @@ def gather(
         problems += _cut_notes(extra)
         return Inputs(label, "text", extra, vmlinux, dirs, cpu_vendor), problems
     if not target.exists():
-        raise InputError(f"{target} does not exist")
+        raise InputError(f"{target} {absent(target)}")
     if target.is_dir():
         if not (target / MANIFEST).exists():
             raise InputError(f"{target} is not a bundle ({MANIFEST} missing)")

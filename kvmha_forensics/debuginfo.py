@@ -15,7 +15,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
 from .errors import InputError
-from .input_files import opened
+from .input_files import absent, opened, refusal
 from .sources import vmcoreinfo
 
 SYSTEM_DEBUG = Path("/usr/lib/debug")
@@ -66,8 +66,9 @@ def find_vmlinux(
     Raises: InputError when ``explicit`` is missing, not ELF, or of another build."""
     wanted = info.get("BUILD-ID")
     if explicit is not None:
-        if not explicit.is_file():
-            raise InputError(f"--vmlinux {explicit} does not exist")
+        if (why := refusal(explicit)) is not None:
+            what = absent(explicit) if why == "missing" else f"is {why}"
+            raise InputError(f"--vmlinux {explicit} {what}", "give the guest kernel's vmlinux")
         found = build_id(explicit)
         if found is None:
             raise InputError(f"--vmlinux {explicit} is not an ELF file with a build ID")

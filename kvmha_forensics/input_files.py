@@ -59,6 +59,20 @@ def refusal(path: str | os.PathLike[str], follow: bool = True) -> str | None:
     return f"{describe(st.st_mode)}, not a regular file"
 
 
+def absent(path: str | os.PathLike[str]) -> str:
+    """Why a path that names no file is absent: ``does not exist``, or the link that leads
+    nowhere (``is a symbolic link loop``, ``is a symbolic link to nothing (TARGET)``)."""
+    try:
+        target = os.readlink(path)
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return f"is a symbolic link to nothing ({target})"
+    return "does not exist"
+
+
 def _why(exc: OSError, follow: bool) -> str:
     if exc.errno == errno.ELOOP and not follow:
         return "a symbolic link (not followed here)"

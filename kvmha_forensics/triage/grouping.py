@@ -24,7 +24,7 @@ from ..analysis import Analyzer, Inputs, select
 from ..analyze import analyze_with, gather
 from ..capture.bundle import MANIFEST, Bundle
 from ..errors import ExitCode, ForensicsError, InputError
-from ..input_files import parse_json, read_input, refusal
+from ..input_files import absent, parse_json, read_input, refusal
 from ..limits import MAX_RECORD_BYTES
 from ..serial import to_json
 from ..signature import signature_id
@@ -226,7 +226,7 @@ def triage(
     known_set = load_known(known) if known else {}
     for path in inputs:
         if not path.exists():
-            raise InputError(f"{path} does not exist")
+            raise InputError(f"{path} {absent(path)}")
     analyzers = tuple(select(None))
     fingerprint = code_fingerprint(analyzers)
     members: list[Member] = []

@@ -98,6 +98,37 @@ def test_wrong_vmlinux_is_refused(lab: Lab) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.parametrize(
+    ("vmlinux", "said"),
+    [
+        ("/dev/zero", "is a character device, not a regular file"),
+        ("/nonexistent", "does not exist"),
+    ],
+)
+def test_a_vmlinux_that_is_not_a_file_is_named_for_what_it_is(
+    lab: Lab, vmlinux: str, said: str
+) -> None:
+    """Before: a device given as --vmlinux was said not to exist."""
+    done = analyze(str(lab.bundle("panic")), "--vmlinux", vmlinux)
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert f"--vmlinux {vmlinux} {said}" in done.stderr and one_clean_line(done.stderr)
+
+
+def test_a_link_to_nowhere_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """A dangling link and a link loop given as the target, to analyze and to triage."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    said = {"dangling": f"is a symbolic link to nothing ({tmp_path / 'gone'})",
+            "loop": "is a symbolic link loop", "absent": "does not exist"}  # fmt: skip
+    for name, what in said.items():
+        for command in (CLI, [sys.executable, "-m", "kvmha_forensics", "triage", "--no-cache"]):
+            done = subprocess.run([*command, str(tmp_path / name)], capture_output=True,
+                                  text=True, check=False)  # fmt: skip
+            assert done.returncode == ExitCode.BAD_INPUT, done.stderr
+            assert f"{tmp_path / name} {what}" in done.stderr and one_clean_line(done.stderr)
+
+
+@pytest.mark.lab
 def test_no_debug_info_says_what_to_install(lab: Lab, tmp_path: Path) -> None:
     env = {**os.environ, "KVMHA_CACHE_DIR": str(tmp_path)}
     done = analyze(str(lab.bundle("oops")), "--format", "json", env=env)

@@ -6,7 +6,9 @@ mount and UTS namespaces, held open by a ``sleep`` process: per-node ``/var/lib/
 under the cluster's root), tmpfs ``/run`` and ``/dev/shm`` (corosync and Pacemaker use fixed IPC
 names), and read-only overlays that add the project's OCF agent to
 ``/usr/lib/ocf/resource.d/kvmha``, the test fence agent to ``/usr/sbin``, ``kvmha-forensics``
-and the project's HA scripts to ``/usr/local/bin`` and the alert agent's sudoers rule to
+and the project's HA scripts to ``/usr/local/bin``, the alert agent's helper to
+``/usr/local/sbin`` (its configuration, ``out`` the cluster's ``shared/bundles``, at
+``shared/alert.conf`` instead of ``/etc/kvmha-forensics/alert.conf``) and its sudoers rule to
 ``/etc/sudoers.d``, as an operator installs them, so the host's system directories are never
 written. With ``libvirt``, each node runs its own libvirtd and virtlogd (their state and
 runtime directories the node's own). Everything else (the repository, the virtualenv, the
@@ -41,6 +43,7 @@ LOCAL_BIN = {"kvmha-alert": ROOT / "ha" / "alert" / "kvmha-alert",
              "kvmha-domain-monitor": ROOT / "ha" / "virtualdomain" / "kvmha-domain-monitor",
              "kvmha-crm-fail": ROOT / "ha" / "hook" / "kvmha-crm-fail"}  # fmt: skip
 SUDOERS = ROOT / "ha" / "alert" / "kvmha-alert.sudoers"
+HELPER = ROOT / "ha" / "alert" / "kvmha-alert-helper"
 LIBVIRT_DIRS = ("/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt", "/etc/libvirt/qemu")
 # what systemd gives pacemaker.service: agents find programs there, not on the test's PATH
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -232,6 +235,15 @@ class Cluster:
         for name, source in LOCAL_BIN.items():  # copies: hacluster runs the alert agent
             shutil.copyfile(source, self.shared / "bin" / name)
             (self.shared / "bin" / name).chmod(0o755)
+        (self.shared / "sbin-local").mkdir()
+        conf = self.shared / "alert.conf"  # root's, as the helper requires
+        conf.write_text(f"out={self.shared / 'bundles'}\n")
+        helper = self.shared / "sbin-local" / HELPER.name
+        text = HELPER.read_text()
+        if "\nCONF=/etc/kvmha-forensics/alert.conf\n" not in text:
+            raise ClusterError(f"no CONF= line in {HELPER} to point at {conf}")
+        helper.write_text(text.replace("CONF=/etc/kvmha-forensics/alert.conf", f"CONF={conf}"))
+        helper.chmod(0o755)
         (self.shared / "sudoers").mkdir()
         shutil.copyfile(SUDOERS, self.shared / "sudoers" / "kvmha-alert")
         (self.shared / "sudoers" / "kvmha-alert").chmod(0o440)
@@ -265,6 +277,8 @@ class Cluster:
             f"lowerdir={self.shared}/ocf:/usr/lib/ocf/resource.d /usr/lib/ocf/resource.d",
             f"mount -t overlay overlay -o lowerdir={self.shared}/sbin:/usr/sbin /usr/sbin",
             f"mount -t overlay overlay -o lowerdir={self.shared}/bin:/usr/local/bin /usr/local/bin",
+            "mount -t overlay overlay -o "
+            f"lowerdir={self.shared}/sbin-local:/usr/local/sbin /usr/local/sbin",
             "mount -t overlay overlay -o "
             f"lowerdir={self.shared}/sudoers:/etc/sudoers.d /etc/sudoers.d",
             "mkdir -p /run/kvmha",

@@ -56,3 +56,56 @@ def test_a_monitor_script_that_cannot_run_kvmha_forensics_passes_and_says_so(
     usage = subprocess.run([str(MONITOR)], env=env, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert usage.returncode == 0 and "status' failed (exit 1)" in log.read_text()
+
+
+HELPER = ROOT / "ha" / "alert" / "kvmha-alert-helper"
+
+
+def helper(tmp_path: Path, *argv: str, mode: int = 0o644) -> subprocess.CompletedProcess[str]:
+    """Run the alert agent's root helper with its configuration in ``tmp_path``: bundles to
+    ``tmp_path/out``, and a ``binary`` that records its arguments in ``tmp_path/ran``."""
+    recorder = tmp_path / "kvmha-forensics"
+    recorder.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "ran"}\n')
+    recorder.chmod(0o755)
+    conf = tmp_path / "alert.conf"
+    conf.write_text(f"# root's\nout={tmp_path / 'out'}\nbinary={recorder}\n")
+    conf.chmod(mode)
+    installed = tmp_path / "kvmha-alert-helper"
+    installed.write_text(
+        HELPER.read_text().replace("CONF=/etc/kvmha-forensics/alert.conf", f"CONF={conf}")
+    )
+    installed.chmod(0o755)
+    return subprocess.run([str(installed), *argv], capture_output=True, text=True, timeout=30)
+
+
+def test_the_alert_helper_takes_a_guest_and_nothing_else(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the helper checks that its configuration is root's")
+    assert helper(tmp_path, "status", "--domain", "vm1").returncode == 0
+    assert (
+        helper(tmp_path, "capture", "--domain", "vm1", "--connect", "qemu:///system").returncode
+        == 0
+    )
+    ran = (tmp_path / "ran").read_text().splitlines()
+    guest = "--domain vm1 --connect qemu:///system"
+    assert ran == [f"status --json {guest}", f"capture --json --once {guest} --out {tmp_path}/out"]
+    refused = [
+        ["capture", "--domain", "vm1", "--out", "/etc"],
+        ["capture", "--domain", "vm1", "--once"],
+        ["status", "--domain", "--help"],
+        ["status", "--domain", "../vm1"],
+        ["status", "--domain", "vm1", "--connect", "qemu+ssh://root@elsewhere/system"],
+        ["status", "--domain", "vm1", "--qmp", "/run/kvmha/vm1.qmp"],
+        ["status", "--qmp", "/run/kvmha/../../etc/shadow"],
+        ["status", "--qmp", "/run/kvmha/a/b/c.sock"],
+        ["status", "--qmp", "/run/libvirt/libvirt-sock"],
+        ["status", "--qmp", "/run/kvmha/nothing-there.qmp"],
+        ["status"],
+        ["analyze", "/etc/shadow"],
+    ]
+    for argv in refused:
+        done = helper(tmp_path, *argv)
+        assert done.returncode == 2 and ": refused (usage: " in done.stderr, (argv, done.stderr)
+    writable = helper(tmp_path, "status", "--domain", "vm1", mode=0o666)
+    assert writable.returncode == 2 and "writable by root only" in writable.stderr
+    assert len((tmp_path / "ran").read_text().splitlines()) == 2  # nothing refused ran

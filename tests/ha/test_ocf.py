@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kvmha_forensics.capture.bundle import Bundle
+from kvmha_forensics.transport.local import process_alive
 from tests.conftest import Lab
 from tests.ha.conftest import OwnGuest, qmp
 
@@ -146,3 +147,30 @@ def test_monitor_tells_a_missing_socket_from_a_gone_guest(own: OwnGuest) -> None
     gone = agent("monitor", qmp=guest.qmp, **recurring)
     assert gone.returncode == 7, gone.stderr  # OCF_NOT_RUNNING, on evidence
     assert agent("stop", qmp=guest.qmp, **recurring).returncode == 0
+
+
+def test_a_guard_leaves_a_running_guest_alone_and_captures_and_ends_a_frozen_one(
+    own: OwnGuest, tmp_path: Path
+) -> None:
+    """guard=true (after another agent's resource in a group): start and monitor keep a state
+    file only; stop leaves a running guest to its own agent, and captures and ends a frozen one."""
+    need_resource_agents()
+    running = own("running")
+    out = tmp_path / "bundles"
+    params = {"qmp": running.qmp, "guard": "true", "capture_dir": str(out)}
+    assert agent("monitor", **params).returncode == 7  # never started: OCF_NOT_RUNNING
+    assert agent("start", **params).returncode == 0
+    assert agent("monitor", **params).returncode == 0
+    assert agent("stop", **params).returncode == 0
+    assert agent("monitor", **params).returncode == 7
+    assert qmp(running.qmp, "query-status") == {"status": "running", "singlestep": False,
+                                                 "running": True}  # fmt: skip
+    assert not out.exists()
+    frozen = own("panic")
+    params["qmp"] = frozen.qmp
+    assert agent("start", **params).returncode == 0
+    stop = agent("stop", **params)
+    assert stop.returncode == 0, stop.stderr
+    (bundle,) = out.iterdir()
+    assert Bundle.open(bundle).manifest.guest["runstate"] == "guest-panicked"
+    assert not process_alive(frozen.pid)  # ended (a zombie until the test reaps it)

@@ -1,11 +1,16 @@
 """The stock ``ocf:heartbeat:VirtualDomain`` on the real two-node cluster (tests/ha/cluster.py),
-each node with its own libvirtd, with kvmha-forensics as its monitor script and alert agent.
+each node with its own libvirtd, with kvmha-forensics as its monitor script, its guard and
+alert agent.
 
 VirtualDomain alone counts a domain paused on an I/O error as running. With
 ``monitor_scripts=/usr/local/bin/kvmha-domain-monitor`` the monitor captures the frozen domain
 and fails, Pacemaker moves the domain to node-b, and the alert agent (``kvmha-alert``, run by
-Pacemaker as hacluster, status and capture through its sudoers rule) finds that freeze already
-captured. The freeze → running-on-node-b time is printed (``-s``), not asserted.
+Pacemaker as hacluster, status and capture through its root helper and sudoers rule) finds
+that freeze already captured; hacluster can have root run nothing else. A domain that panicked
+is ``crashed``, which VirtualDomain's own status check fails (and its stop destroys) before any
+monitor script runs: the guard, ``ocf:kvmha:kvmha-guest`` with ``guard=true`` after vm1 in a
+group, stops first, captures the domain and ends it. The freeze → running-on-the-other-node
+times are printed (``-s``), not asserted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -23,12 +29,21 @@ import pytest
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.lab import assets, libvirtd
 from tests.ha.cluster import Cluster, Node, ids
-from tests.ha.test_pacemaker import bundles, log_time, need_cluster_tools, started_on, until
+from tests.ha.test_pacemaker import (
+    bundles,
+    cleanup,
+    log_time,
+    need_cluster_tools,
+    started_on,
+    until,
+)
 
 pytestmark = pytest.mark.lab
 RSC = "vm1"
+GUARD = "vm1-guard"
 MONITOR = "/usr/local/bin/kvmha-domain-monitor"
 ALERT_LOG = "/run/kvmha/alert.log"
+HELPER = "/usr/local/sbin/kvmha-alert-helper"
 VIRTUALDOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
 
 
@@ -70,7 +85,8 @@ def domain_config(cluster: Cluster) -> Path:
     ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
     ET.SubElement(os_el, "kernel").text = str(linux.kernel.vmlinuz)
     ET.SubElement(os_el, "initrd").text = str(linux.initramfs)
-    cmdline = "console=ttyS0 oops=panic mitigations=off kvmha.scenario=running kvmha.writes=1"
+    cmdline = ("console=ttyS0 oops=panic mitigations=off kvmha.scenario=running kvmha.writes=1 "
+               "unknown_nmi_panic")  # fmt: skip
     ET.SubElement(os_el, "cmdline").text = cmdline
     features = ET.SubElement(root, "features")
     ET.SubElement(features, "acpi")  # the guest finds the pvpanic device through ACPI
@@ -93,24 +109,44 @@ def domain_config(cluster: Cluster) -> Path:
     return config
 
 
-def virtualdomain(config: Path) -> ET.Element:
-    """vm1 as a VirtualDomain primitive with the monitor script, moved away after one failure.
-    force_stop stays false (the default): its stop asks for a graceful shutdown first."""
-    rsc = ET.Element(
-        "primitive", {"id": RSC, "class": "ocf", "provider": "heartbeat", "type": "VirtualDomain"}
-    )
-    attrs = ET.SubElement(rsc, "instance_attributes", id=f"{RSC}-params")
-    for name, value in (("config", str(config)), ("hypervisor", "qemu:///system"),
-                        ("monitor_scripts", MONITOR)):  # fmt: skip
-        ET.SubElement(attrs, "nvpair", id=f"{RSC}-{name}", name=name, value=value)
-    meta = ET.SubElement(rsc, "meta_attributes", id=f"{RSC}-meta")
-    ET.SubElement(meta, "nvpair", id=f"{RSC}-mt", name="migration-threshold", value="1")
+def primitive(rsc: str, agent: str, params: dict[str, str], ops: dict[str, str]) -> ET.Element:
+    """A primitive of ``agent`` (class:provider:type) with ``ops`` (name → timeout; the
+    monitor every 2 s)."""
+    klass, provider, kind = agent.split(":")
+    element = ET.Element("primitive", {"id": rsc, "class": klass, "provider": provider,
+                                       "type": kind})  # fmt: skip
+    attrs = ET.SubElement(element, "instance_attributes", id=f"{rsc}-params")
+    for name, value in params.items():
+        ET.SubElement(attrs, "nvpair", id=f"{rsc}-{name}", name=name, value=value)
+    operations = ET.SubElement(element, "operations")
+    for name, timeout in ops.items():
+        interval = "2s" if name == "monitor" else "0s"
+        ET.SubElement(operations, "op", id=f"{rsc}-{name}", name=name, interval=interval,
+                      timeout=timeout)  # fmt: skip
+    return element
+
+
+def guarded(config: Path, out: Path) -> ET.Element:
+    """The group vm1-group: vm1 of VirtualDomain with the monitor script (force_stop false,
+    the default: its stop asks a running domain for a graceful shutdown first), then its
+    guard, which a recovery of vm1 stops first. vm1 moves away after one failure, and stays
+    where it runs when a failure elsewhere is cleaned up."""
+    group = ET.Element("group", id=f"{RSC}-group")
+    meta = ET.SubElement(group, "meta_attributes", id=f"{RSC}-group-meta")
     ET.SubElement(meta, "nvpair", id=f"{RSC}-role", name="target-role", value="Stopped")
-    ops = ET.SubElement(rsc, "operations")
-    for name, interval, timeout in (("monitor", "2s", "30s"), ("start", "0s", "60s"),
-                                    ("stop", "0s", "20s")):  # fmt: skip
-        ET.SubElement(ops, "op", id=f"{RSC}-{name}", name=name, interval=interval, timeout=timeout)
-    return rsc
+    ET.SubElement(meta, "nvpair", id=f"{RSC}-st", name="resource-stickiness", value="1000")
+    vm = primitive(RSC, "ocf:heartbeat:VirtualDomain",
+                   {"config": str(config), "hypervisor": "qemu:///system",
+                    "monitor_scripts": MONITOR},
+                   {"monitor": "30s", "start": "60s", "stop": "20s"})  # fmt: skip
+    vm_meta = ET.SubElement(vm, "meta_attributes", id=f"{RSC}-meta")
+    ET.SubElement(vm_meta, "nvpair", id=f"{RSC}-mt", name="migration-threshold", value="1")
+    group.append(vm)
+    group.append(primitive(GUARD, "ocf:kvmha:kvmha-guest",
+                           {"domain": RSC, "hypervisor": "qemu:///system", "guard": "true",
+                            "capture_dir": str(out)},
+                           {"monitor": "30s", "start": "20s", "stop": "120s"}))  # fmt: skip
+    return group
 
 
 def alert(cluster: Cluster) -> str:
@@ -150,17 +186,34 @@ def alert_lines(node: Node) -> list[str]:
     return node.path(ALERT_LOG).read_text().splitlines()
 
 
-def test_virtualdomain_with_the_monitor_script_recovers_a_frozen_domain_captured_first(
+def as_hacluster(node: Node, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``sudo -n ARGV`` run by hacluster in ``node``, as Pacemaker runs the alert agent."""
+    return node.run("runuser", "-u", "hacluster", "--", "sudo", "-n", *argv, check=False)
+
+
+def stop_order(node: Node, after: float) -> tuple[float, float]:
+    """When the guard's stop ended, and when vm1's (VirtualDomain's) stop was requested, on
+    ``node`` after ``after``: the group's order, guard first."""
+    guard_done = log_time(node, f"Result of stop operation for {GUARD} on {node.name}: ok", after)
+    vm_stop = log_time(node, f"Requesting local execution of stop operation for {RSC} on", after)
+    assert guard_done is not None and vm_stop is not None
+    return guard_done, vm_stop
+
+
+def test_virtualdomain_recovers_a_frozen_and_a_crashed_domain_and_the_guard_captures_first(
     cluster: Cluster,
 ) -> None:
+    """An I/O error on node-a (the monitor script fails vm1), then, vm1 on node-b, a panic
+    there (VirtualDomain fails the crashed domain by itself): one cluster, two rounds."""
     cluster.alive().run("cibadmin", "--modify", "-o", "configuration", "--xml-text", alert(cluster))
-    cluster.create("resources", virtualdomain(domain_config(cluster)))
+    cluster.create("resources", guarded(domain_config(cluster), cluster.shared / "bundles"))
     cluster.create(
-        "constraints", ET.Element("rsc_location", id="on-a", rsc=RSC, node="node-a", score="100")
-    )
+        "constraints", ET.Element("rsc_location", id="on-a", rsc=f"{RSC}-group", node="node-a",
+                                  score="100"),
+    )  # fmt: skip
     cluster.delete("resources", ET.Element("nvpair", id=f"{RSC}-role"))
-    until(lambda: cluster.running_on(RSC) == "node-a", "vm1 running on node-a")
-    console = cluster.shared / "guests" / f"{RSC}.console"
+    until(lambda: cluster.running_on(GUARD) == "node-a", "vm1 and its guard running on node-a")
+    console = cluster.shared / "guests" / f"{RSC}.console"  # truncated by each start
     until(lambda: console.exists() and "KVMHA-LAB: idle" in console.read_text(), "vm1 booted")
 
     fail_disk(cluster.a)
@@ -176,21 +229,64 @@ def test_virtualdomain_with_the_monitor_script_recovers_a_frozen_domain_captured
     reason = f"{script} returned 1 with output: frozen (io-error)"
     assert failed[0]["exit-reason"].startswith(reason), failed[0]  # Pacemaker cuts it at 128
 
-    (bundle,) = bundles(cluster)  # the monitor script's, before VirtualDomain's stop began
+    (bundle,) = bundles(cluster)  # the monitor script's, before any stop began
     opened = Bundle.open(bundle)
     assert opened.manifest.status == "complete" and opened.verify() == []
     assert opened.manifest.guest["runstate"] == "io-error"
-    stopping = log_time(cluster.a, "Requesting local execution of stop operation for vm1")
-    assert stopping is not None and os.stat(bundle).st_mtime < stopping  # controld logs ms
+    guard_done, vm_stop = stop_order(cluster.a, frozen)
+    assert os.stat(bundle).st_mtime < guard_done < vm_stop  # controld logs ms
+    # the guard ended the frozen domain: VirtualDomain's stop found it stopped, no shutdown wait
+    assert log_time(cluster.a, f"Domain {RSC} already stopped", frozen) is not None
+    assert log_time(cluster.a, "Issuing graceful shutdown request", frozen) is None
 
     # the alert agent ran as hacluster for the failed monitor: sudo let it ask status and
-    # capture as root, and capture --once took the monitor script's bundle (no second one)
+    # capture as root; its capture --once either took the monitor script's bundle (no second
+    # one) or, started after the guard ended the domain, found no domain (it races the stop)
     until(lambda: any(" capture (exit " in line for line in alert_lines(cluster.a)),
           "the alert agent's capture")  # fmt: skip
     lines = alert_lines(cluster.a)
     assert any("vm1 frozen, capturing into" in line for line in lines), lines
-    done = [line for line in lines if " capture (exit " in line]
-    assert len(done) == 1 and "capture (exit 0)" in done[0] and str(bundle) in done[0], lines
+    (done,) = [line for line in lines if " capture (exit " in line]
+    took = "capture (exit 0)" in done and str(bundle) in done
+    assert took or f"capture (exit 5): kvmha-forensics: error: no domain {RSC}" in done, lines
     assert bundles(cluster) == [bundle]
-    print(f"\nVirtualDomain: running on node-b {started_on(cluster.b) - frozen:.2f} s after the "  # type: ignore[operator]
-          "pause (monitor interval 2 s, stop timeout 20 s)")  # fmt: skip
+    print(f"\nVirtualDomain, I/O error: running on node-b {started_on(cluster.b) - frozen:.2f} s "  # type: ignore[operator]
+          "after the pause (monitor interval 2 s)")  # fmt: skip
+
+    # hacluster may have root run the helper only, and the helper takes a guest only
+    assert as_hacluster(cluster.b, HELPER, "status", "--domain", RSC).returncode == 0
+    refused = [
+        ["capture", "--domain", RSC, "--out", "/etc"],
+        ["capture", "--qmp", "/run/kvmha/../../etc/shadow"],
+        ["status", "--qmp", "/run/libvirt/libvirt-sock"],
+        ["status", "--domain", RSC, "--connect", "qemu+ssh://root@elsewhere/system"],
+        ["status", "--domain", "--help"],
+        ["analyze", "/etc/shadow"],
+    ]
+    for argv in refused:
+        done = as_hacluster(cluster.b, HELPER, *argv)
+        assert done.returncode == 2 and ": refused (usage: " in done.stderr, (argv, done)
+    direct = as_hacluster(cluster.b, "/usr/local/bin/kvmha-forensics", "status", "--domain", RSC)
+    assert direct.returncode == 1 and "password is required" in direct.stderr, direct
+
+    cleanup(cluster, cluster.a)
+    until(lambda: "KVMHA-LAB: idle" in console.read_text(), "vm1 booted on node-b")
+    virsh(cluster.b, "inject-nmi", RSC)  # unknown_nmi_panic: a panic, pvpanic, on_crash preserve
+    panicked = time.time()
+    until(lambda: started_on(cluster.a, after=panicked), "vm1 started on node-a again")
+    assert cluster.running_on(RSC) == "node-a"
+    # VirtualDomain's own status check failed the crashed domain (no monitor script ran) ...
+    failed = [r for r in cluster.operations(RSC) if r["node"] == "node-b" and r["rc-code"] == "1"]
+    assert [r["operation"] for r in failed] == ["monitor"], cluster.operations(RSC)
+    assert log_time(cluster.b, f'{RSC} has unknown status "crashed"', panicked) is not None
+    # ... and the guard's stop, before VirtualDomain's, kept the evidence and ended the domain
+    (second,) = set(bundles(cluster)) - {bundle}
+    opened = Bundle.open(second)
+    assert opened.manifest.status == "complete" and opened.verify() == []
+    assert opened.manifest.guest["runstate"] == "guest-panicked"
+    guard_done, vm_stop = stop_order(cluster.b, panicked)
+    assert os.stat(second).st_mtime < guard_done < vm_stop
+    assert log_time(cluster.b, f"Domain {RSC} already stopped", panicked) is not None
+    seconds = started_on(cluster.a, after=panicked) - panicked  # type: ignore[operator]
+    print(f"\nVirtualDomain, panic: running on node-a {seconds:.2f} s after the NMI "
+          "(monitor interval 2 s)")  # fmt: skip

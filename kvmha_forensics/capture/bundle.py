@@ -17,7 +17,7 @@ import platform
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +30,10 @@ from ..limits import MAX_CONSOLE_BYTES, MAX_JSON_BYTES, MAX_TEXT_BYTES
 from ..private import rename_noreplace
 from ..serial import to_json
 from ..vocabulary import JSONObject
+from .chunksum import Chunks, bad_chunks
 
 FORMAT = "kvmha-forensics-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # read: 1 and 2; written: 2 only where an artifact is chunked
 MANIFEST = "manifest.json"
 HASH_CHUNK = 1 << 20
 HASH_IN_ANALYSIS = MAX_CONSOLE_BYTES  # analysis hashes no artifact larger than it reads
@@ -43,13 +44,21 @@ StepStatus = Literal["ok", "failed", "skipped"]
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
-    """One file of the bundle: where, what kind, how big, its sha256."""
+    """One file of the bundle: where, what kind, how big, its sha256 (with ``chunks``: the
+    sha256 of its chunks' digests, :mod:`.chunksum`)."""
 
     path: str
     kind: str
     size: int
     sha256: str
     description: str
+    chunks: Chunks | None = None
+
+    def to_json(self) -> JSONObject:
+        doc = to_json(self)
+        if self.chunks is None:
+            del doc["chunks"]
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +99,7 @@ class Manifest:
             "status": self.status,
             "reasons": list(self.reasons),
             "steps": [s.to_json() for s in self.steps],
-            "artifacts": [to_json(a) for a in self.artifacts],
+            "artifacts": [a.to_json() for a in self.artifacts],
         }
 
     @classmethod
@@ -111,16 +120,8 @@ class Manifest:
         try:
             tool = cast(dict[str, str], doc["tool"])
             steps = tuple(_step(s) for s in cast(list[dict[str, object]], doc["steps"]))
-            artifacts = tuple(
-                Artifact(
-                    str(plain_relative(str(a["path"]))),
-                    str(a["kind"]),
-                    int(cast(int, a["size"])),
-                    str(a["sha256"]),
-                    str(a.get("description", "")),
-                )
-                for a in cast(list[dict[str, object]], doc["artifacts"])
-            )
+            listed = cast(list[dict[str, object]], doc["artifacts"])
+            artifacts = tuple(_artifact(a, bad) for a in listed)
             status = doc["status"]
             if status not in ("complete", "incomplete"):
                 raise bad(f"status {status!r}")
@@ -137,6 +138,19 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise bad(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _artifact(doc: dict[str, object], bad: Callable[[str], InputError]) -> Artifact:
+    path = str(plain_relative(str(doc["path"])))
+    size = int(cast(int, doc["size"]))
+    chunks = None
+    if "chunks" in doc:
+        try:
+            chunks = Chunks.from_json(doc["chunks"], size)
+        except ValueError as exc:
+            raise bad(f"artifact {path}: {exc}") from None
+    return Artifact(path, str(doc["kind"]), size, str(doc["sha256"]),
+                    str(doc.get("description", "")), chunks)  # fmt: skip
 
 
 def _step(doc: dict[str, object]) -> Step:
@@ -228,11 +242,21 @@ class BundleWriter:
         flags = access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(plain_relative(rel), flags, 0o600, dir_fd=self._tmp_fd)
 
-    def add(self, rel: str, kind: str, description: str, sha256: str | None = None) -> Artifact:
-        """Record a file already written under ``rel``."""
+    def add(
+        self, rel: str, kind: str, description: str, sha256: str | None = None,
+        chunks: Chunks | None = None,
+    ) -> Artifact:  # fmt: skip
+        """Record a file already written under ``rel``, with its sha256 or its chunks'."""
         size = os.stat(plain_relative(rel), dir_fd=self._tmp_fd, follow_symlinks=False).st_size
+        if chunks is not None:
+            sha256 = chunks.identity()
         artifact = Artifact(
-            rel, kind, size, sha256 or sha256_file(self.tmp / rel, follow=False), description
+            rel,
+            kind,
+            size,
+            sha256 or sha256_file(self.tmp / rel, follow=False),
+            description,
+            chunks,
         )
         self.artifacts.append(artifact)
         return artifact
@@ -265,8 +289,9 @@ class BundleWriter:
             self.reasons.append(f"{name}: {recorder.detail}")
 
     def manifest(self, status: Status) -> Manifest:
+        version = 2 if any(a.chunks for a in self.artifacts) else 1
         return Manifest(
-            SCHEMA_VERSION, __version__, self.created, host_info(), self.guest, status,
+            version, __version__, self.created, host_info(), self.guest, status,
             tuple(self.reasons), tuple(self.steps), tuple(self.artifacts),
         )  # fmt: skip
 
@@ -418,7 +443,7 @@ class Bundle:
         ``hash_memory=False`` (analysis) checks sizes only for the memory dump and for any
         artifact larger than :data:`HASH_IN_ANALYSIS`: re-hashing gigabytes would cost more
         than the analysis itself, which reads at most that much of a text artifact
-        (``bundle verify`` hashes every byte)."""
+        (``bundle verify`` hashes every byte; a chunked artifact's chunks on every core)."""
         unusable = self.unusable()
         problems = [f"{rel}: {why}" for rel, why in unusable.items()]
         for art in self.manifest.artifacts:
@@ -428,11 +453,32 @@ class Bundle:
             size = path.stat(follow_symlinks=False).st_size
             if size != art.size:
                 problems.append(f"{art.path}: {size} bytes, the manifest says {art.size}")
-            elif (
-                hash_memory or (not art.kind.startswith("memory") and size <= HASH_IN_ANALYSIS)
-            ) and sha256_file(path, follow=False) != art.sha256:
-                problems.append(f"{art.path}: does not match its sha256")
+            elif hash_memory or (not art.kind.startswith("memory") and size <= HASH_IN_ANALYSIS):
+                problems += _hash_problems(path, art)
         listed = {Path(a.path).parts[0] for a in self.manifest.artifacts} | {MANIFEST}
         problems += [f"{p.name}: not in the manifest" for p in self.path.iterdir()
                      if p.name not in listed]  # fmt: skip
         return problems
+
+
+MAX_NAMED_CHUNKS = 8
+
+
+def _hash_problems(path: Path, art: Artifact) -> list[str]:
+    """What re-hashing ``art`` at ``path`` finds: the whole file, or each chunk (named by its
+    byte range) and the chunk list against the artifact's sha256."""
+    if art.chunks is None:
+        same = sha256_file(path, follow=False) == art.sha256
+        return [] if same else [f"{art.path}: does not match its sha256"]
+    found = []
+    if art.chunks.identity() != art.sha256:
+        found.append(f"{art.path}: its chunk digests do not match its sha256")
+    bad = bad_chunks(path, art.chunks, art.size)
+    count = len(art.chunks.sha256)
+    for index in bad[:MAX_NAMED_CHUNKS]:
+        start, end = art.chunks.span(index, art.size)
+        found.append(f"{art.path}: bytes {start}-{end - 1} (chunk {index + 1} of {count}) do "
+                     "not match their sha256")  # fmt: skip
+    if len(bad) > MAX_NAMED_CHUNKS:
+        found.append(f"{art.path}: {len(bad) - MAX_NAMED_CHUNKS} more chunks do not match")
+    return found

@@ -4,8 +4,9 @@
 a ``p_filesz = 0`` segment, so the program headers, which come first in the file, are known
 before any guest byte is read. The notes come next: the kernel's VMCOREINFO note is looked for
 first, in guest-physical order (a Linux guest allocates it early at boot: a few MiB in). Then
-one pass reads the pages that may hold data, chunk by chunk; a thread hashes each chunk as the
-file has it while another writes its non-zero pages, all-zero pages staying holes of the file.
+one pass reads the pages that may hold data, chunk by chunk; threads hash each chunk as the
+file has it (a chunked sha256, :mod:`.chunksum`, on both cores) while others write its non-zero
+pages, all-zero pages staying holes of the file.
 Nothing is ever written to QEMU's memory.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from ..errors import OperationTimeout
 from ..sources.registers import VcpuRegisters
 from ..x86.cpunotes import cpu_notes
+from .chunksum import Chunks
 from .elfwrite import MAX_SEGMENTS, CoreWriter, Load
 from .guestram import RamRange
 from .hostpages import PAGE, Extent, HostMemory, runs
@@ -41,7 +43,7 @@ Progress = Callable[[int, int], None]
 class DirectResult:
     """The core written, and what it took."""
 
-    sha256: str
+    chunks: Chunks
     size: int
     examined: int  # bytes that may hold data, all read
     written: int  # bytes of non-zero guest pages written (zero pages are holes)
@@ -83,12 +85,12 @@ def write_core(
         try:
             writer.start()
             _write(host, ranges, plans, loads, writer, step)
-            digest = writer.finish()
+            chunks = writer.finish()
         except BaseException:
             writer.close()
             raise
     written = total - writer.holes
-    return DirectResult(digest, writer.size, examined, written, 1 + len(loads), bool(note))
+    return DirectResult(chunks, writer.size, examined, written, 1 + len(loads), bool(note))
 
 
 def _may_hold_data(plan: list[Extent], pages: int) -> bytearray:

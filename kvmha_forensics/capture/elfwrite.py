@@ -4,9 +4,9 @@ Layout: the ELF header, the program headers (one ``PT_NOTE``, then the ``PT_LOAD
 in guest-physical order, ``p_vaddr = p_paddr`` as in QEMU's dump without paging), the notes,
 then the segments' bytes. A zero run is a ``PT_LOAD`` with ``p_filesz = 0`` and ``p_memsz``
 its size: the ELF rule makes readers (drgn, crash, pyelftools) see zeros there, and the file
-holds none of them. Writes are sequential, hashed as the file has them (all-zero pages of a
-segment are left as holes, which read as zeros), and synced before :meth:`CoreWriter.finish`
-returns.
+holds none of them. The file is written in order, hashed chunk by chunk as it has the bytes
+(:mod:`.chunksum`; all-zero pages of a segment are left as holes, which read as zeros), and
+synced before :meth:`CoreWriter.finish` returns.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import hashlib
 import mmap
 import os
 import struct
@@ -24,16 +23,16 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..sources.elfcore import ET_CORE, PT_LOAD, PT_NOTE
+from .chunksum import LANES, ChunkHasher, Chunks, chunk_size
 from .hostpages import PAGE, runs
 
 EM_X86_64 = 62
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
 DATA_ALIGN = 4096
-WRITEBACK_EVERY = 64 << 20
 SYNC_FILE_RANGE_WRITE = 2
 MAX_SEGMENTS = 0xFFFE  # PT_NOTE + loads stay below PN_XNUM
-BUFFERS = 4
+BUFFERS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +60,10 @@ _SYNC_FILE_RANGE = _libc_sync_file_range()
 class CoreWriter:
     """Writes one core file to ``fd`` through a ring of page-aligned buffers: :meth:`start`,
     then for each in-file segment's bytes :meth:`buffer` (fill it) and :meth:`submit`, then
-    :meth:`finish` for the sha256.
+    :meth:`finish` for the chunked sha256.
 
-    One thread hashes and another writes each buffer while the caller fills the next; pages
-    the caller says are all zero are skipped (holes of the file: no disk write). Where
+    Threads hash (one per chunk lane) and write each buffer while the caller fills the next;
+    pages the caller says are all zero are skipped (holes of the file: no disk write). Where
     the file system allows it, the file is written with ``O_DIRECT``: no copy into the page
     cache, and the bytes are on the device when the write returns (``finish`` then syncs only
     the metadata); elsewhere writeback is started as data accumulates (``sync_file_range``).
@@ -77,20 +76,27 @@ class CoreWriter:
         self.loads = loads
         self.notes = notes
         self.chunk = chunk
-        self.digest = hashlib.sha256()
-        self.size = self.synced = self.holes = 0
+        self.size = self.holes = 0
         self.direct = _set_direct(fd)
-        self.hasher = ThreadPoolExecutor(1, thread_name_prefix="core-hash")
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="core-write")
+        self.hasher = ChunkHasher(chunk_size(self.file_size()))
+        self.writer = ThreadPoolExecutor(LANES, thread_name_prefix="core-write")
         self.buffers = [mmap.mmap(-1, chunk) for _ in range(BUFFERS)]
         self.busy: list[list[Future[None]]] = [[] for _ in range(BUFFERS)]
         self.turn = 0
+
+    def data_at(self) -> int:
+        """Where the first segment's bytes start: after the headers and notes, aligned."""
+        notes_at = EHDR.size + (1 + len(self.loads)) * PHDR.size
+        return -(-(notes_at + len(self.notes)) // DATA_ALIGN) * DATA_ALIGN
+
+    def file_size(self) -> int:
+        return self.data_at() + sum(load.size for load in self.loads if load.in_file)
 
     def header(self) -> bytes:
         """The ELF header, program headers, notes, and padding up to the first segment."""
         count = 1 + len(self.loads)
         notes_at = EHDR.size + count * PHDR.size
-        data_at = -(-(notes_at + len(self.notes)) // DATA_ALIGN) * DATA_ALIGN
+        data_at = self.data_at()
         ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
         out = [EHDR.pack(ident, ET_CORE, EM_X86_64, 1, 0, EHDR.size, 0, 0, EHDR.size,
                          PHDR.size, count, 0, 0, 0)]  # fmt: skip
@@ -123,37 +129,34 @@ class CoreWriter:
         ``pages`` (0 or 1 per page), only the pages marked 1 are written, the others are holes."""
         view = memoryview(self.buffers[self.turn])[:size]
         spans = [(0, size)] if pages is None else [(a * PAGE, b * PAGE) for a, b in runs(pages)]
-        self.busy[self.turn] = [
-            self.hasher.submit(self.digest.update, view),
-            self.writer.submit(self._write, view, spans),
-        ]
+        self.busy[self.turn] = self.hasher.update(view)
+        self.busy[self.turn].append(self.writer.submit(self._write, view, spans, self.size))
+        self.holes += size - sum(b - a for a, b in spans)
+        self.size += size
         self.turn = (self.turn + 1) % BUFFERS
 
-    def _write(self, view: memoryview, spans: list[tuple[int, int]]) -> None:
-        """Write ``view``'s ``spans`` at their place in the file; the rest stays a hole."""
+    def _write(self, view: memoryview, spans: list[tuple[int, int]], at: int) -> None:
+        """Write ``view``'s ``spans`` at file offset ``at`` on; the rest stays a hole."""
         for a, b in spans:
             done = a
             while done < b:
-                done += os.pwritev(self.fd, [view[done:b]], self.size + done)
-        self.holes += len(view) - sum(b - a for a, b in spans)
-        self.size += len(view)
-        if not self.direct and _SYNC_FILE_RANGE and self.size - self.synced >= WRITEBACK_EVERY:
-            _SYNC_FILE_RANGE(self.fd, self.synced, self.size - self.synced, SYNC_FILE_RANGE_WRITE)
-            self.synced = self.size
+                done += os.pwritev(self.fd, [view[done:b]], at + done)
+        if not self.direct and _SYNC_FILE_RANGE:
+            _SYNC_FILE_RANGE(self.fd, at, len(view), SYNC_FILE_RANGE_WRITE)
 
-    def finish(self) -> str:
-        """Wait for every buffer, sync the file, and return its sha256."""
+    def finish(self) -> Chunks:
+        """Wait for every buffer, sync the file, and return its chunked sha256."""
         for turn in self.busy:
             for pending in turn:
                 pending.result()
         self.close()
         os.ftruncate(self.fd, self.size)  # the file may end in a hole
         os.fsync(self.fd)
-        return self.digest.hexdigest()
+        return self.hasher.result()
 
     def close(self) -> None:
         """Stop the threads (dropping queued work) and free the buffers."""
-        self.hasher.shutdown(cancel_futures=True)
+        self.hasher.close()
         self.writer.shutdown(cancel_futures=True)
         self.busy = [[] for _ in range(BUFFERS)]
         for buffer in self.buffers:

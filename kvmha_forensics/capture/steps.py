@@ -479,7 +479,7 @@ class Capture:
             raise
         finally:
             os.close(fd)
-        w.add(rel, "memory-elf", f"guest RAM read from QEMU (pid {pid}), ELF", result.sha256)
+        w.add(rel, "memory-elf", f"guest RAM read from QEMU (pid {pid}), ELF", chunks=result.chunks)
         return f"direct: {result.summary()}"
 
     async def _code(self) -> None:

@@ -88,10 +88,10 @@ def test_core_round_trips_through_the_readers(tmp_path: Path) -> None:
     writer.start()
     writer.buffer()[: len(data)] = data
     writer.submit(len(data))
-    digest = writer.finish()
+    chunks = writer.finish()
     os.close(fd)
     raw = path.read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == digest and len(raw) % PAGE == 0
+    assert chunks.sha256 == (hashlib.sha256(raw).hexdigest(),) and len(raw) % PAGE == 0
     with path.open("rb") as f:
         core = read_core(f)
         assert [(s.paddr, s.filesz, s.memsz) for s in core.loads] == [
@@ -116,9 +116,9 @@ def test_zero_pages_are_holes_and_hashed_as_zeros(tmp_path: Path) -> None:
     writer.start()
     writer.buffer()[: len(data)] = data
     writer.submit(len(data), nonzero_pages(data, 64))
-    digest = writer.finish()
+    chunks = writer.finish()
     os.close(fd)
     raw = path.read_bytes()
-    assert raw.endswith(bytes(data)) and hashlib.sha256(raw).hexdigest() == digest
+    assert raw.endswith(bytes(data)) and chunks.sha256 == (hashlib.sha256(raw).hexdigest(),)
     assert writer.holes == 63 * PAGE
     assert path.stat().st_blocks * 512 < len(raw) - 32 * PAGE  # the zero pages take no space

@@ -26,6 +26,7 @@ from kvmha_forensics.lab.launcher import LabGuest
 
 HERE = Path(__file__).parent
 FILL_MB = 1536
+FILLED = "2 GB, 1.5 GB filled"
 
 
 @contextmanager
@@ -99,7 +100,7 @@ def main() -> str:
             medians["256"] = statistics.median(r.seconds for r in ours)
             rss += [r.max_rss_mb for r in ours]
         with guest(root / "gfill", 2048, FILL_MB) as g:
-            bare, ours, kept["2 GB, 1.5 GB filled"] = measure(g, root, "fill")
+            bare, ours, kept[FILLED] = measure(g, root, "fill")
             rows.append((f"2 GB, {FILL_MB} MiB filled", _med(bare), _med(ours),
                          ratios(ours, bare), "≤ 1.0x", _rss(ours)))  # fmt: skip
             rss += [r.max_rss_mb for r in ours]
@@ -121,6 +122,13 @@ def main() -> str:
                 o.append(run(our_argv))
             verdict = json.loads(o[-1].output)["verdict"]["cause"]
             analyze_rows.append((label, _med(b), _med(o), ratios(o, b), "≤ 1.2x", verdict))
+        dump = Bundle.open(kept[FILLED]).file("memory-elf")
+        verify_argv = [PYTHON, "-m", "kvmha_forensics", "bundle", "verify", str(kept[FILLED])]
+        b, o = [], []
+        for _ in range(ROUNDS):
+            b.append(run(["sha256sum", str(dump)]))
+            o.append(run(verify_argv))
+        verify_row = (FILLED, _med(b), _med(o), ratios(o, b))
     header = ("guest", "bare dump-guest-memory (median)", "capture, direct (median)",
               "ratio: median (range)", "target", "capture peak RSS")  # fmt: skip
     out = [table(f"capture with the direct read ({ROUNDS} rounds) vs bare dump", header, rows)]
@@ -130,6 +138,9 @@ def main() -> str:
     header = ("bundle", "bare drgn (median)", "analyze (median)", "ratio", "target", "cause")
     out.append(table(f"analyze of direct captures ({ROUNDS} rounds) vs bare drgn", header,
                      analyze_rows))  # fmt: skip
+    header = ("bundle", "sha256sum of the dump (median)", "bundle verify (median)", "ratio")
+    out.append(table(f"bundle verify ({ROUNDS} rounds: chunks on every core) vs sha256sum",
+                     header, [verify_row]))  # fmt: skip
     return "\n".join(out)
 
 

@@ -47,6 +47,12 @@ def triage_cmd(
     debuginfo_dir: Annotated[
         list[Path] | None, typer.Option("--debuginfo-dir", help="Where to look for vmlinux.")
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Analyzing processes (default: the usable CPUs, max 8)."
+        ),
+    ] = None,
 ) -> None:
     """Analyze every input, group by crash signature, and say which signatures are new.
 
@@ -63,7 +69,7 @@ def triage_cmd(
         raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
     options = Options(cast("Vendor | None", cpu_vendor), tuple(debuginfo_dir or ()))
     cache = None if no_cache else TriageCache(default_cache_dir())
-    result = triage(inputs, known, cache=cache, options=options)
+    result = triage(inputs, known, cache=cache, options=options, jobs=jobs)
     if json_out:
         write_private(json_out, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
     if junit:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ from ..serial import to_json
 from ..signature import signature_id
 from ..sources.classify import Classified, classify
 from ..vocabulary import JSONObject, Vendor
+from . import pool
 from .cache import (
     CachedAnalysis,
     TriageCache,
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 FORMAT = "kvmha-forensics-triage"
 SCHEMA_VERSION = 1
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Worker processes by default at most (each holds the analyzers: ~50 MB).
+MAX_JOBS = 8
 
 MemberKind = Literal["bundle", "qemu-log", "console", "qemu-log+console", "vmcore"]
 
@@ -215,11 +219,14 @@ def triage(
     *,
     cache: TriageCache | None = None,
     options: Options | None = None,
+    jobs: int | None = None,
 ) -> TriageResult:
     """Analyze every input (walking directories), group by signature, mark new signatures.
 
     A named input that does not exist, or a ``known`` file that is not a triage record, is an
-    :class:`InputError`; a bad file inside is skipped with the reason.
+    :class:`InputError`; a bad file inside is skipped with the reason. ``jobs`` processes
+    analyze (default: the usable CPUs, at most :data:`MAX_JOBS`; 1: none but this one); the
+    result does not depend on it.
     """
     start = time.perf_counter()
     opts = options or Options()
@@ -233,7 +240,8 @@ def triage(
     skipped: list[Skipped] = []
     found = list(_walk(inputs))
     try:
-        _analyze_all(found, analyzers, fingerprint, opts, cache, members, skipped)
+        jobs = min(pool.usable_cpus(), MAX_JOBS) if jobs is None else jobs
+        _analyze_all(found, analyzers, fingerprint, opts, cache, members, skipped, jobs)
     finally:
         if cache is not None:
             cache.flush()
@@ -252,21 +260,113 @@ def _analyze_all(
     cache: TriageCache | None,
     members: list[Member],
     skipped: list[Skipped],
+    jobs: int,
 ) -> None:
+    """Cache lookups and writes here, in input order; the analyses in ``jobs`` processes
+    (:mod:`.pool`), which hands them back in input order: the result is the serial one."""
+    work = partial(_analyze, analyzers=analyzers, opts=opts)
+    plan = _plan(found, fingerprint, opts, cache)
+    for planned, outcome in pool.ordered(work, plan, jobs, _died):
+        if isinstance(planned, Member):
+            members.append(planned)
+            continue
+        if isinstance(planned, Skipped):
+            skipped.append(planned)
+            continue
+        if outcome is None:  # an earlier input of this run had the same key
+            hit = cache.get(planned.key) if cache is not None else None
+            if hit is not None and planned.sizes_match:
+                members.append(planned.member(hit, cached=True))
+                continue
+            outcome = work(planned.item)
+        if isinstance(outcome, str):
+            skipped.append(Skipped(str(planned.item.path), outcome))
+            continue
+        if cache is not None:
+            cache.put(planned.key, outcome)
+        members.append(planned.member(outcome, cached=False))
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """An input to analyze, with what is known of it before: kind, time, cache key, notes."""
+
+    item: _Found
+    kind: MemberKind
+    seen: str
+    key: str
+    notes: tuple[str, ...]
+    sizes_match: bool  # a bundle's artifacts still have their manifest's sizes
+
+    def member(self, analysis: CachedAnalysis, *, cached: bool) -> Member:
+        notes = self.notes + analysis.problems
+        return Member(str(self.item.path), self.kind, self.seen, analysis, cached, notes)
+
+
+def _plan(
+    found: list[_Found], fingerprint: str, opts: Options, cache: TriageCache | None
+) -> Iterator[tuple[Member | Skipped | _Planned, _Found | None]]:
+    """Each input in order: skipped (and why), served from the cache, or to analyze (paired
+    with itself). An input whose key an earlier one of this run has is paired with None: it
+    looks in the cache again once the earlier one's verdict is in, as a serial run would."""
+    keys: set[str] = set()
     for item in found:
         if item.classified is not None and item.classified.kind is None:
-            skipped.append(Skipped(str(item.path), item.classified.skip or "not recognised"))
+            yield Skipped(str(item.path), item.classified.skip or "not recognised"), None
             continue
         try:
-            members.append(_member(item, analyzers, fingerprint, opts, cache))
-        except ForensicsError as exc:
-            skipped.append(Skipped(str(item.path), str(exc)))
-        except OSError as exc:
-            skipped.append(Skipped(str(item.path), f"cannot read: {exc.strerror or exc}"))
-        except Exception as exc:  # one input's unforeseen failure must not end the triage
-            log.debug("analysis of %s failed", item.path, exc_info=True)
-            reason = f"analysis failed: {type(exc).__name__}: {exc}".splitlines()[0]
-            skipped.append(Skipped(str(item.path), reason))
+            planned = _planned(item, fingerprint, opts)
+        except Exception as exc:  # reported per input, as analysis errors are
+            yield Skipped(str(item.path), _reason(item, exc)), None
+            continue
+        if cache is not None and planned.key in keys:
+            yield planned, None
+            continue
+        hit = cache.get(planned.key) if cache is not None else None
+        if hit is not None and planned.sizes_match:
+            yield planned.member(hit, cached=True), None
+            continue
+        keys.add(planned.key)
+        yield planned, item
+
+
+def _planned(item: _Found, fingerprint: str, opts: Options) -> _Planned:
+    if item.classified is None:
+        bundle = Bundle.open(item.path)
+        seen = _manifest_time(bundle.manifest.created) or _mtime(item.path / MANIFEST)
+        key = bundle_key(bundle.manifest, opts.key(), fingerprint)
+        # A bundle whose artifacts changed size since is analyzed again, which says how.
+        return _Planned(item, "bundle", seen, key, (), _sizes_match(bundle))
+    kind = item.classified.kind
+    assert kind is not None
+    key = file_key(item.path, kind, opts.key(), fingerprint)
+    return _Planned(item, kind, _mtime(item.path), key, item.classified.notes, True)
+
+
+def _analyze(
+    item: _Found, analyzers: tuple[type[Analyzer], ...], opts: Options
+) -> CachedAnalysis | str:
+    """One input's analysis, or why it failed (in a worker process, or here)."""
+    try:
+        inputs, problems = _inputs(item, opts)
+        report = analyze_with(inputs, analyzers, problems)
+    except Exception as exc:  # one input's failure must not end the triage
+        return _reason(item, exc)
+    return CachedAnalysis(report.verdict, report.problems, report.partial)
+
+
+def _reason(item: _Found, exc: Exception) -> str:
+    if isinstance(exc, ForensicsError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    log.debug("analysis of %s failed", item.path, exc_info=True)
+    return f"analysis failed: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _died(item: _Found, reason: str) -> str:
+    log.warning("analysis of %s failed: %s", item.path, reason)
+    return f"analysis failed: {reason}"
 
 
 def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
@@ -276,8 +376,8 @@ def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
     opened."""
     seen: set[Path] = set()
 
-    def once(path: Path) -> bool:
-        real = path.resolve()
+    def once(path: Path, real: Path | None = None) -> bool:
+        real = real or path.resolve()
         if real in seen:
             return False
         seen.add(real)
@@ -300,15 +400,16 @@ def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
 
 
 def _walk_dir(
-    top: Path, once: Callable[[Path], bool], refused: Callable[[Path, str], _Found]
+    top: Path, once: Callable[[Path, Path | None], bool], refused: Callable[[Path, str], _Found]
 ) -> Iterator[_Found]:
     for root, dirs, files in os.walk(top):
         here = Path(root)
+        real_here = here.resolve()  # a file below that is no link is here, by that name
         dirs.sort()
         for d in list(dirs):  # a link to a bundle is taken: its manifest says what to read
             if (here / d / MANIFEST).exists() or (here / d / MANIFEST).is_symlink():
                 dirs.remove(d)
-                if once(here / d):
+                if once(here / d, None):
                     yield _Found(here / d, None)
             elif (here / d).is_symlink():
                 yield refused(here / d, "a symbolic link to a directory (not followed)")
@@ -317,41 +418,8 @@ def _walk_dir(
             why = refusal(path, follow=False)
             if why is not None:
                 yield refused(path, why)
-            elif once(path):
+            elif once(path, real_here / name):
                 yield _Found(path, classify(path, follow=False))
-
-
-def _member(
-    item: _Found,
-    analyzers: tuple[type[Analyzer], ...],
-    fingerprint: str,
-    opts: Options,
-    cache: TriageCache | None,
-) -> Member:
-    """Analyze one input, or take its cached verdict."""
-    bundle: Bundle | None = None
-    if item.classified is None:
-        bundle = Bundle.open(item.path)
-        kind: MemberKind = "bundle"
-        seen = _manifest_time(bundle.manifest.created) or _mtime(item.path / MANIFEST)
-        key = bundle_key(bundle.manifest, opts.key(), fingerprint)
-        notes: tuple[str, ...] = ()
-    else:
-        assert item.classified.kind is not None
-        kind = item.classified.kind
-        seen = _mtime(item.path)
-        key = file_key(item.path, kind, opts.key(), fingerprint)
-        notes = item.classified.notes
-    hit = cache.get(key) if cache is not None else None
-    # A bundle whose artifacts changed size since is analyzed again, which says how.
-    if hit is not None and (bundle is None or _sizes_match(bundle)):
-        return Member(str(item.path), kind, seen, hit, True, notes + hit.problems)
-    inputs, problems = _inputs(item, opts)
-    report = analyze_with(inputs, analyzers, problems)
-    analysis = CachedAnalysis(report.verdict, report.problems, report.partial)
-    if cache is not None:
-        cache.put(key, analysis)
-    return Member(str(item.path), kind, seen, analysis, False, notes + analysis.problems)
 
 
 def _inputs(item: _Found, opts: Options) -> tuple[Inputs, list[str]]:

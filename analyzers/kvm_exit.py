@@ -93,10 +93,11 @@ class EntryFailureFact:
 
 @dataclass(frozen=True, slots=True)
 class RunFailureFact:
-    """``error: kvm run failed <strerror>`` (``line`` is 1-based)."""
+    """A failed KVM vCPU ioctl: ``what`` failed with ``message`` (``line`` is 1-based)."""
 
     line: int
     message: str
+    what: str
 
 
 def _could_not(decoded: DecodedInternalError) -> str:
@@ -238,15 +239,22 @@ def _entry_finding(
 
 
 def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | None) -> Finding:
+    if run.what == "KVM_RUN":
+        said, summary = f"kvm run failed {run.message}", f"The KVM_RUN ioctl failed ({run.message})"
+    elif run.what == "KVM_SET_MSRS":
+        said = f"KVM_SET_MSRS refused {run.message}"
+        summary = f"KVM refused an MSR QEMU set ({run.message})"
+    else:
+        said = f"failed to {run.what} {run.message}"
+        summary = f"QEMU could not load the vCPU state into KVM ({run.what}: {run.message})"
     return Finding(
         cause="kvm-internal-error",
-        summary=f"The KVM_RUN ioctl failed ({run.message}); QEMU stopped the guest.",
-        signature=f"kvm-internal-error: kvm run failed {run.message}"
-        + (f" in {mode}" if mode else ""),
+        summary=f"{summary}; QEMU stopped the guest.",
+        signature=f"kvm-internal-error: {said}" + (f" in {mode}" if mode else ""),
         confidence=Confidence.DAMAGED,
-        culprit=f"KVM_RUN: {run.message}",
+        culprit=f"{run.what}: {run.message}",
         crashed_cpu=cpu,
-        evidence=(log_evidence(ctx, run.line, f"kvm run failed {run.message}"),),
+        evidence=(log_evidence(ctx, run.line, said),),
     )
 
 
@@ -292,7 +300,7 @@ class KvmExit:
                 for e, d in zip(log.entry_failures, decoded_entries, strict=True)
             ],
             "run_failures": [
-                to_json(RunFailureFact(r.line + 1, r.message)) for r in log.run_failures
+                to_json(RunFailureFact(r.line + 1, r.message, r.what)) for r in log.run_failures
             ],
             "qemu_version": log.qemu_version,
             "log_notes": list(log.notes),

@@ -10,7 +10,11 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
 * ``emulation failure`` (suberror 1, followed by the register dump and ``Code=``),
 * ``KVM: entry failed, hardware error 0x...`` (``kvm_arch_handle_exit()``, KVM_EXIT_FAIL_ENTRY)
   and the Intel hint QEMU prints after 0x80000021 when the host has VMX,
-* ``error: kvm run failed <strerror>``,
+* ``error: kvm run failed <strerror>``, and the other KVM vCPU ioctls QEMU reports refused:
+  ``Failed to put registers after init: <strerror>`` (also ``after reset``; the state QEMU
+  loads into KVM, ``kvm_arch_put_registers()``, then QEMU dumps the CPU and stops with
+  ``internal-error``), ``error: failed to set MSR 0x%x to 0x%x`` and the assertion glibc
+  prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS set fewer MSRs,
 * register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``.
 
 Bounded: at most ``max_records`` internal errors / dumps are kept, the rest are counted;
@@ -59,9 +63,14 @@ _ENTRY_HEAD = re.compile(r"KVM: entry failed, hardware error\s*$")
 _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
 _RUN_FAILED = re.compile(r"kvm run failed (.*\S)")
+_PUT_FAILED = re.compile(r"Failed to put registers( after (?:init|reset))?: (.*\S)")
+_MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
+_MSR_ASSERT = re.compile(r"\b(kvm_put_msrs|kvm_buf_set_msrs): Assertion .*failed")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
 #: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
-_LINE_WORDS = re.compile(r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest")
+_LINE_WORDS = re.compile(
+    r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|put registers|set MSR"
+)
 _QP_SOFT_BREAK = "="
 _QP_MARK = "=3D"
 
@@ -98,10 +107,14 @@ class EntryFailure:
 
 @dataclass(frozen=True, slots=True)
 class RunFailure:
-    """``error: kvm run failed <strerror>``: the KVM_RUN ioctl itself failed."""
+    """A KVM vCPU ioctl QEMU issued failed: ``what`` is ``KVM_RUN`` (``error: kvm run failed
+    <strerror>``), ``put registers after init``/``after reset`` (QEMU could not load the vCPU
+    state into KVM) or ``KVM_SET_MSRS`` (KVM refused an MSR; ``message`` names it when QEMU
+    did)."""
 
     message: str
     line: int
+    what: str = "KVM_RUN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +239,10 @@ class _LogParser:
                     entry.hardware_error, entry.line, True
                 )
             return
-        m = _RUN_FAILED.search(line)
-        if m:
+        failure = _run_failure(line, number)
+        if failure is not None:
             if len(self.runs) < self.max_records:
-                self.runs.append(RunFailure(m.group(1), number))
+                self.runs.append(failure)
             return
         self.dumps.feed(line, number)
 
@@ -306,6 +319,23 @@ class _LogParser:
             bytes_read=bytes_read,
             truncated=truncated,
         )
+
+
+def _run_failure(line: str, number: int) -> RunFailure | None:
+    """A failed KVM vCPU ioctl QEMU reported on ``line``, or None."""
+    m = _RUN_FAILED.search(line)
+    if m:
+        return RunFailure(m.group(1), number)
+    m = _PUT_FAILED.search(line)
+    if m:
+        return RunFailure(m.group(2), number, "put registers" + (m.group(1) or ""))
+    m = _MSR_FAILED.search(line)
+    if m:
+        return RunFailure(f"MSR {m.group(1).lower()}", number, "KVM_SET_MSRS")
+    m = _MSR_ASSERT.search(line)
+    if m:
+        return RunFailure(f"{m.group(1)} assertion", number, "KVM_SET_MSRS")
+    return None
 
 
 def pair_dumps(error_lines: list[int], spans: list[tuple[int, int]]) -> list[int | None]:

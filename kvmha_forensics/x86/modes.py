@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from kvmha_forensics.sources.registers import VcpuRegisters
+from kvmha_forensics.sources.registers import Segment, VcpuRegisters
 
 __all__ = ["CpuMode", "address_bits", "capstone_mode", "cpu_mode", "mode_of"]
 
@@ -59,15 +59,27 @@ def cpu_mode(cr0: int, efer: int, cs_flags: int, rflags: int = 0) -> CpuMode:
     return CpuMode.PROTECTED_32 if cs_flags & DESC_B else CpuMode.PROTECTED_16
 
 
+DESC_P = 1 << 15
+
+
+def _present(cs: Segment) -> bool:
+    return bool(cs.selector or cs.base or cs.limit or cs.flags & DESC_P)
+
+
 def mode_of(regs: VcpuRegisters) -> CpuMode | None:
     """The mode of a parsed dump, or ``None`` when CR0 or CS is missing (a dump cut before
     ``CR0=`` whose segment lines carry ``DPL=`` is in protected mode: QEMU prints it only then).
 
     A dump without ``EFER=`` (very old QEMU, or cut off) counts as LMA clear unless it was
     printed with 64-bit register names, which QEMU does only when CS.L is set in long mode.
+    With CR0.PE set and CS all zero (selector, base, limit, flags: not even present) the dump
+    is no state a vCPU can run in: QEMU could not read the registers (an SEV-ES/SNP guest's
+    are encrypted) and printed zeros, so the mode is unknown.
     """
     cs = regs.segments.get("CS")
     cr0 = regs.cr.get(0)
+    if cs is not None and cr0 is not None and cr0 & CR0_PE and not _present(cs):
+        return None
     if cs is not None and cr0 is None and regs.width != 64 and cs.dpl is not None:
         cr0 = CR0_PE  # QEMU prints DPL= only when CR0.PE is set: a dump cut before CR0=
     if cs is None or cr0 is None:

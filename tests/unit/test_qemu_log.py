@@ -99,6 +99,25 @@ def test_run_failed() -> None:
     assert log.register_dumps[0].rip == 0x7CC5
 
 
+def test_refused_vcpu_state_is_a_failed_ioctl() -> None:
+    """QEMU's words when KVM refuses the state it loads (accel/kvm/kvm-all.c,
+    target/i386/kvm/kvm.c), with the program-name prefix error_report adds."""
+    text = (
+        "qemu-system-aarch64: Failed to put registers after init: Invalid argument\n"
+        "qemu: Failed to put registers after reset: No such file or directory\n"
+        "qemu-system-x86_64: error: failed to set MSR 0x38D to 0x0\n"
+        "qemu-system-x86_64: target/i386/kvm/kvm.c:3838: kvm_buf_set_msrs: Assertion "
+        "`ret == cpu->kvm_msr_buf->nmsrs' failed.\n"
+    )
+    runs = parse_qemu_log(text).run_failures
+    assert [(r.what, r.message, r.line) for r in runs] == [
+        ("put registers after init", "Invalid argument", 0),
+        ("put registers after reset", "No such file or directory", 1),
+        ("KVM_SET_MSRS", "MSR 0x38d", 2),
+        ("KVM_SET_MSRS", "kvm_buf_set_msrs assertion", 3),
+    ]
+
+
 def test_error_without_suberror_and_gaps() -> None:
     text = "KVM internal error.\nextra data[0]: 5\nextra data[2]: 7\nemulation failure\n"
     log = parse_qemu_log(text)

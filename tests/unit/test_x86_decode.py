@@ -50,6 +50,21 @@ def test_cpu_mode_table(cr0: int, efer: int, cs_flags: int, rflags: int, mode: C
     assert cpu_mode(cr0, efer, cs_flags, rflags) == mode
 
 
+def test_unreadable_state_has_no_mode() -> None:
+    """QEMU prints zeros for registers it cannot read (an SEV-SNP guest, fixtures/real
+    qemu-logs 033): protected mode with a CS that is not even present is no mode at all,
+    while a real-mode reset state with a zero selector keeps its mode."""
+    zeros = "\n".join(f"{s:<3}=0000 00000000 00000000 00000000" for s in ("ES", "CS", "SS"))
+    dump = f"EIP=00000000 EFL=00000002 [-------] CPL=0\n{zeros}\nCR0=80000001 CR2=0 CR3=0"
+    assert mode_of(parse_register_dumps(dump)[0]) is None
+    real = dump.replace(
+        "CS =0000 00000000 00000000 00000000", "CS =0000 00000000 0000ffff 00009b00"
+    )
+    assert mode_of(parse_register_dumps(real.replace("CR0=80000001", "CR0=00000010"))[0]) == (
+        CpuMode.REAL
+    )
+
+
 def test_recorded_emulation_failure_decoded() -> None:
     decoded = decode_internal_error(_error("emulation-failure-kvm.stderr.log"), None)
     assert decoded.name == "KVM_INTERNAL_ERROR_EMULATION"

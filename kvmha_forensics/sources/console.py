@@ -344,7 +344,8 @@ FORMATS: tuple[OopsFormat, ...] = (
         header=_re(
             r"(?<!BUG: )Unable to handle kernel (?P<arg>NULL pointer dereference|paging request"
             r"|execute from non-executable memory|access to user memory|read from unreadable"
-            r" memory|write to read-only memory) at (?:virtual )?address"
+            r" memory|write to read-only memory|pointer dereference)"
+            r" (?:at (?:virtual )?address|in virtual (?:kernel|user) address space)"
         ),
         title="Unable to handle kernel {arg} in {func}",
         bare_title="Unable to handle kernel {arg}",
@@ -609,16 +610,19 @@ _ARM_FRAME = _re(
 )
 #: The faulting function: "RIP: 0010:f+0x1/0x2", "RIP: 0010:[<a>]  [<a>] f+...", "RIP: 0010:[] []
 #: f+..." (Markdown ate the addresses), "IP: [<a>] f+...", "EIP: [<a>] f+...", "EIP is at f+...",
-#: "PC is at f+...", "pc : f+...", "NIP [a] f+...", MIPS "epc   : 8005d844 f+...", with file:line
-#: or decoded forms.
+#: "PC is at f+...", "pc : f+...", "NIP [a] f+...", MIPS "epc   : 8005d844 f+...", s390
+#: "Krnl PSW : mask addr (f+...)", with file:line or decoded forms.
 _RIP = _re(
-    r"^\s*(?:R?IP|EIP|NIP|PC is at|EIP is at|pc\s*:|epc\s*:\s*[0-9a-f]{8,16})\s*:?\s*"
+    r"^\s*(?:R?IP|EIP|NIP|PC is at|EIP is at|pc\s*:|epc\s*:\s*[0-9a-f]{8,16}"
+    r"|Krnl PSW\s*:\s*[0-9a-f]{16}\s+[0-9a-f]{16}\s+\()\s*:?\s*"
     r"(?:[0-9a-f]{4}:)?"
     r"(?:\[<?[0-9a-f]*>?\]\s*)*"
     r"(?P<sym>" + _SYM + r"(?:" + _OFF + r")?)"
-    r"(?=" + _OFF + r"|\s+\[|\s+\(|\s+[\w./-]+:\d+|\s+RSP|\s*$)"
+    r"(?=" + _OFF + r"|\s+\[|\s+\(|\s+[\w./-]+:\d+|\s+RSP|\s*$|\))"
     r"(?:\s+\[(?P<mod>[\w-]+)\](?!\S))?"
 )
+#: arm's link register, "lr : f+0x1c/0x28" (arm64) or "LR is at f+0x88/0x94": the caller.
+_LR = _re(r"^\s*(?:lr\s*:|LR is at)\s*(?:\[<?[0-9a-f]*>?\]\s*)*(?P<sym>" + _SYM + r")" + _OFF)
 #: Lines after which stack lines are not the faulting context's (until the report ends).
 _OTHER_STACKS = _re(
     r"RCU grace-period kthread stack dump:|^\s*(?:Allocated|Freed) by task|"
@@ -737,6 +741,12 @@ def _match_header(line: str) -> tuple[OopsFormat, re.Match[str]] | None:
     return (fmt, m) if m is not None else None
 
 
+#: arm's die() line, "Internal error: : 96000210 [#1] SMP", printed after the report that
+#: called die() ("Unhandled fault: ...", syzkaller's table-only kinds): part of that report
+#: (syzkaller does not count it as a next report either).
+_DIE_LINE = "other-internal-error"
+
+
 @cache
 def _group_format(group: Group) -> OopsFormat:
     """A report kind only syzkaller's table knows (``oops_formats``): it titles it."""
@@ -758,6 +768,8 @@ def _collect_frames(lines: list[str]) -> tuple[list[_Frame], str | None]:
     arm and arm64 (both unwinder formats), powerpc, riscv and MIPS stack lines."""
     frames: list[_Frame] = []
     rip: str | None = None
+    lr: _Frame | None = None
+    traced = False  # a call-trace line was read
     skip_next = False
     for line in lines:
         if _OTHER_STACK_WORDS.search(line) and _OTHER_STACKS.search(line):
@@ -771,11 +783,17 @@ def _collect_frames(lines: list[str]) -> tuple[list[_Frame], str | None]:
                 rip = m["sym"] + (f" [{m['mod']}]" if m["mod"] else "")
             frames.append(_Frame(_frame_name(m["func"]), m["mod"], True))
             continue
+        if lr is None and "l" in line[:12].lower() and (r := _LR.match(line)) is not None:
+            lr = _Frame(_frame_name(r["func"]), None, True)
+            continue
         frame = _stack_frame(line)
         if frame is not None:
+            traced = True
             if not skip_next:
                 frames.append(frame)
             skip_next = False
+    if lr is not None and frames and not traced and lr.func != frames[-1].func:
+        frames.append(lr)  # a register dump cut before its call trace: the caller is lr's
     return frames, rip
 
 
@@ -827,8 +845,16 @@ def _culprit(fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]) -> _Frame 
     return None
 
 
+_NOTHING = _re(r"(?!)")
+#: The RCU stall detector, run from the scheduler tick.
+_STALL_DETECTOR = _re(r"rcu_sched_clock_irq|rcu_check_callbacks|rcu_pending|print_cpu_stall\w*")
+#: A timer interrupt's entry: x86 "(asm_sysvec_)apic_timer_interrupt", arm64 "el1h_64_irq",
+#: older arm64 "el1_irq" (syzkaller's stall format starts reading after these).
+_IRQ_ENTRY = _re(r"apic_timer_interrupt|el1h?_64_irq|el1_irq|__irq_svc")
+
+
 def _syz_pick(
-    syz: Description, fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]
+    syz: Description, fmt: OopsFormat, m: re.Match[str], frames: list[_Frame], *, fallback: bool
 ) -> tuple[str, _Frame] | None:
     """The frame syzkaller's rules for ``syz``'s report kind pick among ours, with the name
     its title gives it. Ours are the function the header names (a WARNING's), then the
@@ -842,8 +868,17 @@ def _syz_pick(
         module = _group(m, "mod") or next((f.module for f in frames if f.func == name), None)
         head = [_Frame(name, module, True)]
     stack = [f for f in frames if f.reliable] or frames
+    if syz.stack is not None and syz.stack.extractor == "stall":
+        skip = _NOTHING  # a stall's extractor reads the interrupt-dispatch frames ours skip
+        if any(_STALL_DETECTOR.fullmatch(f.func) for f in stack):
+            # The stack of the timer interrupt that detected the stall: the stalled code is
+            # what it interrupted, after the interrupt's entry (syzkaller reads from there on)
+            entry = [i for i, f in enumerate(stack) if _IRQ_ENTRY.search(f.func)]
+            if not entry:
+                return None  # cut inside the interrupt: the stalled code is not shown
+            stack, head = stack[entry[-1] + 1 :], []
     candidates = [f for f in (*head, *stack) if not skip.fullmatch(f.func)]
-    picked = syz.pick([f.func for f in candidates])
+    picked = syz.pick([f.func for f in candidates], fallback=fallback)
     if picked is None:
         return None
     frame = next(f for f in candidates if f.func == picked[1])
@@ -885,15 +920,18 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
     title = " ".join(template.format(**fields).split())
     alt = tuple(" ".join(a.format(**fields).split()) for a in fmt.alt_titles if culprit)
     cause = fmt.cause
+    if syz is not None and syz.raw and culprit is not None and "{func}" in fmt.title:
+        syz = None  # syzkaller's table has no title for this header (s390's "pointer
+        # dereference in virtual kernel address space"), ours names the faulting function
     if syz is not None:  # syzkaller knows this report: its rules title it and pick the frame
         title, alt, corrupted = syz.title, syz.alt_titles, syz.corrupted
         if syz.frame is not None:
             culprit = _Frame(syz.frame, syz.module, True)
-        elif culprit is not None and fmt.culprit and title.endswith(_SYZ_NO_FRAME):
+        elif (culprit is not None or frames) and fmt.culprit and title.endswith(_SYZ_NO_FRAME):
             # syzkaller's stack patterns found no frame in a stack ours can read (arm, mips,
             # powerpc, old or pasted layouts): its skip lists and extractor pick among our
             # frames, and that frame takes the place of "corrupted" (none qualifies: it stays)
-            picked = _syz_pick(syz, fmt, m, frames)
+            picked = _syz_pick(syz, fmt, m, frames, fallback=culprit is not None)
             culprit = picked[1] if picked is not None else None
             if picked is not None:
                 title = title[: -len(_SYZ_NO_FRAME)] + " in " + picked[0]
@@ -987,7 +1025,11 @@ def parse_console(text: str) -> ConsoleAnalysis:
             if (
                 current is not None
                 and index - current.first < current.fmt.absorb_window
-                and (fmt.name == current.fmt.name or fmt.name in current.fmt.absorbs)
+                and (
+                    fmt.name == current.fmt.name
+                    or fmt.name in current.fmt.absorbs
+                    or (fmt.name == _DIE_LINE and current.fmt.name.startswith("other-"))
+                )
             ):
                 current.lines.append(line)
                 current.last = index

@@ -113,14 +113,17 @@ class Description:
     cause: GroupCause
     #: Where the chosen format reads its guilty frame (None: the title names no frame).
     stack: Stack | None = None
+    #: No format of the header's group matched: the title is the header line as printed.
+    raw: bool = False
 
-    def pick(self, frames: Sequence[str]) -> tuple[str, str] | None:
+    def pick(self, frames: Sequence[str], *, fallback: bool = True) -> tuple[str, str] | None:
         """The guilty frame syzkaller's rules for this report would pick among ``frames``
         (function names, innermost first) read from a stack its own patterns could not read:
         the common and the format's skip lists, then the format's extractor (the first frame
         left, a stall's dispatch anchor, a hang's bucket), as (name for the title, the frame
         of ``frames``). None when none qualifies. A stall's stack cut before any anchor gives
-        its innermost kept frame outside the scheduler and waits."""
+        its innermost kept frame outside the scheduler and waits (unless ``fallback`` is
+        false)."""
         stack = self.stack
         if stack is None:
             return None
@@ -130,7 +133,7 @@ class Description:
         ]
         picked = _pick(stack, kept)
         running = [f for f in kept if not any(w in f for w in HANG_SKIP)]
-        if picked is None and stack.extractor == "stall" and running:
+        if picked is None and stack.extractor == "stall" and running and fallback:
             # A stack cut before any dispatch anchor: syzkaller says "corrupted"; the stuck
             # CPU was in the innermost frame its skip lists keep that is not the scheduler's
             # or a wait (docs/syzkaller-titles.md).
@@ -546,6 +549,7 @@ def describe(console: ConsoleLines, first: int) -> Description | None:
             alts += [fmt.template.format(*raws), *(a.format(*raws) for a in fmt.alt)]
         raw_frame = frames[0][1] if frames else ""
         chosen = fmt
+    raw = desc is None
     if desc is None:
         corrupted = matched
         head = text.find(group.header)
@@ -557,8 +561,9 @@ def describe(console: ConsoleLines, first: int) -> Description | None:
         )
     title = normalize(desc)
     alt_titles = tuple(dict.fromkeys(t for a in alts if (t := normalize(a)) != title))
-    fm = _TITLE_FRAME.match(title)
+    fm = None if raw else _TITLE_FRAME.match(title)  # a raw line's "in X" is no frame
     frame = fm[1] if fm is not None and fm[1] != "corrupted" else None
     module = _module(lines, raw_frame or frame) if frame else None
     stack = chosen.stack if chosen is not None else None
-    return Description(title, alt_titles, corrupted, frame, module, _cause(title, group), stack)
+    cause = _cause(title, group)
+    return Description(title, alt_titles, corrupted, frame, module, cause, stack, raw)

@@ -5,7 +5,10 @@ Two steps, both linear and never raising:
 * :func:`repair_lines` works on the whole text: a quoted-printable mail body (``=3D`` for
   ``=``, soft line breaks ending in ``=``) is decoded, and a column of line numbers added by
   an editor or a test harness (``  11745 [46223316.649832] ...``, ktest's ``00034 ...``, an
-  editor's relative numbers before printk stamps) is removed. Lines keep their original
+  editor's relative numbers before printk stamps) is removed; syslogd's wall broadcasts
+  (``Message from syslogd@HOST at DATE ...`` and the `` kernel:...`` line under it, which
+  syslogd writes to terminals for emergency messages) become empty where the same kernel line
+  is in the log too, so a report is read once, from the log. Lines keep their original
   index: a line joined to the one before it becomes empty.
 * :func:`strip_prefixes` peels what is in front of one line, as often as it repeats: mail
   quotes (``> >> ``), syslog and journal prefixes (any month name, with or without a host,
@@ -149,9 +152,39 @@ def _number_column(lines: list[str]) -> re.Pattern[str] | None:
     return _NUMBER_COLUMN_STRIP if ordered else None
 
 
+_WALL = re.compile(r"^(?:\s*>)*\s*Message from syslogd@\S+ at .*\.\.\.\s*$")
+_WALL_KERNEL = re.compile(r"^(?:\s*>)*\s*kernel:\s*(.*\S)")
+
+
+def _kernel_key(line: str) -> str | None:
+    """What follows ``kernel:`` in ``line``, without blanks (the same printk record however
+    syslog laid it out), or None."""
+    _, sep, rest = line.partition("kernel:")
+    return "".join(rest.split()) if sep and rest.strip() else None
+
+
+def _drop_wall_copies(lines: list[str]) -> list[str]:
+    """syslogd's wall broadcasts emptied: the header always, the kernel line under it when
+    another line of the text holds the same record."""
+    walls = [i for i, line in enumerate(lines) if "Message from syslogd@" in line]
+    walls = [i for i in walls if _WALL.match(lines[i])]
+    if not walls:
+        return lines
+    copies = {i + 1 for i in walls if i + 1 < len(lines) and _WALL_KERNEL.match(lines[i + 1])}
+    logged = {k for i, line in enumerate(lines) if i not in copies and (k := _kernel_key(line))}
+    out = list(lines)
+    for i in walls:
+        out[i] = ""
+        if i + 1 in copies and _kernel_key(lines[i + 1]) in logged:
+            out[i + 1] = ""
+    return out
+
+
 def repair_lines(text: str) -> list[str]:
     """The ``\\n``-separated lines of ``text``, repaired; same count and order as the input."""
     lines = text.split("\n")
+    if "Message from syslogd@" in text:
+        lines = _drop_wall_copies(lines)
     if _is_quoted_printable(text):
         lines = [decode_qp(line) for line in _join_soft_breaks([s.rstrip("\r") for s in lines])]
     column = _number_column(lines[:400])

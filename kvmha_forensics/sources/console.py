@@ -869,7 +869,8 @@ def _syz_pick(
         head = [_Frame(name, module, True)]
     stack = [f for f in frames if f.reliable] or frames
     if syz.stack is not None and syz.stack.extractor == "stall":
-        skip = _NOTHING  # a stall's extractor reads the interrupt-dispatch frames ours skip
+        if not fallback:  # ours skip every frame: syzkaller's extractor reads the
+            skip = _NOTHING  # interrupt-dispatch frames ours skip (an arm64 pc/lr pair)
         if any(_STALL_DETECTOR.fullmatch(f.func) for f in stack):
             # The stack of the timer interrupt that detected the stall: the stalled code is
             # what it interrupted, after the interrupt's entry (syzkaller reads from there on)

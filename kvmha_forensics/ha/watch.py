@@ -183,33 +183,43 @@ class GuestWatch:
 
     async def _loop(self, guest: Guest, runstate: str | None) -> None:
         """Until the connection ends: the runstate on every event, and on each poll (the
-        first at a random phase, so many guests do not poll together)."""
+        first at a random phase, so many guests do not poll together).
+
+        Events that arrive while the runstate is read may tell of a change made after QEMU
+        answered: the runstate is read again at once. A change's trigger is its first freeze
+        event among this read's events and those of the read before when that one found no
+        change (QEMU sends ``GUEST_PANICKED`` before its vCPUs stop)."""
         interval = self.w.opts.poll_interval
         next_poll = time.monotonic() + interval * random.random()
+        before: list[Event] = []  # the last read's events, when it found no change
+        again = False
         while not self.w.stopping.is_set():
             if not guest.connected:
                 raise GuestGone("QEMU closed the QMP connection")
-            event = await self._next_event(guest, max(0.0, next_poll - time.monotonic()))
+            reread, wait = again, 0.0 if again else max(0.0, next_poll - time.monotonic())
+            event = await self._next_event(guest, wait) if wait else None
             fresh = ([event] if event else []) + guest.events()
             self.episode.events.extend(fresh)
             if runstate == "running":
                 del self.episode.events[:-SEEN_KEEP], guest.seen[:-SEEN_KEEP]
-            if not fresh and time.monotonic() < next_poll:
+            if not fresh and not reread and time.monotonic() < next_poll:
                 continue  # woken by the connection's end (checked above) or the stop
             next_poll = time.monotonic() + interval
             if not guest.connected:
                 continue
             now = await guest.runstate()
-            late = guest.events()  # arrived during the query: the change's own event
+            late = guest.events()  # arrived during the query
             self.episode.events.extend(late)
             fresh += late
+            evidence, again = before + fresh, bool(late)
             unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
             if now == runstate and not unsafe:
+                before = evidence[-SEEN_KEEP:] if reread else fresh
                 continue
-            runstate = now
+            runstate, before = now, []
             freeze = await assess(guest, self.episode.events)
             trigger = next(
-                (e for e in fresh if e.name in FREEZE_EVENTS), fresh[0] if fresh else None
+                (e for e in evidence if e.name in FREEZE_EVENTS), fresh[0] if fresh else None
             )
             how = f"event {trigger.name}" if trigger else "poll"
             await self._judge(guest, freeze, how, trigger.timestamp if trigger else None)

@@ -26,6 +26,7 @@ from kvmha_forensics.ha.freeze import assess
 from kvmha_forensics.ha.records import Record, Signal, StateChange
 from kvmha_forensics.ha.status import StatusExit, status
 from kvmha_forensics.ha.watch import Watcher, WatchOptions
+from kvmha_forensics.transport.base import Event
 from tests.unit.fake_guest import FakeAddress, FakeGuest, event
 
 MIRROR = {"device": "drive0", "type": "mirror", "status": "running", "paused": False}
@@ -162,9 +163,9 @@ def test_status_raises_when_qemu_refuses_query_status() -> None:
 class Script:
     """A watcher over fake addresses, and the records it emits."""
 
-    def __init__(self, *addresses: FakeAddress) -> None:
+    def __init__(self, *addresses: FakeAddress, poll: float = 0.01) -> None:
         self.records: list[Record] = []
-        opts = WatchOptions(endpoints=addresses, analyze=False, poll_interval=0.01, retry_max=0.02)
+        opts = WatchOptions(endpoints=addresses, analyze=False, poll_interval=poll, retry_max=0.02)
         self.watcher = Watcher(opts, self.records.append, analyzer=None)
 
     async def until(self, what: Callable[[Record], bool]) -> Record:
@@ -298,6 +299,58 @@ def test_watch_a_freeze_whose_event_never_came_is_caught_by_the_poll() -> None:
     script.play(scenario)
     (signal,) = script.signals()
     assert (signal.cause, signal.detected_by) == ("internal-error", "poll")
+
+
+def answers_then(guest: FakeGuest, first: str, then: Callable[[], None]) -> None:
+    """From now on the guest's next ``query-status`` answers ``first``, then calls ``then``
+    (which changes the guest) before the answer reaches the watcher."""
+
+    def reply(_: object) -> dict[str, object]:
+        answer = {"status": first if then in pending else guest.state}
+        if then in pending:
+            pending.remove(then)
+            then()
+        return answer  # type: ignore[return-value]
+
+    pending = [then]
+    guest.replies["query-status"] = reply  # type: ignore[assignment]
+
+
+def test_watch_a_panic_whose_stop_came_with_the_answer_is_read_again_at_once() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]), poll=3600)  # no poll to fall back on
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        stop = event("STOP")
+        answers_then(guest, "running", lambda: guest.becomes("guest-panicked", stop))
+        guest.emit(Event("GUEST_PANICKED", {"action": "pause"}, 7.0))
+        await script.until(lambda r: isinstance(r, Signal))
+
+    script.play(scenario)
+    (signal,) = script.signals()
+    assert (signal.cause, signal.detected_by, signal.qemu_time) == (
+        "guest-panicked", "event GUEST_PANICKED", 7.0,
+    )  # fmt: skip
+
+
+def test_watch_a_freeze_seen_by_the_poll_after_its_event_keeps_the_event() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]))
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+
+        def stops_without_event() -> None:  # the STOP was lost: only the poll sees it
+            guest.state = "guest-panicked"
+
+        answers_then(guest, "running", stops_without_event)
+        guest.emit(Event("GUEST_PANICKED", {"action": "pause"}, 7.0))
+        await script.until(lambda r: isinstance(r, Signal))
+
+    script.play(scenario)
+    (signal,) = script.signals()
+    assert (signal.detected_by, signal.qemu_time) == ("event GUEST_PANICKED", 7.0)
 
 
 # --- capture's steps ------------------------------------------------------------------------

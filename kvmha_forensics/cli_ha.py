@@ -169,13 +169,13 @@ def watch_cmd(
         hook_spec = HookSpec(argv, hook_timeout)
     domains = tuple(address(None, d, connect, api_only) for d in domain or ())
     libvirt_uri = None
-    if every_domain:
+    if every_domain or domain:
         from .transport.libvirt import DEFAULT_URI
 
         libvirt_uri = connect or DEFAULT_URI
     opts = WatchOptions(
         endpoints=tuple(Endpoint.parse(q) for q in qmp or ()) + domains,
-        libvirt=libvirt_uri,
+        libvirt=libvirt_uri if every_domain else None,
         libvirt_api_only=api_only,
         socket_dir=socket_dir,
         pattern=pattern,
@@ -189,15 +189,20 @@ def watch_cmd(
         poll_interval=poll,
         grace=grace,
     )
-    asyncio.run(_watch(opts))
+    asyncio.run(_watch(opts, libvirt_uri if domain else None))
 
 
-async def _watch(opts: WatchOptions) -> None:
+async def _watch(opts: WatchOptions, domain_uri: str | None) -> None:
     import asyncio
     import signal
 
     from .ha.records import Record
     from .ha.watch import Watcher
+
+    if domain_uri is not None:
+        from .transport.libvirt import preflight
+
+        await preflight(domain_uri, opts.connect_timeout)
 
     def emit(record: Record) -> None:
         emit_json(record.to_json())

@@ -33,7 +33,13 @@ from typing import Any
 from ..analyze import analyze, gather
 from ..capture.memory_source import MemorySource
 from ..capture.steps import Capture, CaptureOptions, MemoryFormat, Progress, guest_lock
-from ..errors import BusyError, ForensicsError, GuestGone, ManagerUnavailable
+from ..errors import (
+    BusyError,
+    ForensicsError,
+    GuestGone,
+    ManagerUnavailable,
+    TransportConfigError,
+)
 from ..transport.base import Address, Event, Guest
 from ..transport.local import process_alive
 from ..transport.qmp import directory_stamp, find_endpoints
@@ -132,6 +138,9 @@ class GuestWatch:
                         lost = "QEMU closed the QMP connection"
             except ManagerUnavailable as exc:  # says nothing about the guest: no signal
                 self._unreachable(str(exc))
+            except TransportConfigError as exc:  # a call the transport lacks: neither
+                self._unreachable(str(exc))
+                backoff = self.w.opts.retry_max
             except ForensicsError as exc:
                 lost = str(exc)
                 if owned is None:
@@ -167,11 +176,12 @@ class GuestWatch:
         pid = guest.pid
         if pid != self.pid or pid is None:
             self.episode = Episode()
-        self.pid, self.last_problem = pid, None
+        self.pid = pid
         name = name_of(await guest.execute("query-name"))
         self.label = str(name) if name else self.label
         self.episode.events.extend(guest.events())
         freeze = await assess(guest, self.episode.events)
+        self.last_problem = None
         self.w.emit(StateChange(self.label, str(self.endpoint), pid, freeze.state,
                                 freeze.runstate, "connected"))  # fmt: skip
         await self._judge(guest, freeze, "connect", None)

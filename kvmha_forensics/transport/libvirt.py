@@ -455,6 +455,14 @@ class DomainGuest:
         return jobs
 
 
+async def preflight(uri: str, timeout: float) -> None:
+    """Open the URI's shared connection once, so a URI that can never serve a QEMU domain
+    (a wrong one, or not the QEMU driver) ends a watch at its start (TransportConfigError);
+    libvirtd not running is left to the watch, which waits for it."""
+    with contextlib.suppress(ManagerUnavailable, TransportTimeout):
+        await Hub.get(uri, timeout, events=True)
+
+
 class DomainScanner:
     """Every active domain on ``uri``, listed in one call, and a wake-up as soon as a domain
     starts, stops or is undefined (or the connection to libvirtd closes)."""

@@ -93,6 +93,24 @@ def translate(exc: Exception, what: str, name: str, uri: str) -> TransportError:
     return CommandFailed(f"libvirt refused {what} on domain {name}: {text}")
 
 
+def _check_driver(conn: Any, uri: str) -> None:
+    """Raise TransportConfigError (and close ``conn``) unless ``uri`` is libvirt's QEMU
+    driver: another (``test:///default``, LXC, Xen) lacks the calls a QEMU guest needs."""
+    lv, _ = lib()
+    try:
+        driver = str(conn.getType())
+    except lv.libvirtError as exc:
+        driver = f"unknown ({exc.get_error_message()})"
+    if driver != "QEMU":
+        with contextlib.suppress(lv.libvirtError):
+            conn.close()
+        raise TransportConfigError(
+            f"libvirt URI {uri} is the {driver} driver, not QEMU's",
+            "kvmha-forensics reads QEMU domains: check --connect (qemu:///system or "
+            "qemu:///session)",
+        )
+
+
 class _EventThread:
     """libvirt's default event loop, in one daemon thread for the whole process. It must be
     registered before a connection is opened for that connection to deliver events."""
@@ -164,6 +182,7 @@ class Hub:
             raise TransportConfigError(
                 f"cannot open libvirt URI {uri}: {exc.get_error_message()}", "check --connect"
             ) from exc
+        await asyncio.to_thread(_check_driver, conn, uri)
         hub = cls(uri, conn, events)
         if events:
             await asyncio.to_thread(hub._register)

@@ -18,6 +18,7 @@ import pytest
 from kvmha_forensics.lab import domains, libvirtd, scenarios
 from kvmha_forensics.lab.domains import LabDomain
 from tests.conftest import require_kvm
+from tests.ha.test_watch import Record, Watch, kind
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is in the dev extras: ./run setup")
 URI = "qemu:///system"
@@ -59,6 +60,12 @@ class Domains:
         if name not in self.shared:
             self.shared[name] = self.start(name, tag="-shared")
         return self.shared[name]
+
+    def frozen_signal(self, w: Watch, lab: LabDomain) -> Record:
+        """Once ``w`` watches the paused domain ``lab``, run it; its frozen signal."""
+        w.wait(kind("state", lab.name, detail="connected"), "connected")
+        self.conn.lookupByName(lab.name).resume()
+        return w.wait(kind("signal", lab.name, state="frozen"), "frozen signal")
 
     def reconnect(self) -> None:
         """A new connection, after libvirtd was restarted."""

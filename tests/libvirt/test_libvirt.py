@@ -59,9 +59,7 @@ def test_freeze_through_libvirt_as_through_qmp(
     w = Watch(tmp_path / "watch.err", "--domain", dom.name, "--libvirt-api-only",
               "--out", str(out))  # fmt: skip
     try:
-        w.wait(kind("state", dom.name, detail="connected"), "connected")
-        lv.conn.lookupByName(dom.name).resume()
-        signal = w.wait(kind("signal", dom.name, state="frozen"), "frozen signal")
+        signal = lv.frozen_signal(w, dom)
         assert signal["cause"] == CAUSE[name] and signal["failover_safe"] is True
         assert signal["qmp"] == f"{dom.name}@qemu:///system"
         captured = w.wait(kind("capture", dom.name), "capture")
@@ -143,9 +141,7 @@ def test_watch_libvirt_takes_later_domains_and_forgets_undefined(
     w = Watch(tmp_path / "watch.err", "--libvirt")
     try:
         later = lv.start("panic", paused=True, tag="-later")
-        w.wait(kind("state", later.name, detail="connected"), "the later domain")
-        lv.conn.lookupByName(later.name).resume()
-        signal = w.wait(kind("signal", later.name, state="frozen"), "frozen")
+        signal = lv.frozen_signal(w, later)
         assert signal["cause"] == "guest-panicked"
         lv.destroy(later)  # transient: destroyed is undefined
         gone = w.wait(kind("signal", later.name, state="gone"), "gone")
@@ -190,6 +186,21 @@ def test_libvirtd_down_is_one_line_and_exit_5(tmp_path: Path) -> None:
         assert done.returncode == 5, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "cannot reach libvirtd" in lines[0], done.stderr
+
+
+def test_a_uri_of_another_driver_is_one_line_and_exit_5() -> None:
+    """libvirt's test driver (in-process, no daemon) has domains but no job stats or QEMU
+    events: a configuration error, not a guest lost again and again."""
+    uri = "test:///default"
+    for args in (["status", "--domain", "test", "--connect", uri],
+                 ["watch", "--domain", "test", "--connect", uri],
+                 ["watch", "--libvirt", "--connect", uri],
+                 ["watch", "--libvirt", "--libvirt-api-only", "--connect", uri]):  # fmt: skip
+        done = run(*args)
+        assert done.returncode == 5, (args, done.stderr)
+        assert done.stdout == "", (args, done.stdout)  # no record, no 'gone' signal
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is the TEST driver, not QEMU's" in lines[0], done.stderr
 
 
 def test_log_since_start_keeps_the_last_start_bounded(tmp_path: Path) -> None:

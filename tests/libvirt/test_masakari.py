@@ -83,9 +83,7 @@ def test_masakari_hook_sends_the_instance_notification_from_libvirt_events(
         w = Watch(tmp_path / "watch.err", "--domain", dom.name, "--no-analyze",
                   "--hook", str(HOOK))  # fmt: skip
         try:
-            w.wait(kind("state", dom.name, detail="connected"), "connected")
-            lv.conn.lookupByName(dom.name).resume()
-            signal = w.wait(kind("signal", dom.name, state="frozen"), "frozen signal")
+            signal = lv.frozen_signal(w, dom)
             hook = w.wait(kind("hook", dom.name), "hook run")
         finally:
             w.kill()

@@ -20,6 +20,7 @@ from kvmha_forensics.errors import (
     GuestHeld,
     GuestStateError,
     NotAMonitor,
+    TransportConfigError,
     TransportTimeout,
 )
 from kvmha_forensics.ha.freeze import assess
@@ -299,6 +300,22 @@ def test_watch_a_freeze_whose_event_never_came_is_caught_by_the_poll() -> None:
     script.play(scenario)
     (signal,) = script.signals()
     assert (signal.cause, signal.detected_by) == ("internal-error", "poll")
+
+
+def test_watch_a_call_the_transport_lacks_is_unreachable_not_gone() -> None:
+    lacking = TransportConfigError("get job stats on vm: this function is not supported")
+    guest = FakeGuest(state="running", replies={"query-jobs": lacking})
+    address = FakeAddress([guest, guest, guest])
+    script = Script(address)
+
+    async def scenario() -> None:
+        await script.until(is_state("unreachable"))
+        while address.sessions:  # it tries again (at --retry-max's pace), quietly
+            await asyncio.sleep(0.001)
+
+    script.play(scenario)
+    assert script.signals() == []
+    assert [r.detail for r in script.records] == [str(lacking)]  # one record, not one a try
 
 
 def answers_then(guest: FakeGuest, first: str, then: Callable[[], None]) -> None:

@@ -188,11 +188,12 @@ def test_libvirtd_down_is_one_line_and_exit_5(tmp_path: Path) -> None:
         assert len(lines) == 1 and "cannot reach libvirtd" in lines[0], done.stderr
 
 
-def test_a_uri_of_another_driver_is_one_line_and_exit_5() -> None:
+def test_a_uri_of_another_driver_is_one_line_and_exit_5(tmp_path: Path) -> None:
     """libvirt's test driver (in-process, no daemon) has domains but no job stats or QEMU
     events: a configuration error, not a guest lost again and again."""
     uri = "test:///default"
     for args in (["status", "--domain", "test", "--connect", uri],
+                 ["capture", "--domain", "test", "--connect", uri, "--out", str(tmp_path)],
                  ["watch", "--domain", "test", "--connect", uri],
                  ["watch", "--libvirt", "--connect", uri],
                  ["watch", "--libvirt", "--libvirt-api-only", "--connect", uri]):  # fmt: skip

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from ..transport.base import Event, Guest
@@ -89,6 +89,11 @@ class FreezeState:
             doc["state"], runstate, cause, doc.get("failover_safe") is True,
             tuple(map(str, reasons)), tuple(Event.from_json(e) for e in events), details,
         )  # fmt: skip
+
+    def with_events(self, events: Sequence[Event]) -> FreezeState:
+        """This state with ``events`` as its evidence, and the cause they refine."""
+        cause = refine_cause(self.runstate, events) if self.runstate else self.cause
+        return replace(self, cause=cause, events=tuple(events))
 
     @classmethod
     def gone(

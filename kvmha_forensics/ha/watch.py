@@ -217,8 +217,11 @@ class GuestWatch:
             next_poll = time.monotonic() + interval
             if not guest.connected:
                 continue
-            now = await guest.runstate()
-            late = guest.events()  # arrived during the query
+            # a freeze event: the runstate, jobs and migration in one round trip, not two
+            likely = any(e.name in FREEZE_EVENTS for e in fresh)
+            freeze = await assess(guest, self.episode.events) if likely else None
+            now = freeze.runstate if freeze else await guest.runstate()
+            late = guest.events()  # arrived during the queries
             self.episode.events.extend(late)
             fresh += late
             evidence, again = before + fresh, bool(late)
@@ -227,7 +230,10 @@ class GuestWatch:
                 before = evidence[-SEEN_KEEP:] if reread else fresh
                 continue
             runstate, before = now, []
-            freeze = await assess(guest, self.episode.events)
+            if freeze is None:
+                freeze = await assess(guest, self.episode.events)
+            elif late:  # they may refine the cause (no new query: the same runstate)
+                freeze = freeze.with_events(self.episode.events)
             trigger = next(
                 (e for e in evidence if e.name in FREEZE_EVENTS), fresh[0] if fresh else None
             )

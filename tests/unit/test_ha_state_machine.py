@@ -370,6 +370,22 @@ def test_watch_a_freeze_seen_by_the_poll_after_its_event_keeps_the_event() -> No
     assert (signal.detected_by, signal.qemu_time) == ("event GUEST_PANICKED", 7.0)
 
 
+def test_watch_an_event_during_the_assessment_refines_the_cause() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([guest]), poll=3600)
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        nospace = event("BLOCK_IO_ERROR", nospace=True)
+        answers_then(guest, "io-error", lambda: guest.emit(nospace))  # sent after the answer
+        guest.becomes("io-error", event("STOP"))
+        await script.until(lambda r: isinstance(r, Signal))
+
+    script.play(scenario)
+    (signal,) = script.signals()
+    assert (signal.cause, signal.detected_by) == ("io-error-nospace", "event STOP")
+
+
 # --- capture's steps ------------------------------------------------------------------------
 
 REGISTERS = "CPU#0\nRAX=0000000000000000 RBX=0000000000000000\n"

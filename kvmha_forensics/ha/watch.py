@@ -138,9 +138,10 @@ class GuestWatch:
                         lost = "QEMU closed the QMP connection"
             except ManagerUnavailable as exc:  # says nothing about the guest: no signal
                 self._unreachable(str(exc))
-            except TransportConfigError as exc:  # a call the transport lacks: neither
-                self._unreachable(str(exc))
-                backoff = self.w.opts.retry_max
+            except TransportConfigError as exc:  # nothing at the address yet, or a call
+                self._unreachable(str(exc))  # the transport lacks: neither is a lost guest
+                if owned is not None:  # the latter: no quick retries
+                    backoff = self.w.opts.retry_max
             except ForensicsError as exc:
                 lost = str(exc)
                 if owned is None:

@@ -15,6 +15,7 @@ import pytest
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.capture.steps import Capture, CaptureOptions, Progress
 from kvmha_forensics.errors import (
+    AddressMissing,
     CommandFailed,
     GuestGone,
     GuestHeld,
@@ -164,9 +165,13 @@ def test_status_raises_when_qemu_refuses_query_status() -> None:
 class Script:
     """A watcher over fake addresses, and the records it emits."""
 
-    def __init__(self, *addresses: FakeAddress, poll: float = 0.01) -> None:
+    def __init__(
+        self, *addresses: FakeAddress, poll: float = 0.01, retry_max: float = 0.02
+    ) -> None:
         self.records: list[Record] = []
-        opts = WatchOptions(endpoints=addresses, analyze=False, poll_interval=poll, retry_max=0.02)
+        opts = WatchOptions(
+            endpoints=addresses, analyze=False, poll_interval=poll, retry_max=retry_max
+        )
         self.watcher = Watcher(opts, self.records.append, analyzer=None)
 
     async def until(self, what: Callable[[Record], bool]) -> Record:
@@ -316,6 +321,18 @@ def test_watch_a_call_the_transport_lacks_is_unreachable_not_gone() -> None:
     script.play(scenario)
     assert script.signals() == []
     assert [r.detail for r in script.records] == [str(lacking)]  # one record, not one a try
+
+
+def test_watch_a_socket_not_there_yet_is_tried_again_soon() -> None:
+    guest = FakeGuest(state="running")
+    script = Script(FakeAddress([AddressMissing("no QMP socket at fake.qmp"), guest]),
+                    retry_max=3600)  # fmt: skip
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))  # not after --retry-max
+
+    script.play(scenario)
+    assert [r.state for r in script.records[:2]] == ["unreachable", "running"]
 
 
 def answers_then(guest: FakeGuest, first: str, then: Callable[[], None]) -> None:

@@ -22,6 +22,7 @@ subscriber, and libvirt answering the domain's state, the floor of any libvirt w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -85,9 +86,9 @@ def bare(mode: str, daemon: int) -> tuple[float, float, float]:
 class Freezes:
     """Paused ``panic`` lab domains, run into their panic one at a time under a watcher."""
 
-    def __init__(self, conn: Any, root: Path, tag: str) -> None:
+    def __init__(self, conn: Any, clock: QemuClock, root: Path, tag: str) -> None:
         self.conn = conn
-        self.clock = QemuClock(conn)
+        self.clock = clock
         self.labs = [domains.start(conn, scenarios.get("panic"), f"kvmha-bench-{tag}-{i}",
                                    root / f"{tag}-{i}", paused=True)
                      for i in range(FREEZES)]  # fmt: skip
@@ -117,7 +118,6 @@ class Freezes:
     def close(self) -> None:
         for lab in self.labs:
             domains.destroy(self.conn, lab)
-        self.clock.close()
 
     def medians(self) -> tuple[float, float, float]:
         median = statistics.median
@@ -157,8 +157,9 @@ def main() -> str:
                 name = f"kvmha-bench-idle-{os.getpid()}-{i:03d}"
                 conn.createXML(domain_xml(name), START_PAUSED)
                 names.append(name)
-            runs = [Freezes(conn, Path(tmp), f"mon-{os.getpid()}"),
-                    Freezes(conn, Path(tmp), f"api-{os.getpid()}")]  # fmt: skip
+            clock = QemuClock(conn)
+            runs = [Freezes(conn, clock, Path(tmp), f"mon-{os.getpid()}"),
+                    Freezes(conn, clock, Path(tmp), f"api-{os.getpid()}")]  # fmt: skip
             daemon = libvirtd.daemon_pid("libvirtd")
             assert daemon is not None
             load = os.getloadavg()
@@ -172,8 +173,11 @@ def main() -> str:
         finally:
             for run in runs:
                 run.close()
-            for name in names:
-                conn.lookupByName(name).destroy()
+            if runs:
+                runs[0].clock.close()
+            for name in names:  # every one, whatever happened to the others
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.lookupByName(name).destroy()
             conn.close()
     rows: list[list[object]] = []
     for what, ours, bare_one, run in (

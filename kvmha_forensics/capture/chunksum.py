@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..input_files import open_input
+
+if TYPE_CHECKING:  # the thread pool is imported where it runs: analysis never hashes chunks
+    from concurrent.futures import Future
 
 MIN_CHUNK = 16 << 20
 MAX_CHUNKS = 4096  # the chunk size doubles past it: the manifest stays small
@@ -82,6 +85,8 @@ class ChunkHasher:
     side by side. The caller keeps each buffer unchanged until its futures are done."""
 
     def __init__(self, chunk: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.chunk = chunk
         self.offset = 0
         self.digests: list[hashlib._Hash] = []
@@ -115,6 +120,8 @@ class ChunkHasher:
 def bad_chunks(path: Path, chunks: Chunks, total: int) -> list[int]:
     """The indices of the chunks of the regular file ``path`` (``total`` bytes, not through
     a link) that do not match their sha256, hashed on every core (at most eight)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     fd = open_input(path, follow=False)
     try:
         workers = min(len(os.sched_getaffinity(0)), 8)

@@ -34,6 +34,7 @@ from tests.ha.test_pacemaker import (
     cleanup,
     log_time,
     need_cluster_tools,
+    records,
     started_on,
     until,
 )
@@ -269,24 +270,55 @@ def test_virtualdomain_recovers_a_frozen_and_a_crashed_domain_and_the_guard_capt
     direct = as_hacluster(cluster.b, "/usr/local/bin/kvmha-forensics", "status", "--domain", RSC)
     assert direct.returncode == 1 and "password is required" in direct.stderr, direct
 
+    # round 2: a panic on node-b, which VirtualDomain's own status check fails (no monitor
+    # script runs on a crashed domain); the guard's stop, before VirtualDomain's, keeps the
+    # evidence and ends the domain
     cleanup(cluster, cluster.a)
-    until(lambda: "KVMHA-LAB: idle" in console.read_text(), "vm1 booted on node-b")
-    virsh(cluster.b, "inject-nmi", RSC)  # unknown_nmi_panic: a panic, pvpanic, on_crash preserve
-    panicked = time.time()
-    until(lambda: started_on(cluster.a, after=panicked), "vm1 started on node-a again")
-    assert cluster.running_on(RSC) == "node-a"
-    # VirtualDomain's own status check failed the crashed domain (no monitor script ran) ...
+    second, panicked = panic(cluster, cluster.b, cluster.a, console)
     failed = [r for r in cluster.operations(RSC) if r["node"] == "node-b" and r["rc-code"] == "1"]
     assert [r["operation"] for r in failed] == ["monitor"], cluster.operations(RSC)
     assert log_time(cluster.b, f'{RSC} has unknown status "crashed"', panicked) is not None
-    # ... and the guard's stop, before VirtualDomain's, kept the evidence and ended the domain
-    (second,) = set(bundles(cluster)) - {bundle}
-    opened = Bundle.open(second)
+    assert second != bundle
+
+    # round 3: a panic on node-a with the watcher (--libvirt) and its hook there: the watcher
+    # captures at once and the hook fails vm1 before the next monitor; the guard's stop takes
+    # the watcher's bundle (or waits for it)
+    cleanup(cluster, cluster.b)
+    out = cluster.a.root / "watch.out"
+    cluster.a.spawn("watch", ["/usr/local/bin/kvmha-forensics", "watch", "--libvirt",
+                              "--connect", "qemu:///system", "--hook",
+                              "/usr/local/bin/kvmha-crm-fail", "--out",
+                              str(cluster.shared / "bundles")])  # fmt: skip
+    watcher = cluster.a.daemons["watch"]
+    until(lambda: records(out, "state") or watcher.poll() is not None, "the watcher watching vm1")
+    assert watcher.poll() is None, out.read_text()
+    third, _ = panic(cluster, cluster.a, cluster.b, console, "the watcher's hook")
+    (signal,) = [r for r in records(out, "signal") if r["state"] == "frozen"]
+    assert (signal["guest"], signal["cause"]) == (RSC, "guest-panicked"), signal
+    until(lambda: records(out, "hook"), "the watcher's hook record")
+    assert records(out, "hook")[0]["returncode"] == 0, records(out, "hook")
+    (capture,) = records(out, "capture")  # written before the guard's stop ended
+    assert capture["status"] == "complete" and Path(str(capture["bundle"])) == third, capture
+
+
+def panic(cluster: Cluster, source: Node, target: Node, console: Path,
+          how: str = "monitor interval 2 s") -> tuple[Path, float]:  # fmt: skip
+    """Panic vm1 on ``source`` once booted; check that it runs on ``target``, that its new
+    bundle was complete before the guard's stop ended and that VirtualDomain's stop found the
+    domain stopped. The bundle and the time of the NMI."""
+    until(lambda: "KVMHA-LAB: idle" in console.read_text(), f"vm1 booted on {source.name}")
+    before = set(bundles(cluster))
+    virsh(source, "inject-nmi", RSC)  # unknown_nmi_panic: a panic, pvpanic, on_crash preserve
+    panicked = time.time()
+    until(lambda: started_on(target, after=panicked), f"vm1 started on {target.name}")
+    assert cluster.running_on(RSC) == target.name
+    (bundle,) = set(bundles(cluster)) - before
+    opened = Bundle.open(bundle)
     assert opened.manifest.status == "complete" and opened.verify() == []
     assert opened.manifest.guest["runstate"] == "guest-panicked"
-    guard_done, vm_stop = stop_order(cluster.b, panicked)
-    assert os.stat(second).st_mtime < guard_done < vm_stop
-    assert log_time(cluster.b, f"Domain {RSC} already stopped", panicked) is not None
-    seconds = started_on(cluster.a, after=panicked) - panicked  # type: ignore[operator]
-    print(f"\nVirtualDomain, panic: running on node-a {seconds:.2f} s after the NMI "
-          "(monitor interval 2 s)")  # fmt: skip
+    guard_done, vm_stop = stop_order(source, panicked)
+    assert os.stat(bundle).st_mtime < guard_done < vm_stop
+    assert log_time(source, f"Domain {RSC} already stopped", panicked) is not None
+    seconds = started_on(target, after=panicked) - panicked  # type: ignore[operator]
+    print(f"\nVirtualDomain, panic: running on {target.name} {seconds:.2f} s after the NMI ({how})")
+    return bundle, panicked

@@ -41,8 +41,8 @@ from ..errors import (
     TransportConfigError,
 )
 from ..transport.base import Address, Event, Guest
+from ..transport.dirwatch import SocketDirectory
 from ..transport.local import process_alive
-from ..transport.qmp import directory_stamp, find_endpoints
 from ..transport.replies import name_of
 from ..vocabulary import JSONObject
 from .freeze import FREEZE_EVENTS, FreezeState, assess
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 SEEN_KEEP = 256  # events kept per connection while the guest runs
 GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging "gone"
 LIBVIRT_RESCAN = 30.0  # seconds between listings of libvirt's domains (events wake it sooner)
-SCAN_EVERY = 1.0  # seconds between looks at --socket-dir (a full listing only when it changed)
+SCAN_EVERY = 1.0  # seconds before trying again an unreadable --socket-dir or libvirt listing
 RETRY_FIRST = 0.5  # seconds before the first reconnect (doubling up to retry_max)
 
 
@@ -478,34 +478,36 @@ class Watcher:
             self.scanned |= self.domains
             for domain in found:
                 self._watch(domain, from_dir=True)
-            for key, task in list(self.guests.items()):
-                if task.done():
-                    del self.guests[key]
             await scanner.wait(LIBVIRT_RESCAN, self.stopping)
 
     def _watch(self, endpoint: Address, *, from_dir: bool) -> None:
         key = str(endpoint)
         if key in self.guests and not self.guests[key].done():
             return
-        guest = GuestWatch(self, endpoint, from_dir=from_dir)
-        self.guests[key] = asyncio.create_task(guest.run())
+        task = asyncio.create_task(GuestWatch(self, endpoint, from_dir=from_dir).run())
+        self.guests[key] = task
+        task.add_done_callback(lambda _: self._forget(key, task))
+
+    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+        """A guest's task ended (its socket or domain is gone): forget it."""
+        if self.guests.get(key) is task:
+            del self.guests[key]
 
     async def _scan(self, directory: Path) -> None:
-        seen: tuple[object, ...] | None = None
-        while not self.stopping.is_set():
-            try:  # the stamp before the listing: a change after it shows in the next stamp
-                stamp = await asyncio.to_thread(directory_stamp, directory)
-                if stamp != seen:
-                    found = await asyncio.to_thread(find_endpoints, directory, self.opts.pattern)
-                    seen = stamp
-                    for endpoint in found:
-                        self._watch(endpoint, from_dir=True)
-            except OSError as exc:
-                log.warning("cannot scan %s: %s", directory, exc)
-            for key, task in list(self.guests.items()):
-                if task.done():
-                    del self.guests[key]
-            await self.sleep(SCAN_EVERY)
+        sockets = SocketDirectory(directory, self.opts.pattern)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    found = await asyncio.to_thread(sockets.look)
+                except OSError as exc:
+                    log.warning("cannot scan %s: %s", directory, exc)
+                    await self.sleep(SCAN_EVERY)
+                    continue
+                for endpoint in found or ():
+                    self._watch(endpoint, from_dir=True)
+                await sockets.wait(self.stopping)
+        finally:
+            sockets.close()
 
     async def run(self) -> None:
         """Watch until :meth:`stop`; then wait for captures, analyses and hooks in flight."""

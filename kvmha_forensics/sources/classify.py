@@ -26,7 +26,8 @@ _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
 #: QEMU log markers, each behind a plain substring it holds (tested first: one regex of many
 #: alternatives is tried at every position of a 256 KiB head, a substring test is not).
 _QEMU_WORDS = ("KVM internal error", "KVM: entry failed", "kvm: unhandled exit",
-               "kvm run failed", "QEMU emulator version")  # fmt: skip
+               "kvm run failed", "QEMU emulator version", "KVM_EXIT_FAIL_ENTRY",
+               "Failure during vcpu run")  # fmt: skip
 _QEMU_PATTERNS = (
     ("extra data[", re.compile(r"extra data\[\d+\]:")),
     ("emulation failure", re.compile(r"\bemulation failure\b")),
@@ -42,7 +43,8 @@ _CONSOLE_WORDS = (
     "Out of memory", "Internal error: Oops", "Unable to handle kernel", "UBSAN: ", "KFENCE: ",
     "soft lockup", "hard LOCKUP", "Hard LOCKUP", "blocked for more than", "detected stall",
     "---[ end trace", "kernel BUG at ", "invalid opcode: ", "general protection fault",
-    "Kernel panic: ", "Internal error: ",
+    "Kernel panic: ", "Internal error: ", "locking dependency detected", "recursive locking",
+    "inconsistent lock state", "refcount_t: ",
 )  # fmt: skip
 _CONSOLE_PATTERNS = (
     ("BUG: ", re.compile(r"\bBUG: ")),

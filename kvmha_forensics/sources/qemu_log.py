@@ -56,20 +56,27 @@ _INTERNAL = re.compile(r"KVM internal error\.\s*(?:Suberror:\s*(\d+))?")
 _EXTRA = re.compile(r"extra data\[(\d+)\]:\s*(0[xX])?([0-9a-fA-F]+)")
 _EMULATION = re.compile(r"\bemulation failure\b")
 _ENTRY = re.compile(
-    r"(?:KVM: entry failed, hardware error|kvm: unhandled exit|kvm: vm entry failed with error)"
-    r" (0[xX])?([0-9a-fA-F]+)"
+    r"(?:KVM: entry failed, hardware error|kvm: unhandled exit|kvm: vm entry failed with error"
+    # other VMMs on KVM name the exit and kvm_run's field (dosemu2: "KVM_EXIT_FAIL_ENTRY:
+    # hardware_entry_failure_reason = 0x80000021")
+    r"|KVM_EXIT_FAIL_ENTRY[:,]?\s*hardware_entry_failure_reason\s*=)"
+    r" ?(0[xX])?([0-9a-fA-F]+)"
 )
 _ENTRY_HEAD = re.compile(r"KVM: entry failed, hardware error\s*$")
 _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
-_RUN_FAILED = re.compile(r"kvm run failed (.*\S)")
+_RUN_FAILED = re.compile(
+    # QEMU's "error: kvm run failed Bad address"; Rust VMMs print io::Error after a colon
+    # (libkrun: "Failure during vcpu run: Bad address (os error 14)")
+    r"kvm run failed (.*\S)|[Ff]ailure during vcpu run: (.*?\S)(?: \(os error \d+\))?\s*$"
+)
 _PUT_FAILED = re.compile(r"Failed to put registers( after (?:init|reset))?: (.*\S)")
 _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
 _MSR_ASSERT = re.compile(r"\b(kvm_put_msrs|kvm_buf_set_msrs): Assertion .*failed")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
 #: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
 _LINE_WORDS = re.compile(
-    r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|put registers|set MSR"
+    r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|put registers|set MSR|vcpu run"
 )
 _QP_SOFT_BREAK = "="
 _QP_MARK = "=3D"
@@ -325,7 +332,7 @@ def _run_failure(line: str, number: int) -> RunFailure | None:
     """A failed KVM vCPU ioctl QEMU reported on ``line``, or None."""
     m = _RUN_FAILED.search(line)
     if m:
-        return RunFailure(m.group(1), number)
+        return RunFailure(m.group(1) or m.group(2), number)
     m = _PUT_FAILED.search(line)
     if m:
         return RunFailure(m.group(2), number, "put registers" + (m.group(1) or ""))

@@ -15,7 +15,7 @@ addressing and gives the SSE form (``pxor xmm0, xmm1``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cache, lru_cache
 from types import ModuleType
@@ -185,6 +185,20 @@ def disassemble(
                 size = alt.size + len(code) - len(alt_code)
                 insn = alt
                 notes = ("re-decoded: capstone 16-bit mode misreads the SSE 66 prefix",)
+    if insn is None and code[:1] == b"\xf0":
+        # capstone rejects a LOCK prefix on an instruction that cannot take it; the CPU
+        # raises #UD there, which is itself the finding: name the instruction after the prefix
+        insn = _first(capstone_mode(mode), code[1:], address + 1)
+        if insn is None:
+            return None
+        built = _build(insn, code[: insn.size + 1], mode, registers, notes)
+        return replace(
+            built,
+            address=address,
+            mnemonic="lock " + built.mnemonic,
+            text="lock " + built.text,
+            notes=(*notes, "invalid: a LOCK prefix on this instruction raises #UD"),
+        )
     if insn is None:
         return None
     return _build(insn, code[:size], mode, registers, notes)

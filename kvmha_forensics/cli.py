@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, cast
+from typing import Annotated, cast
 
 import typer
 
 from . import __version__
+from .cli_console import (
+    emit_json,
+    err,
+    fail,
+    progress_bar,
+    setup_logging,
+    stdout,
+)
 from .cli_ha import (
     ApiOnlyOption,
     ConnectOption,
     DomainOption,
     QmpOption,
     address,
-    emit_json,
     status_cmd,
     watch_cmd,
 )
@@ -30,13 +33,6 @@ from .cli_triage import triage_cmd
 from .errors import ExitCode, ForensicsError, InputError
 from .lab import scenarios
 from .printable import printable
-from .private import write_private
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from .capture.steps import Progress as CaptureProgress
-    from .capture.steps import ProgressSink
 
 # The heavy modules (drgn, capstone, the analyzers) are imported by the commands that use them,
 # so that quick commands (status, lab down) start fast.
@@ -52,56 +48,14 @@ lab_app = typer.Typer(help="Bring real QEMU guests into frozen states, for tests
 app.add_typer(lab_app, name="lab")
 
 
-@cache
-def console(stderr: bool = False) -> Console:
-    """The rich console for stdout or stderr, made on first use (quick commands skip rich)."""
-    from rich.console import Console
-
-    return Console(stderr=stderr, soft_wrap=True)
-
-
-def err() -> Console:
-    return console(stderr=True)
-
-
-def stdout() -> Console:
-    return console()
-
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[str, float | None], None]]:
-    """A progress callback: a rich bar on a terminal, silence elsewhere."""
-    if not (enabled and sys.stderr.isatty()):  # rich is imported only for a terminal
-        yield lambda _description, _percent: None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err(), transient=True) as bar:
-        task = bar.add_task("", total=100)
-
-        def update(description: str, percent: float | None) -> None:
-            bar.update(task, description=description, completed=percent or 0)
-
-        yield update
 
 
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:  # drgn warns about what the report already states (e.g. no module list)
-        logging.getLogger("drgn").setLevel(logging.ERROR)
-        # qemu.qmp logs a cancelled handshake (a held socket) as ERROR lines: we say it once
-        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+    setup_logging(verbose)
 
 
 @app.command()
@@ -232,61 +186,18 @@ def capture_cmd(
     ] = False,
 ) -> None:
     """Capture a frozen guest into a bundle, never changing its state."""
-    import asyncio
-
     from .capture.memory_source import MemorySource
-    from .capture.steps import CaptureOptions, MemoryFormat, capture
+    from .capture.steps import CaptureOptions, MemoryFormat
+    from .cli_commands import run_capture
 
     where = address(qmp, domain, connect, api_only)
     opts = CaptureOptions(
         where, out, cast(MemoryFormat, memory_format), qemu_log, timeout, live, once,
         cast(MemorySource, memory_source),
     )  # fmt: skip
-    with capture_progress(as_json) as sink:
-        result = asyncio.run(capture(opts, sink))
-    summary = {
-        "bundle": str(result.bundle),
-        "status": result.manifest.status,
-        "reasons": list(result.manifest.reasons),
-        "runstate": result.freeze.runstate,
-        "cause": result.freeze.cause,
-        "existing": result.existing,
-    }
-    if as_json:
-        emit_json(summary)
-    else:
-        print(result.bundle)
-        made = "already captured" if result.existing else "capture"
-        print(f"{made} {result.manifest.status}: {result.freeze.runstate}", file=sys.stderr)
-        for reason in result.manifest.reasons:
-            print(f"  missing: {printable(reason, one_line=True)}", file=sys.stderr)
-    if result.manifest.status != "complete":
-        raise typer.Exit(int(ExitCode.INCOMPLETE))
-
-
-@contextmanager
-def capture_progress(as_json: bool) -> Iterator[ProgressSink]:
-    """JSON lines with ``--json``; a bar for the memory dump on a terminal; else quiet."""
-    if as_json:
-
-        def emit(p: CaptureProgress) -> None:
-            if p.status != "progress":
-                emit_json({"event": "step", "step": p.step, "status": p.status, "detail": p.detail})
-
-        yield emit
-        return
-    with progress_bar(True) as update:
-
-        def show(p: CaptureProgress) -> None:
-            if p.status == "progress" and p.total:
-                update("dumping guest memory", 100 * p.completed / p.total)
-            elif p.step == "memory" and p.status == "start" and p.detail:
-                print(f"  memory: {p.detail}", file=sys.stderr)
-            elif p.status == "failed":
-                print(f"  {p.step}: failed: {printable(str(p.detail), one_line=True)}",
-                      file=sys.stderr)  # fmt: skip
-
-        yield show
+    code = run_capture(opts, as_json)
+    if code:
+        raise typer.Exit(code)
 
 
 @bundle_app.command("verify")
@@ -361,30 +272,27 @@ def analyze_cmd(
     ] = None,
 ) -> None:
     """Explain why the guest froze: verdict, culprit, signature and evidence."""
-    from .analyze import analyze, gather
-    from .report.render import RENDERERS, render
+    from .cli_commands import run_analyze
+    from .report.render import RENDERERS
     from .vocabulary import Vendor
 
     if fmt not in RENDERERS:
         raise typer.BadParameter("use text, json or markdown", param_hint="--format")
     if cpu_vendor not in (None, "intel", "amd"):
         raise typer.BadParameter("use intel or amd", param_hint="--cpu-vendor")
-    inputs, problems = gather(
+    code = run_analyze(
         target,
-        qemu_log=qemu_log,
-        console=console,
         vmlinux=vmlinux,
         debuginfo_dirs=debuginfo_dir or (),
+        qemu_log=qemu_log,
+        console=console,
         cpu_vendor=cast(Vendor | None, cpu_vendor),
+        fmt=fmt,
+        output=output,
+        analyzers=analyzer,
     )
-    report = analyze(inputs, problems, analyzer)
-    rendered = render(report, fmt, color=output is None and stdout().is_terminal)
-    if output is None:
-        sys.stdout.write(rendered)
-    else:
-        write_private(output, rendered)
-    if report.verdict.cause == "unknown" or report.partial:
-        raise typer.Exit(int(ExitCode.INCOMPLETE))
+    if code:
+        raise typer.Exit(code)
 
 
 app.command("status")(status_cmd)
@@ -407,6 +315,7 @@ def demo_cmd(
     import asyncio
 
     from . import demo
+    from .cli_commands import capture_progress
     from .report.render import RENDERERS, render
 
     if fmt not in RENDERERS:
@@ -432,27 +341,13 @@ def parse_size_mb(text: str) -> int:
     return int(number) * (scale or 1)
 
 
-MAX_ERROR = 1000  # characters of an error message shown (a peer's garbage may be quoted)
-
-
-def _fail(message: str, code: int, details: str | None = None) -> NoReturn:
-    """One line on stderr (control characters escaped: it may quote a file name or a guest),
-    then ``details`` when there are any, and exit with ``code``."""
-    if len(message) > MAX_ERROR:
-        message = message[:MAX_ERROR] + f"… ({len(message) - MAX_ERROR} more characters)"
-    sys.stderr.write(f"kvmha-forensics: error: {printable(message, one_line=True)}\n")
-    if details:
-        sys.stderr.write(printable(details) + "\n")
-    sys.exit(code)
-
-
 def main() -> None:
     """Entry point: run the app; every error becomes one line and its exit code
     (docs/cli.md): a :class:`ForensicsError`, a usage error, a bug."""
     try:
         code = app(prog_name="kvmha-forensics", standalone_mode=False)
     except ForensicsError as exc:
-        _fail(str(exc), int(exc.exit_code), exc.details)
+        fail(str(exc), int(exc.exit_code), exc.details)
     except typer.TyperException as exc:  # click's usage errors, raised as-is without standalone
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
@@ -460,14 +355,14 @@ def main() -> None:
             sys.exit(int(ExitCode.USAGE))
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f": see '{ctx.command_path} --help'" if ctx is not None else ""
-        _fail(f"{where}{exc.format_message()}{hint}", getattr(exc, "exit_code", ExitCode.USAGE))
+        fail(f"{where}{exc.format_message()}{hint}", getattr(exc, "exit_code", ExitCode.USAGE))
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("kvmha-forensics: interrupted\n")
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("KVMHA_DEBUG"):
             raise
-        _fail(
+        fail(
             f"internal error: {type(exc).__name__}: {exc} "
             "(set KVMHA_DEBUG=1 for the traceback and report it)",
             int(ExitCode.INTERNAL),

@@ -5,7 +5,6 @@ Registered on the main app in :mod:`kvmha_forensics.cli`.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from .cli_console import emit_json
 from .cli_options import MemoryFormatOption, MemorySourceOption, seconds
 from .errors import InputError
 from .limits import STATUS_TIMEOUT
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from .transport.base import Address
 
 # watch (capture, analysis) is imported by the watch command only: status stays quick to start
-
-
-def emit_json(obj: object) -> None:
-    """One JSON document on one line of stdout, flushed (JSON-lines output)."""
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 QmpOption = Annotated[str | None, typer.Option("--qmp", help="QMP unix socket path, or HOST:PORT.")]

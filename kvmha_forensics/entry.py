@@ -3,7 +3,8 @@
 ``status`` is what a resource agent's monitor runs every few seconds, and must answer within
 100 ms: it takes a short path (argparse, the status library) instead of the full typer CLI,
 whose imports alone cost about 0.15 s. Its options and output are those of the typer command
-(``cli_ha.status_cmd``); a test runs both and compares. Everything else goes to the typer app.
+(``cli_ha.status_cmd``); a test runs both and compares. ``capture`` and ``analyze`` take quick
+paths too (:mod:`.cli_quick`). Everything else goes to the typer app.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def main() -> None:
     if argv[:1] == [FAST] and not HELP & set(argv):
         code = _status(argv[1:])
         if code >= 0:
+            sys.exit(code)
+    if argv[:1] in (["capture"], ["analyze"]) and not HELP & set(argv):
+        from . import cli_quick
+
+        code = cli_quick.run(argv[0], argv[1:])
+        if code != cli_quick.TYPER:
             sys.exit(code)
     from .cli import main as cli_main
 

@@ -22,7 +22,7 @@ from ..errors import OperationTimeout
 from ..sources.registers import VcpuRegisters
 from ..x86.cpunotes import cpu_notes
 from .chunksum import Chunks
-from .elfwrite import MAX_SEGMENTS, CoreWriter, Load
+from .elfwrite import BUFFERS, MAX_SEGMENTS, CoreWriter, Load
 from .guestram import RamRange
 from .hostpages import PAGE, Extent, HostMemory, runs
 
@@ -80,11 +80,18 @@ def write_core(
                 raise OperationTimeout("the memory read did not finish before the deadline")
             progress(done, total)
 
-        note = _find_vmcoreinfo(host, plans, lambda: step(0))
-        writer = CoreWriter(fd, loads, cpu_notes(vcpus) + note, CHUNK_PAGES * PAGE)
+        writer = CoreWriter(fd, loads, CHUNK_PAGES * PAGE)
         try:
-            writer.start()
-            _write(host, ranges, plans, loads, writer, step)
+            pieces = _pieces(ranges, loads)
+            held, note = _look_ahead(host, plans, pieces, writer, lambda: step(0))
+            writer.start(cpu_notes(vcpus) + note)
+            done = 0
+            for size, pages in held:
+                step(done)
+                writer.buffer()  # the held buffer, in turn
+                writer.submit(size, pages)
+                done += size
+            _write(host, plans, pieces[len(held) :], writer, step, done)
             chunks = writer.finish()
         except BaseException:
             writer.close()
@@ -101,22 +108,50 @@ def _may_hold_data(plan: list[Extent], pages: int) -> bytearray:
     return mask
 
 
-def _find_vmcoreinfo(
-    host: HostMemory, plans: list[list[Extent]], tick: Callable[[], None]
-) -> bytes:
-    """The guest kernel's VMCOREINFO note, read in guest-physical order until found (b"")."""
-    buffer = bytearray(CHUNK_PAGES * PAGE)
-    view = memoryview(buffer)
-    for plan in plans:
-        for extent in plan:
-            for skip in range(0, extent.count, CHUNK_PAGES):
-                tick()
-                n = min(CHUNK_PAGES, extent.count - skip)
-                host.read(extent, skip, view[: n * PAGE])
-                note = _find_note(buffer, n * PAGE)
-                if note:
-                    return note
-    return b""
+Piece = tuple[int, int, int]
+"""Pages ``[first, first + count)`` of RAM range ``index``: (index, first, count)."""
+
+
+def _pieces(ranges: list[RamRange], loads: list[Load]) -> list[Piece]:
+    """The in-file segments' pages in file order, cut in pieces of at most one buffer."""
+    out = []
+    starts = [r.gpa for r in ranges]
+    for load in loads:
+        if load.in_file:
+            i = bisect.bisect_right(starts, load.paddr) - 1
+            first = (load.paddr - ranges[i].gpa) // PAGE
+            count = load.size // PAGE
+            out += [(i, first + skip, min(CHUNK_PAGES, count - skip))
+                    for skip in range(0, count, CHUNK_PAGES)]  # fmt: skip
+    return out
+
+
+def _look_ahead(
+    host: HostMemory, plans: list[list[Extent]], pieces: list[Piece], writer: CoreWriter,
+    tick: Callable[[], None],
+) -> tuple[list[tuple[int, bytearray]], bytes]:  # fmt: skip
+    """Find the guest kernel's VMCOREINFO note (b"" if none), which goes in the header, before
+    any segment: the first pieces are read into the writer's buffers (each with its non-zero
+    pages), to be submitted once the header is written, so that a note found among them (the
+    usual case: Linux allocates it early at boot) costs no second read. Past them, the search
+    reads on into a buffer of its own, and those pieces are read again when written."""
+    held: list[tuple[int, bytearray]] = []
+    for k, (i, first, count) in enumerate(pieces[:BUFFERS]):
+        tick()
+        buffer = writer.ahead(k)
+        _fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
+        held.append((count * PAGE, nonzero_pages(buffer, count)))
+        note = _find_note(buffer, count * PAGE)
+        if note:
+            return held, note
+    scratch = bytearray(CHUNK_PAGES * PAGE)
+    for i, first, count in pieces[BUFFERS:]:
+        tick()
+        _fill(host, plans[i], first, count, memoryview(scratch)[: count * PAGE])
+        note = _find_note(scratch, count * PAGE)
+        if note:
+            return held, note
+    return held, b""
 
 
 def nonzero_pages(buffer: bytearray | mmap.mmap, n: int) -> bytearray:
@@ -137,7 +172,7 @@ def nonzero_pages(buffer: bytearray | mmap.mmap, n: int) -> bytearray:
     return mask
 
 
-def _find_note(buffer: bytearray, size: int) -> bytes:
+def _find_note(buffer: bytearray | mmap.mmap, size: int) -> bytes:
     """The kernel's VMCOREINFO ELF note (``vmcoreinfo_note``, page-aligned), if in ``buffer``."""
     pos = buffer.find(_VMCOREINFO, 0, size)
     while pos != -1:
@@ -185,41 +220,28 @@ def _range_loads(ram: RamRange, mask: bytearray, hole: int) -> list[Load]:
 
 def _write(
     host: HostMemory,
-    ranges: list[RamRange],
     plans: list[list[Extent]],
-    loads: list[Load],
+    pieces: list[Piece],
     writer: CoreWriter,
     progress: Callable[[int], None],
+    done: int,
 ) -> None:
-    """Read every in-file segment chunk by chunk, and hand each chunk to ``writer`` with the
-    pages that are not all zero."""
-    done = 0
-    starts = [r.gpa for r in ranges]
-    firsts = [[e.first for e in plan] for plan in plans]
-    for load in loads:
-        if not load.in_file:
-            continue
-        i = bisect.bisect_right(starts, load.paddr) - 1
-        first = (load.paddr - ranges[i].gpa) // PAGE
-        count = load.size // PAGE
-        for skip in range(0, count, CHUNK_PAGES):
-            progress(done)
-            n = min(CHUNK_PAGES, count - skip)
-            buffer = writer.buffer()
-            _fill(host, plans[i], firsts[i], first + skip, n, memoryview(buffer)[: n * PAGE])
-            writer.submit(n * PAGE, nonzero_pages(buffer, n))
-            done += n * PAGE
+    """Read each piece into the writer's next buffer and submit it with the pages that are
+    not all zero; ``done`` bytes were submitted before."""
+    for i, first, count in pieces:
+        progress(done)
+        buffer = writer.buffer()
+        _fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
+        writer.submit(count * PAGE, nonzero_pages(buffer, count))
+        done += count * PAGE
     progress(done)
 
 
-def _fill(
-    host: HostMemory, plan: list[Extent], firsts: list[int], first: int, count: int,
-    view: memoryview,
-) -> None:  # fmt: skip
-    """Pages ``[first, first + count)`` of a range into ``view``: read where ``plan`` (whose
-    extents start at ``firsts``) has data, zero elsewhere."""
+def _fill(host: HostMemory, plan: list[Extent], first: int, count: int, view: memoryview) -> None:
+    """Pages ``[first, first + count)`` of a range into ``view``: read where ``plan`` has
+    data, zero elsewhere."""
     end, pos = first + count, first
-    i = max(bisect.bisect_right(firsts, first) - 1, 0)
+    i = max(bisect.bisect_right(plan, first, key=lambda e: e.first) - 1, 0)
     while i < len(plan) and plan[i].first < end:
         extent = plan[i]
         a, b = max(extent.first, pos), min(extent.first + extent.count, end)

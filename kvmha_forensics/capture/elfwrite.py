@@ -58,9 +58,10 @@ _SYNC_FILE_RANGE = _libc_sync_file_range()
 
 
 class CoreWriter:
-    """Writes one core file to ``fd`` through a ring of page-aligned buffers: :meth:`start`,
-    then for each in-file segment's bytes :meth:`buffer` (fill it) and :meth:`submit`, then
-    :meth:`finish` for the chunked sha256.
+    """Writes one core file to ``fd`` through a ring of page-aligned buffers: :meth:`start`
+    with the notes, then for each in-file segment's bytes :meth:`buffer` (fill it) and
+    :meth:`submit`, then :meth:`finish` for the chunked sha256. The first buffers may be filled
+    before the notes are known (:meth:`ahead`), and submitted after :meth:`start`.
 
     Threads hash (one per chunk lane) and write each buffer while the caller fills the next;
     pages the caller says are all zero are skipped (holes of the file: no disk write). Where
@@ -69,20 +70,22 @@ class CoreWriter:
     the metadata); elsewhere writeback is started as data accumulates (``sync_file_range``).
     """
 
-    def __init__(self, fd: int, loads: list[Load], notes: bytes, chunk: int) -> None:
+    def __init__(self, fd: int, loads: list[Load], chunk: int) -> None:
         if len(loads) > MAX_SEGMENTS:
             raise ValueError(f"{len(loads)} segments: more than an ELF header can count")
         self.fd = fd
         self.loads = loads
-        self.notes = notes
+        self.notes = b""
         self.chunk = chunk
         self.size = self.holes = 0
         self.direct = _set_direct(fd)
-        self.hasher = ChunkHasher(chunk_size(self.file_size()))
+        self.hasher: ChunkHasher | None = None
         self.writer = ThreadPoolExecutor(LANES, thread_name_prefix="core-write")
         self.buffers = [mmap.mmap(-1, chunk) for _ in range(BUFFERS)]
         self.busy: list[list[Future[None]]] = [[] for _ in range(BUFFERS)]
         self.turn = 0
+        self.head: mmap.mmap | None = None
+        self.head_busy: list[Future[None]] = []
 
     def data_at(self) -> int:
         """Where the first segment's bytes start: after the headers and notes, aligned."""
@@ -110,13 +113,25 @@ class CoreWriter:
         head = b"".join(out)
         return head + bytes(data_at - len(head))
 
-    def start(self) -> None:
-        """Write the header (a multiple of the page size, as every segment is)."""
-        head = memoryview(self.header())
-        for at in range(0, len(head), self.chunk):
-            piece = head[at : at + self.chunk]
-            self.buffer()[: len(piece)] = piece
-            self.submit(len(piece))
+    def start(self, notes: bytes) -> None:
+        """Write the header with ``notes`` (a multiple of the page size, as every segment is),
+        from a buffer of its own: the ring's buffers may already hold the first segments'
+        bytes (:meth:`ahead`)."""
+        self.notes = notes
+        self.hasher = ChunkHasher(chunk_size(self.file_size()))
+        head = self.header()
+        self.head = mmap.mmap(-1, len(head))
+        self.head[:] = head
+        view = memoryview(self.head)
+        self.head_busy = self.hasher.update(view)
+        self.head_busy.append(self.writer.submit(self._write, view, [(0, len(head))], 0))
+        self.size = len(head)
+
+    def ahead(self, k: int) -> mmap.mmap:
+        """The ring's ``k``-th buffer from the next one, to fill before :meth:`start`; they
+        are then submitted in that order (``k`` below :data:`BUFFERS`)."""
+        assert self.hasher is None and k < BUFFERS
+        return self.buffers[k]
 
     def buffer(self) -> mmap.mmap:
         """The next buffer of the ring, once its earlier contents are hashed and written."""
@@ -127,6 +142,7 @@ class CoreWriter:
     def submit(self, size: int, pages: bytes | bytearray | None = None) -> None:
         """Hash and append the first ``size`` bytes of the buffer :meth:`buffer` gave; with
         ``pages`` (0 or 1 per page), only the pages marked 1 are written, the others are holes."""
+        assert self.hasher is not None, "start() first"
         view = memoryview(self.buffers[self.turn])[:size]
         spans = [(0, size)] if pages is None else [(a * PAGE, b * PAGE) for a, b in runs(pages)]
         self.busy[self.turn] = self.hasher.update(view)
@@ -146,9 +162,9 @@ class CoreWriter:
 
     def finish(self) -> Chunks:
         """Wait for every buffer, sync the file, and return its chunked sha256."""
-        for turn in self.busy:
-            for pending in turn:
-                pending.result()
+        assert self.hasher is not None, "start() first"
+        for pending in [*self.head_busy, *(f for turn in self.busy for f in turn)]:
+            pending.result()
         self.close()
         os.ftruncate(self.fd, self.size)  # the file may end in a hole
         os.fsync(self.fd)
@@ -156,10 +172,11 @@ class CoreWriter:
 
     def close(self) -> None:
         """Stop the threads (dropping queued work) and free the buffers."""
-        self.hasher.close()
+        if self.hasher is not None:
+            self.hasher.close()
         self.writer.shutdown(cancel_futures=True)
-        self.busy = [[] for _ in range(BUFFERS)]
-        for buffer in self.buffers:
+        self.busy, self.head_busy = [[] for _ in range(BUFFERS)], []
+        for buffer in [*self.buffers, *([self.head] if self.head is not None else [])]:
             with contextlib.suppress(BufferError):
                 buffer.close()
 

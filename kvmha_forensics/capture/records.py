@@ -10,14 +10,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..sources.qemu_log import QemuLog, parse_qemu_log_file
 from ..sources.registers import VcpuRegisters
 from ..vocabulary import Vendor
-from ..x86.decode import decode_entry_failure, decode_internal_error
 from ..x86.modes import mode_of
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
+
+# The QEMU log's parser and the decoders (~40 ms of imports: their regexes and tables) are
+# imported by the one function that uses them, and only for a log that is not empty.
 
 
 def _plain(value: object) -> object:
@@ -48,7 +49,12 @@ def registers_record(vcpus: list[VcpuRegisters]) -> list[object]:
 
 def kvm_exit_record(log: Path, vendor: Vendor | None) -> dict[str, object] | None:
     """The KVM failures in QEMU's log, parsed and decoded; None when it has none."""
-    parsed: QemuLog = parse_qemu_log_file(log)
+    if log.stat().st_size == 0:
+        return None
+    from ..sources.qemu_log import parse_qemu_log_file
+    from ..x86.decode import decode_entry_failure, decode_internal_error
+
+    parsed = parse_qemu_log_file(log)
     if not (parsed.internal_errors or parsed.entry_failures or parsed.run_failures):
         return None
     code = parsed.code

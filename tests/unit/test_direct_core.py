@@ -84,8 +84,8 @@ def test_core_round_trips_through_the_readers(tmp_path: Path) -> None:
     loads = [Load(0, 2 * PAGE, True), Load(2 * PAGE, 30 * PAGE, False)]
     path = tmp_path / "core.elf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    writer = CoreWriter(fd, loads, cpu_notes(vcpus), 4 * PAGE)
-    writer.start()
+    writer = CoreWriter(fd, loads, 4 * PAGE)
+    writer.start(cpu_notes(vcpus))
     writer.buffer()[: len(data)] = data
     writer.submit(len(data))
     chunks = writer.finish()
@@ -112,8 +112,8 @@ def test_zero_pages_are_holes_and_hashed_as_zeros(tmp_path: Path) -> None:
     data[5 * PAGE] = 1
     path = tmp_path / "core.elf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    writer = CoreWriter(fd, [Load(0, len(data), True)], b"", len(data))
-    writer.start()
+    writer = CoreWriter(fd, [Load(0, len(data), True)], len(data))
+    writer.start(b"")
     writer.buffer()[: len(data)] = data
     writer.submit(len(data), nonzero_pages(data, 64))
     chunks = writer.finish()
@@ -122,3 +122,26 @@ def test_zero_pages_are_holes_and_hashed_as_zeros(tmp_path: Path) -> None:
     assert raw.endswith(bytes(data)) and chunks.sha256 == (hashlib.sha256(raw).hexdigest(),)
     assert writer.holes == 63 * PAGE
     assert path.stat().st_blocks * 512 < len(raw) - 32 * PAGE  # the zero pages take no space
+
+
+def test_buffers_filled_before_the_notes_are_known_follow_the_header(tmp_path: Path) -> None:
+    """The direct read fills the first buffers while it looks for VMCOREINFO, before the
+    header (which holds the notes) is written: they land after it, in order, and hash so."""
+    pieces = [os.urandom(2 * PAGE) for _ in range(3)]
+    path = tmp_path / "core.elf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    writer = CoreWriter(fd, [Load(0, 6 * PAGE, True)], 2 * PAGE)
+    for k, piece in enumerate(pieces[:2]):
+        writer.ahead(k)[:] = piece
+    notes = b"N" * 5000  # the header's size depends on them
+    writer.start(notes)
+    for k, piece in enumerate(pieces):
+        buffer = writer.buffer()  # the buffers filled ahead come back first, unchanged
+        if k == 2:
+            buffer[:] = piece
+        writer.submit(len(piece))
+    chunks = writer.finish()
+    os.close(fd)
+    raw = path.read_bytes()
+    assert raw.endswith(b"".join(pieces)) and notes in raw[: -6 * PAGE]
+    assert chunks.sha256 == (hashlib.sha256(raw).hexdigest(),)

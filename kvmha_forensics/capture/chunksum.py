@@ -117,6 +117,17 @@ class ChunkHasher:
             lane.shutdown(cancel_futures=True)
 
 
+def hash_file(fd: int, total: int) -> Chunks:
+    """The chunks of the first ``total`` bytes of ``fd`` (readable), hashed on every lane."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = chunk_size(total)
+    spans = [Chunks(size, ()).span(i, total) for i in range(-(-total // size))]
+    with ThreadPoolExecutor(LANES, thread_name_prefix="chunk-hash") as pool:
+        digests = tuple(pool.map(lambda span: _sha256(fd, *span), spans))
+    return Chunks(size, digests)
+
+
 def bad_chunks(path: Path, chunks: Chunks, total: int) -> list[int]:
     """The indices of the chunks of the regular file ``path`` (``total`` bytes, not through
     a link) that do not match their sha256, hashed on every core (at most eight)."""

@@ -71,7 +71,7 @@ def write_core(
     with HostMemory(pid) as host:
         plans = [host.plan(r) for r in ranges]
         examined = sum(e.count for plan in plans for e in plan) * PAGE
-        loads = _loads(ranges, [_may_hold_data(plan, r.size // PAGE)
+        loads = segments(ranges, [may_hold_data(plan, r.size // PAGE)
                                 for plan, r in zip(plans, ranges, strict=True)])  # fmt: skip
         total = sum(load.size for load in loads if load.in_file)
 
@@ -82,8 +82,9 @@ def write_core(
 
         writer = CoreWriter(fd, loads, CHUNK_PAGES * PAGE)
         try:
-            pieces = _pieces(ranges, loads)
-            held, note = _look_ahead(host, plans, pieces, writer, lambda: step(0))
+            pieces = file_pieces(ranges, loads)
+            ring = [writer.ahead(k) for k in range(BUFFERS)]
+            held, note = look_ahead(host, plans, pieces, ring, lambda: step(0))
             writer.start(cpu_notes(vcpus) + note)
             done = 0
             for size, pages in held:
@@ -100,7 +101,7 @@ def write_core(
     return DirectResult(chunks, writer.size, examined, written, 1 + len(loads), bool(note))
 
 
-def _may_hold_data(plan: list[Extent], pages: int) -> bytearray:
+def may_hold_data(plan: list[Extent], pages: int) -> bytearray:
     """1 for each page of a range that ``plan`` says may hold data."""
     mask = bytearray(pages)
     for extent in plan:
@@ -112,7 +113,7 @@ Piece = tuple[int, int, int]
 """Pages ``[first, first + count)`` of RAM range ``index``: (index, first, count)."""
 
 
-def _pieces(ranges: list[RamRange], loads: list[Load]) -> list[Piece]:
+def file_pieces(ranges: list[RamRange], loads: list[Load]) -> list[Piece]:
     """The in-file segments' pages in file order, cut in pieces of at most one buffer."""
     out = []
     starts = [r.gpa for r in ranges]
@@ -126,29 +127,29 @@ def _pieces(ranges: list[RamRange], loads: list[Load]) -> list[Piece]:
     return out
 
 
-def _look_ahead(
-    host: HostMemory, plans: list[list[Extent]], pieces: list[Piece], writer: CoreWriter,
+def look_ahead(
+    host: HostMemory, plans: list[list[Extent]], pieces: list[Piece], ring: list[mmap.mmap],
     tick: Callable[[], None],
 ) -> tuple[list[tuple[int, bytearray]], bytes]:  # fmt: skip
     """Find the guest kernel's VMCOREINFO note (b"" if none), which goes in the header, before
-    any segment: the first pieces are read into the writer's buffers (each with its non-zero
-    pages), to be submitted once the header is written, so that a note found among them (the
-    usual case: Linux allocates it early at boot) costs no second read. Past them, the search
-    reads on into a buffer of its own, and those pieces are read again when written."""
+    any page: the first pieces are read into the ``ring`` of buffers (each with its non-zero
+    pages: the list returned), to be written once the header is, so that a note found among
+    them (the usual case: Linux allocates it early at boot) costs no second read. Past them,
+    the search reads on into a buffer of its own, and those pieces are read again."""
     held: list[tuple[int, bytearray]] = []
-    for k, (i, first, count) in enumerate(pieces[:BUFFERS]):
+    for k, (i, first, count) in enumerate(pieces[: len(ring)]):
         tick()
-        buffer = writer.ahead(k)
-        _fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
+        buffer = ring[k]
+        fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
         held.append((count * PAGE, nonzero_pages(buffer, count)))
-        note = _find_note(buffer, count * PAGE)
+        note = find_note(buffer, count * PAGE)
         if note:
             return held, note
     scratch = bytearray(CHUNK_PAGES * PAGE)
-    for i, first, count in pieces[BUFFERS:]:
+    for i, first, count in pieces[len(ring) :]:
         tick()
-        _fill(host, plans[i], first, count, memoryview(scratch)[: count * PAGE])
-        note = _find_note(scratch, count * PAGE)
+        fill(host, plans[i], first, count, memoryview(scratch)[: count * PAGE])
+        note = find_note(scratch, count * PAGE)
         if note:
             return held, note
     return held, b""
@@ -172,7 +173,7 @@ def nonzero_pages(buffer: bytearray | mmap.mmap, n: int) -> bytearray:
     return mask
 
 
-def _find_note(buffer: bytearray | mmap.mmap, size: int) -> bytes:
+def find_note(buffer: bytearray | mmap.mmap, size: int) -> bytes:
     """The kernel's VMCOREINFO ELF note (``vmcoreinfo_note``, page-aligned), if in ``buffer``."""
     pos = buffer.find(_VMCOREINFO, 0, size)
     while pos != -1:
@@ -186,7 +187,7 @@ def _find_note(buffer: bytearray | mmap.mmap, size: int) -> bytes:
     return b""
 
 
-def _loads(ranges: list[RamRange], masks: list[bytearray]) -> list[Load]:
+def segments(ranges: list[RamRange], masks: list[bytearray]) -> list[Load]:
     """PT_LOAD segments covering every range: non-zero runs in the file, zero runs not. Zero
     runs shorter than the minimum hole stay in the file, the minimum doubling until the count
     fits an ELF header."""
@@ -231,13 +232,13 @@ def _write(
     for i, first, count in pieces:
         progress(done)
         buffer = writer.buffer()
-        _fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
+        fill(host, plans[i], first, count, memoryview(buffer)[: count * PAGE])
         writer.submit(count * PAGE, nonzero_pages(buffer, count))
         done += count * PAGE
     progress(done)
 
 
-def _fill(host: HostMemory, plan: list[Extent], first: int, count: int, view: memoryview) -> None:
+def fill(host: HostMemory, plan: list[Extent], first: int, count: int, view: memoryview) -> None:
     """Pages ``[first, first + count)`` of a range into ``view``: read where ``plan`` has
     data, zero elsewhere."""
     end, pos = first + count, first

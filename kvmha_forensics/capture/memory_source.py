@@ -1,8 +1,9 @@
 """Which way guest memory is captured: read directly from QEMU, or QEMU's ``dump-guest-memory``.
 
 The direct read needs QEMU's process on this host (a unix QMP socket names its pid), the right
-to read its memory (root, or CAP_SYS_PTRACE over it), an ELF dump (kdump-zlib is QEMU's), and
-memory that is not encrypted (SEV). Anything else goes through QEMU's dump.
+to read its memory (root, or CAP_SYS_PTRACE over it), and memory that is not encrypted (SEV);
+both formats (ELF, kdump-zlib) are written from the direct read. Anything else goes through
+QEMU's dump.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def unreadable(pid: int) -> str | None:
 
 async def why_not_direct(guest: Guest, memory_format: str) -> str | None:
     """Why this guest's memory cannot be read directly, or None when it can."""
-    if memory_format != "elf":
+    if memory_format not in ("elf", "kdump-zlib"):
         return f"{memory_format} is written by QEMU's dump-guest-memory"
     if guest.pid is None:
         return "QEMU's process is not known here (QMP over TCP): it may be on another host"

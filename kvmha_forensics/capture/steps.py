@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from ..errors import BusyError, ForensicsError, GuestStateError, InputError
 from ..ha.freeze import FreezeState, assess
@@ -38,10 +38,13 @@ from ..x86.qemu_note import vcpu_states
 from . import bundle as bundle_mod
 from . import partials
 from .bundle import VENDOR_OF_KVM, kvm_module
-from .direct import write_core
+from .direct import DirectResult, write_core
 from .dump import dump_memory
 from .guestram import LayoutError, ram_ranges
 from .hostpages import HostMemoryError
+
+if TYPE_CHECKING:
+    from .kdumpwrite import KdumpResult
 from .memory_source import MemorySource, why_not_direct
 from .records import kvm_exit_record, registers_record
 
@@ -422,7 +425,7 @@ class Capture:
                 return
             if choice == "direct":
                 try:
-                    rec.detail = await self._direct_elf(w)
+                    rec.detail = await self._direct(w)
                     choice = "done"
                 except (HostMemoryError, LayoutError) as exc:
                     if opts.memory_source == "direct":
@@ -455,31 +458,50 @@ class Capture:
             choice = "dump" if why else "direct"
         return choice
 
-    async def _direct_elf(self, w: bundle_mod.BundleWriter) -> str:
-        """Read guest RAM from QEMU's process into memory.elf; a summary for the manifest."""
+    async def _direct(self, w: bundle_mod.BundleWriter) -> str:
+        """Read guest RAM from QEMU's process into memory.elf or memory.kdump; a summary for
+        the manifest."""
         pid = self.guest.pid
         assert pid is not None
-        rel = "memory.elf"
         loop = asyncio.get_running_loop()
 
         def report(done: int, total: int) -> None:
             loop.call_soon_threadsafe(self.sink, Progress("memory", "progress", done, total))
 
+        def expired() -> bool:
+            return time.monotonic() > self.deadline
+
         ranges = await ram_ranges(
             self.mtree or await self.guest.hmp("info mtree -f"), self.guest.hmp
         )
         vcpus = self.vcpus or parse_register_dumps(await self.guest.hmp("info registers -a"))
-        fd = w.create(rel)
+        kdump = self.opts.memory_format == "kdump-zlib"
+        rel = "memory.kdump" if kdump else "memory.elf"
+        fd = w.create(rel, readable=kdump)  # the kdump file is hashed as it is on disk
         try:
-            result = await asyncio.to_thread(
-                write_core, pid, ranges, vcpus, fd, report, lambda: time.monotonic() > self.deadline
-            )
+            if kdump:
+                from .kdumpwrite import write_kdump
+
+                result: DirectResult | KdumpResult = await asyncio.to_thread(
+                    write_kdump, pid, ranges, vcpus, fd, report, expired
+                )
+            else:
+                result = await asyncio.to_thread(
+                    write_core, pid, ranges, vcpus, fd, report, expired
+                )
         except BaseException:
             (w.tmp / rel).unlink(missing_ok=True)
             raise
         finally:
             os.close(fd)
-        w.add(rel, "memory-elf", f"guest RAM read from QEMU (pid {pid}), ELF", chunks=result.chunks)
+        source = f"guest RAM read from QEMU (pid {pid})"
+        if isinstance(result, DirectResult):
+            w.add(rel, "memory-elf", f"{source}, ELF", chunks=result.chunks)
+        else:
+            w.add(rel, "memory-kdump", f"{source}, kdump-zlib", chunks=result.chunks)
+            if result.vmcoreinfo:
+                w.write_bytes("vmcoreinfo.txt", result.vmcoreinfo.encode(), "vmcoreinfo",
+                              "from guest memory's VMCOREINFO note")  # fmt: skip
         return f"direct: {result.summary()}"
 
     async def _code(self) -> None:

@@ -153,7 +153,7 @@ def test_the_dump_ends_on_qemus_dump_completed_event(lab: Lab) -> None:
 
 
 def test_kdump_zlib_is_rearranged_and_opens_in_drgn(lab: Lab) -> None:
-    opened = Bundle.open(lab.bundle("panic", "kdump-zlib"))
+    opened = Bundle.open(lab.bundle("panic", "kdump-zlib", source="dump"))  # QEMU's stream
     assert opened.verify() == []
     dump = opened.file("memory-kdump")
     assert dump is not None and dump.read_bytes()[:8] == b"KDUMP   "

@@ -30,6 +30,7 @@ from kvmha_forensics.lab.launcher import LabGuest
 from kvmha_forensics.sources.elfcore import Note, read_core
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.transport.qmp import Endpoint
+from kvmha_forensics.x86.paging import ElfMemory
 from tests.capture.hostmem import PAGE, hugepages, page_out, swap_file, swapped_pages
 from tests.capture.physical import covered, differing_pages
 from tests.capture.tcp_guest import triple_fault_on_tcp
@@ -312,6 +313,47 @@ def test_crash_reads_both_cores_alike(lab: Lab, name: str, tmp_path: Path) -> No
     for bundle in (lab.bundle(name), lab.bundle(name, source="dump")):
         argv = ["crash", "-s", str(assets.kernel().vmlinux), str(dump_file(bundle)),
                 "-i", str(commands)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        shown.append(done.stdout)
+    assert "Kernel panic - not syncing" in shown[0] and "PID: " in shown[0]
+    assert shown[0] == shown[1]
+
+
+def test_direct_kdump_holds_every_page_of_the_direct_core(lab: Lab) -> None:
+    """kdump-zlib from the direct read (plain diskdump, not QEMU's flattened stream): drgn
+    reads every guest-physical page as the direct ELF core has it (itself QEMU's, above),
+    and the bundle verifies."""
+    bundle = lab.bundle("panic", "kdump-zlib")
+    assert step_detail(bundle, "memory-source").startswith("direct: ")
+    assert "compressed into a" in step_detail(bundle, "memory")
+    opened = Bundle.open(bundle)
+    assert opened.verify() == []
+    kdump, elf = opened.file("memory-kdump"), dump_file(lab.bundle("panic"))
+    assert kdump is not None and kdump.read_bytes()[:8] == b"KDUMP   "
+    program = drgn.Program()
+    program.set_core_dump(str(kdump))
+    memory = ElfMemory(elf)
+    try:
+        for start, end in covered(elf):
+            for at in range(start, end, 8 << 20):
+                size = min(8 << 20, end - at)
+                assert program.read(at, size, True) == memory.read(at, size), hex(at)
+    finally:
+        memory.close()
+    assert opened.file("vmcoreinfo") is not None
+
+
+def test_crash_reads_the_direct_kdump_as_qemus(lab: Lab, tmp_path: Path) -> None:
+    """crash's log and bt on the direct kdump file are what they are on QEMU's kdump-zlib of
+    the same guest (rearranged by capture)."""
+    commands = tmp_path / "commands"
+    commands.write_text("log\nbt -a\nquit\n")
+    shown = []
+    for source in ("auto", "dump"):
+        dump = Bundle.open(lab.bundle("panic", "kdump-zlib", source)).file("memory-kdump")
+        assert dump is not None
+        argv = ["crash", "-s", str(assets.kernel().vmlinux), str(dump), "-i", str(commands)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         shown.append(done.stdout)

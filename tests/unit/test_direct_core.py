@@ -12,10 +12,11 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmha_forensics.capture.direct import _loads, nonzero_pages
+from kvmha_forensics.capture.direct import nonzero_pages, segments
 from kvmha_forensics.capture.elfwrite import CoreWriter, Load
 from kvmha_forensics.capture.guestram import RamRange
 from kvmha_forensics.capture.hostpages import PAGE, runs
+from kvmha_forensics.capture.kdumpwrite import bitmap
 from kvmha_forensics.sources.elfcore import read_core
 from kvmha_forensics.sources.registers import parse_register_dumps
 from kvmha_forensics.x86.cpunotes import cpu_notes
@@ -50,7 +51,7 @@ def test_segments_cover_every_page_and_keep_short_holes_in_the_data() -> None:
     mask[2:4] = b"\1\1"
     mask[10:12] = b"\1\1"  # a 6-page hole: kept in the data segment (< 16 pages)
     mask[40:41] = b"\1"  # a 28-page hole: a zero segment
-    loads = _loads([ram], [mask])
+    loads = segments([ram], [mask])
     assert [(x.paddr - ram.gpa) // PAGE for x in loads] == [0, 2, 12, 40, 41]
     assert [x.in_file for x in loads] == [False, True, False, True, False]
     assert sum(x.size for x in loads) == ram.size
@@ -145,3 +146,11 @@ def test_buffers_filled_before_the_notes_are_known_follow_the_header(tmp_path: P
     raw = path.read_bytes()
     assert raw.endswith(b"".join(pieces)) and notes in raw[: -6 * PAGE]
     assert chunks.sha256 == (hashlib.sha256(raw).hexdigest(),)
+
+
+def test_kdump_bitmap_sets_a_bit_per_ram_page_frame() -> None:
+    ranges = [RamRange(0, 13 * PAGE, 0, ("a",)), RamRange(30 * PAGE, 3 * PAGE, 0, ("b",))]
+    bits = bitmap(ranges)
+    assert len(bits) == PAGE
+    set_bits = [pfn for pfn in range(len(bits) * 8) if bits[pfn // 8] >> (pfn % 8) & 1]
+    assert set_bits == [*range(13), 30, 31, 32]

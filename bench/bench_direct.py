@@ -4,7 +4,8 @@ Every ratio is against the bare ``dump-guest-memory`` (ELF) of a minimal QMP scr
 guest in the same run. capture here is the whole CLI: checksums, and the core synced before the
 bundle is renamed (the bare dump is not synced). Guests: idle 256 MB and 2 GB panicked guests
 (the 2 GB one captured fresh, then after QEMU's own dump mapped every page), and a 2 GB guest
-that filled ~1.5 GB of its memory with random data first.
+that filled ~1.5 GB of its memory with random data first. kdump-zlib (idle 2 GB guest): the
+direct read's against QEMU's bare kdump-zlib and against capture through QEMU's dump.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kvmha_forensics.lab.launcher import LabGuest
 HERE = Path(__file__).parent
 FILL_MB = 1536
 FILLED = "2 GB, 1.5 GB filled"
+KDUMP_ROUNDS = min(ROUNDS, 3)  # QEMU's kdump-zlib of a 2 GB guest takes seconds
 
 
 @contextmanager
@@ -39,12 +41,16 @@ def guest(directory: Path, memory_mb: int, fill_mb: int = 0) -> Iterator[LabGues
         launcher.down(directory)
 
 
-def capture(qmp: str, target: Path, keep: bool = False) -> tuple[Run, Path | None]:
-    argv = [PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target)]
+def capture(
+    qmp: str, target: Path, keep: bool = False, extra: tuple[str, ...] = (), via: str = "direct: "
+) -> tuple[Run, Path | None]:
+    argv = [PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target),
+            *extra]  # fmt: skip
     result = run(argv)
     bundle = Path(result.output.strip().splitlines()[-1])
-    detail = next(s.detail for s in Bundle.open(bundle).manifest.steps if s.name == "memory")
-    assert detail and detail.startswith("direct: "), detail
+    steps = Bundle.open(bundle).manifest.steps
+    detail = next(s.detail for s in steps if s.name == "memory-source")
+    assert detail and detail.startswith(via), detail
     if not keep:
         shutil.rmtree(target)
         return result, None
@@ -72,6 +78,38 @@ def measure(g: LabGuest, root: Path, tag: str) -> tuple[list[Run], list[Run], Pa
     return bare, ours, kept
 
 
+def bare_kdump(qmp: str, dump: Path) -> Run:
+    """QEMU's own kdump-zlib (its flattened stream, neither rearranged nor hashed nor synced)."""
+    result = run([PYTHON, str(HERE / "bare_dump.py"), qmp, str(dump), "kdump-zlib"])
+    dump.unlink()
+    return result
+
+
+def measure_kdump(g: LabGuest, root: Path) -> list[tuple[str, ...]]:
+    """KDUMP_ROUNDS of (QEMU's bare kdump-zlib, capture through it, capture from the direct
+    read), rotating who goes first."""
+    kinds = ("bare", "qemu", "direct")
+    runs: dict[str, list[Run]] = {k: [] for k in kinds}
+    kdump = ("--memory-format", "kdump-zlib")
+    for i in range(KDUMP_ROUNDS):
+        for kind in kinds[i % 3 :] + kinds[: i % 3]:
+            if kind == "bare":
+                runs[kind].append(bare_kdump(g.qmp, root / "bare.kdump"))
+            elif kind == "qemu":
+                via = ("--memory-source", "dump")
+                runs[kind].append(capture(g.qmp, root / f"k-q-{i}", extra=kdump + via,
+                                          via="dump-guest-memory: ")[0])  # fmt: skip
+            else:
+                runs[kind].append(capture(g.qmp, root / f"k-d-{i}", extra=kdump)[0])
+    bare, qemu, direct = runs["bare"], runs["qemu"], runs["direct"]
+    return [("capture, kdump-zlib from the direct read", _med(bare), _med(direct),
+             ratios(direct, bare), _rss(direct)),
+            ("capture, kdump-zlib through QEMU's dump", _med(bare), _med(qemu),
+             ratios(qemu, bare), _rss(qemu)),
+            ("direct vs through QEMU (same rounds)", _med(qemu), _med(direct),
+             ratios(direct, qemu), "")]  # fmt: skip
+
+
 def main() -> str:
     rows: list[tuple[str, ...]] = []
     medians: dict[str, float] = {}
@@ -93,6 +131,7 @@ def main() -> str:
                          ratios(ours, bare), "≤ 0.35x", _rss(ours)))  # fmt: skip
             medians["2048"] = statistics.median(r.seconds for r in ours)
             rss += [fresh.max_rss_mb] + [r.max_rss_mb for r in ours]
+            kdump_rows = measure_kdump(g, root)
         with guest(root / "g256", 256) as g:
             bare, ours, _ = measure(g, root, "256")
             rows.append(("idle 256 MB", _med(bare), _med(ours), ratios(ours, bare), "",
@@ -135,6 +174,10 @@ def main() -> str:
     scale = medians["2048"] / medians["256"]
     out.append(f"idle 2 GB / idle 256 MB capture: {scale:.2f}x (target ≤ 1.5x); "
                f"peak RSS of every capture ≤ {max(rss):.0f} MB (target ≤ 150 MB)\n")  # fmt: skip
+    header = ("idle 2 GB guest", "baseline (median)", "measured (median)", "ratio: median (range)",
+              "peak RSS")  # fmt: skip
+    out.append(table(f"kdump-zlib ({KDUMP_ROUNDS} rounds) vs QEMU's bare kdump-zlib", header,
+                     kdump_rows))  # fmt: skip
     header = ("bundle", "bare drgn (median)", "analyze (median)", "ratio", "target", "cause")
     out.append(table(f"analyze of direct captures ({ROUNDS} rounds) vs bare drgn", header,
                      analyze_rows))  # fmt: skip

@@ -88,7 +88,9 @@ def main() -> str:
             dump = Bundle.open(path).file("memory-elf")
             script = str(HERE / "bare_drgn.py")
             bare_argv = [drgn, "-q", "-c", str(dump), "-s", str(vmlinux), script]
-            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(path), "--format", "json"]
+            # the vmlinux drgn is given: without it analysis reads no dmesg and no stack
+            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(path), "--format", "json",
+                        "--vmlinux", str(vmlinux)]  # fmt: skip
             bare, ours = [], []
             for _ in range(ROUNDS):
                 bare.append(run(bare_argv))

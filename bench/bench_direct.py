@@ -154,12 +154,17 @@ def main() -> str:
                 str(vmlinux),
                 str(HERE / "bare_drgn.py"),
             ]
-            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(bundle), "--format", "json"]
+            # the vmlinux drgn is given: without it analysis reads no dmesg and no stack
+            our_argv = [PYTHON, "-m", "kvmha_forensics", "analyze", str(bundle), "--format", "json",
+                        "--vmlinux", str(vmlinux)]  # fmt: skip
             b, o = [], []
             for _ in range(ROUNDS):
                 b.append(run(bare_argv))
                 o.append(run(our_argv))
-            verdict = json.loads(o[-1].output)["verdict"]["cause"]
+            doc = json.loads(o[-1].output)
+            kernel = next(a for a in doc["analyzers"] if a["name"] == "guest-kernel")
+            assert kernel["facts"]["dmesg"] and kernel["facts"]["stack"], "no dmesg or stack read"
+            verdict = doc["verdict"]["cause"]
             analyze_rows.append((label, _med(b), _med(o), ratios(o, b), "≤ 1.2x", verdict))
         dump = Bundle.open(kept[FILLED]).file("memory-elf")
         verify_argv = [PYTHON, "-m", "kvmha_forensics", "bundle", "verify", str(kept[FILLED])]

@@ -13,7 +13,6 @@ QEMU process is known to have exited (nothing left that could write).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
@@ -138,6 +137,8 @@ async def assess(guest: Guest, events: Sequence[Event] = ()) -> FreezeState:
     """Query runstate, jobs and migration (all at once); decide failover safety.
 
     Raises what :class:`~..transport.base.Guest` methods raise."""
+    import asyncio  # here: analysis reads freeze records without an event loop (~25 ms)
+
     runstate, block, jobs, mig = await asyncio.gather(
         guest.runstate(),
         guest.execute("query-block-jobs"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -29,6 +30,7 @@ HERE = Path(__file__).parent
 FILL_MB = 1536
 FILLED = "2 GB, 1.5 GB filled"
 KDUMP_ROUNDS = min(ROUNDS, 3)  # QEMU's kdump-zlib of a 2 GB guest takes seconds
+LOADS: list[float] = []  # the 1-minute load average at the start of each round
 
 
 @contextmanager
@@ -67,6 +69,7 @@ def measure(g: LabGuest, root: Path, tag: str) -> tuple[list[Run], list[Run], Pa
     bare, ours = [], []
     kept = root
     for i in range(ROUNDS):
+        LOADS.append(os.getloadavg()[0])
         pair = ("bare", "capture") if i % 2 == 0 else ("capture", "bare")
         for kind in pair:
             if kind == "bare":
@@ -92,6 +95,7 @@ def measure_kdump(g: LabGuest, root: Path) -> list[tuple[str, ...]]:
     runs: dict[str, list[Run]] = {k: [] for k in kinds}
     kdump = ("--memory-format", "kdump-zlib")
     for i in range(KDUMP_ROUNDS):
+        LOADS.append(os.getloadavg()[0])
         for kind in kinds[i % 3 :] + kinds[: i % 3]:
             if kind == "bare":
                 runs[kind].append(bare_kdump(g.qmp, root / "bare.kdump"))
@@ -159,6 +163,7 @@ def main() -> str:
                         "--vmlinux", str(vmlinux)]  # fmt: skip
             b, o = [], []
             for _ in range(ROUNDS):
+                LOADS.append(os.getloadavg()[0])
                 b.append(run(bare_argv))
                 o.append(run(our_argv))
             doc = json.loads(o[-1].output)
@@ -183,6 +188,8 @@ def main() -> str:
               "peak RSS")  # fmt: skip
     out.append(table(f"kdump-zlib ({KDUMP_ROUNDS} rounds) vs QEMU's bare kdump-zlib", header,
                      kdump_rows))  # fmt: skip
+    out.append(f"load average (1 min) at the rounds' starts: {min(LOADS):.2f} to "
+               f"{max(LOADS):.2f}, median {statistics.median(LOADS):.2f}\n")  # fmt: skip
     header = ("bundle", "bare drgn (median)", "analyze (median)", "ratio", "target", "cause")
     out.append(table(f"analyze of direct captures ({ROUNDS} rounds) vs bare drgn", header,
                      analyze_rows))  # fmt: skip

@@ -19,6 +19,7 @@ hashed chunk by chunk on every core as it is on disk (:func:`.chunksum.hash_file
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -137,7 +138,7 @@ def write_kdump(
                 step(done)
                 done += count * PAGE
                 buffer = ring[k % len(ring)]
-                writer.drain(keep=1)  # the buffer of piece k - len(ring) is free again
+                writer.drain(keep=1)  # pieces before k - 1 written: their buffers are free
                 if k < len(held):
                     mask = held[k][1]
                 else:
@@ -148,9 +149,10 @@ def write_kdump(
             writer.zero_descriptors_until(layout.pages)
             step(total)
         finally:
-            pool.shutdown(cancel_futures=True)
+            pool.shutdown(cancel_futures=True)  # waits for a page being compressed
             for buffer in ring:
-                buffer.close()
+                with contextlib.suppress(BufferError):
+                    buffer.close()
     size = writer.end
     chunks = hash_file(fd, size)
     os.fsync(fd)

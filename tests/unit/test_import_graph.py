@@ -43,7 +43,21 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("triage", ("triage",)),
     ("watch", ("ha.watch",)),  # the watcher drives capture and analysis
     ("lab", ("lab",)),  # a user of the library, never used by it
-    ("cli", ("cli", "cli_ha", "cli_triage", "cli_options", "entry", "demo", "__main__")),
+    (
+        "cli",
+        (
+            "cli",
+            "cli_ha",
+            "cli_triage",
+            "cli_options",
+            "cli_console",
+            "cli_commands",
+            "cli_quick",
+            "entry",
+            "demo",
+            "__main__",
+        ),
+    ),
 ]
 
 

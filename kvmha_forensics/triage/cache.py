@@ -25,7 +25,7 @@ from typing import cast
 
 from .. import __version__
 from ..analysis import Analyzer, Evidence, version_of
-from ..capture.bundle import Manifest, sha256_file
+from ..capture.bundle import Manifest
 from ..report.model import REPORT_SCHEMA_VERSION, Verdict
 from ..vocabulary import CAUSES, Cause
 from ..xdg import xdg_cache
@@ -140,9 +140,10 @@ def bundle_key(manifest: Manifest, options: str, fingerprint: str) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def file_key(path: Path, kind: str, options: str, fingerprint: str) -> str:
-    """A file's key: the SHA-256 of its content (streamed), its kind, options and code."""
-    return sha256_file(path, f"{kind}\0{options}\0{fingerprint}\0".encode())
+def key_prefix(kind: str, options: str, fingerprint: str) -> bytes:
+    """What a file's key hashes before its content (:func:`.scan.scan`): its kind, the
+    options, the code."""
+    return f"{kind}\0{options}\0{fingerprint}\0".encode()
 
 
 def default_cache_dir() -> Path:

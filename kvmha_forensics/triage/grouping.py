@@ -29,7 +29,7 @@ from ..input_files import absent, parse_json, read_input, refusal
 from ..limits import MAX_RECORD_BYTES
 from ..serial import to_json
 from ..signature import signature_id
-from ..sources.classify import Classified, classify
+from ..sources.classify import Classified
 from ..vocabulary import JSONObject, Vendor
 from . import pool
 from .cache import (
@@ -37,8 +37,8 @@ from .cache import (
     TriageCache,
     bundle_key,
     code_fingerprint,
-    file_key,
 )
+from .scan import scan
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +207,13 @@ class Options:
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """An input found by walking: a bundle directory, or a classified file."""
+    """An input found by walking: a bundle directory (``classified`` None), a file refused
+    (its reason), or a regular file ("file": classified when planned, then given to analysis
+    with its classification)."""
 
     path: Path
-    classified: Classified | None  # None for a bundle
+    classified: Classified | Literal["file"] | None
+    follow: bool = True  # whether a link at the file's last component is followed
 
 
 def triage(
@@ -241,7 +244,8 @@ def triage(
     found = list(_walk(inputs))
     try:
         jobs = min(pool.usable_cpus(), MAX_JOBS) if jobs is None else jobs
-        _analyze_all(found, analyzers, fingerprint, opts, cache, members, skipped, jobs)
+        with pool.relaxed_gc():
+            _analyze_all(found, analyzers, fingerprint, opts, cache, members, skipped, jobs)
     finally:
         if cache is not None:
             cache.flush()
@@ -311,14 +315,15 @@ def _plan(
     looks in the cache again once the earlier one's verdict is in, as a serial run would."""
     keys: set[str] = set()
     for item in found:
-        if item.classified is not None and item.classified.kind is None:
-            yield Skipped(str(item.path), item.classified.skip or "not recognised"), None
-            continue
         try:
             planned = _planned(item, fingerprint, opts)
         except Exception as exc:  # reported per input, as analysis errors are
             yield Skipped(str(item.path), _reason(item, exc)), None
             continue
+        if isinstance(planned, Skipped):
+            yield planned, None
+            continue
+        item = planned.item
         if cache is not None and planned.key in keys:
             yield planned, None
             continue
@@ -330,17 +335,24 @@ def _plan(
         yield planned, item
 
 
-def _planned(item: _Found, fingerprint: str, opts: Options) -> _Planned:
+def _planned(item: _Found, fingerprint: str, opts: Options) -> _Planned | Skipped:
+    """What is known of an input before its analysis (a file is read once for it: its kind,
+    key and time), or why it is skipped."""
     if item.classified is None:
         bundle = Bundle.open(item.path)
         seen = _manifest_time(bundle.manifest.created) or _mtime(item.path / MANIFEST)
         key = bundle_key(bundle.manifest, opts.key(), fingerprint)
         # A bundle whose artifacts changed size since is analyzed again, which says how.
         return _Planned(item, "bundle", seen, key, (), _sizes_match(bundle))
-    kind = item.classified.kind
-    assert kind is not None
-    key = file_key(item.path, kind, opts.key(), fingerprint)
-    return _Planned(item, kind, _mtime(item.path), key, item.classified.notes, True)
+    if item.classified == "file":
+        scanned = scan(item.path, item.follow, opts.key(), fingerprint)
+        classified = scanned.classified
+        if classified.kind is None or scanned.key is None or scanned.mtime is None:
+            return Skipped(str(item.path), classified.skip or "not recognised")
+        item = _Found(item.path, classified, item.follow)
+        seen = _stamp(scanned.mtime)
+        return _Planned(item, classified.kind, seen, scanned.key, classified.notes, True)
+    return Skipped(str(item.path), item.classified.skip or "not recognised")
 
 
 def _analyze(
@@ -396,7 +408,7 @@ def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
         elif (why := refusal(top)) is not None:
             yield refused(top, why)
         elif once(top):
-            yield _Found(top, classify(top))
+            yield _Found(top, "file")
 
 
 def _walk_dir(
@@ -419,13 +431,14 @@ def _walk_dir(
             if why is not None:
                 yield refused(path, why)
             elif once(path, real_here / name):
-                yield _Found(path, classify(path, follow=False))
+                yield _Found(path, "file", follow=False)
 
 
 def _inputs(item: _Found, opts: Options) -> tuple[Inputs, list[str]]:
     """``gather``'s inputs for an item, and the problems already found in them (a console
     larger than analysis reads among them)."""
     dirs = opts.debuginfo_dirs
+    assert item.classified != "file"  # analyzed only once planned
     if item.classified is None or item.classified.kind == "vmcore":
         return gather(item.path, debuginfo_dirs=dirs, cpu_vendor=opts.cpu_vendor)
     kind = item.classified.kind
@@ -504,7 +517,11 @@ def load_known(path: Path) -> dict[str, KnownSignature]:
 
 
 def _mtime(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(TIME_FORMAT)
+    return _stamp(path.stat().st_mtime)
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime(TIME_FORMAT)
 
 
 def _manifest_time(created: str) -> str | None:

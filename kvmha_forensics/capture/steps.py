@@ -165,10 +165,20 @@ def serial_descriptor(pid: int, path: Path) -> Path:
                      " changed?): not read")  # fmt: skip
 
 
-def bounded_read(path: Path) -> bytes:
+def _held_or_unlinked(pid: int | None, path: Path) -> tuple[Path, bool]:
+    """How to read a console file the manager names: through QEMU's descriptor when QEMU
+    holds it, else by its path with a link there refused (virtlogd writes ``<log file=…>``)."""
+    if pid:
+        with contextlib.suppress(InputError):
+            return serial_descriptor(pid, path), True
+    return path, False
+
+
+def bounded_read(path: Path, follow: bool = True) -> bytes:
     """A log's bytes, or its first and last 4 MiB with a marker between when it is larger;
-    a FIFO, a device or a missing file is an :class:`InputError` (:mod:`..input_files`)."""
-    return read_input(path, LOG_HEAD + LOG_TAIL, "ends").data
+    a FIFO, a device or a missing file is an :class:`InputError` (:mod:`..input_files`), and
+    so is a link when ``follow`` is false."""
+    return read_input(path, LOG_HEAD + LOG_TAIL, "ends", follow).data
 
 
 def _bundle_name(identity: JSONObject, pid: int | None) -> str:
@@ -354,9 +364,9 @@ class Capture:
                 self._kvm_exit(log)
         with self.step("console") as rec:
             console = await self.guest.console_path() if isinstance(self.guest, Managed) else None
-            if console is not None:  # the manager's file (libvirt: virtlogd writes it)
+            if console is not None:  # the manager's file (libvirt: QEMU or virtlogd writes it)
                 try:
-                    data = bounded_read(console)
+                    data = bounded_read(*_held_or_unlinked(self.guest.pid, console))
                 except InputError as exc:
                     rec.skip(str(exc))
                     return

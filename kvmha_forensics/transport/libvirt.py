@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -33,7 +34,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from ..errors import CommandFailed, GuestGone, ManagerUnavailable, TransportError, TransportTimeout
+from ..errors import (
+    CommandFailed,
+    GuestGone,
+    InputError,
+    ManagerUnavailable,
+    TransportError,
+    TransportTimeout,
+)
 from ..vocabulary import JSON, JSONObject
 from .base import Event, Guest
 from .libvirt_api import (
@@ -353,20 +361,23 @@ class DomainGuest:
             status = cast(JSONObject, await self._monitor("query-status", None, None))
             return str(status.get("status"))
         if reason == 0:
-            logged = await asyncio.to_thread(self.qemu_log)
+            try:
+                logged = await asyncio.to_thread(self.qemu_log)
+            except InputError:
+                logged = None  # capture's qemu-log step says why
             if logged is not None and INTERNAL_ERROR in logged[0]:
                 return "internal-error"
         return runstate
 
     def qemu_log(self) -> tuple[bytes, str] | None:
-        """The domain's QEMU log since its last start, and its path (None when unreadable)."""
+        """The domain's QEMU log since its last start, and its path (None when there is none
+        here); a FIFO, a device or a link to nothing there is an :class:`InputError`."""
         if not local(self.address.uri):
             return None  # libvirtd's host has the file
         path = log_dir(self.address.uri) / f"{self.name}.log"
-        try:
-            return log_since_start(path), f"{path}, since the domain's last start"
-        except OSError:
+        if not os.path.lexists(path):
             return None
+        return log_since_start(path), f"{path}, since the domain's last start"
 
     async def console_path(self) -> Path | None:
         """The serial console's file: ``<serial type='file'>``'s source, else a serial or

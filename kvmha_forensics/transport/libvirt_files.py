@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from ..input_files import opened
 from .local import process_alive
 
 LOG_START = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}: starting up ", re.M)
@@ -41,8 +42,8 @@ def pid_of(uri: str, name: str) -> int | None:
 
 def log_since_start(path: Path, limit: int = LOG_LIMIT) -> bytes:
     """The domain's QEMU log from its last ``starting up`` line (libvirt writes one per
-    start), at most its last ``limit`` bytes."""
-    with path.open("rb") as f:
+    start), at most its last ``limit`` bytes; not a regular file: :class:`InputError`."""
+    with opened(path) as f:
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - limit))
         data = f.read(limit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -248,4 +249,39 @@ def _restart_under_a_watcher(lv: Domains, tmp_path: Path, daemon: libvirtd.Daemo
     finally:
         w.kill()
     assert not [r for r in w.records if r["kind"] == "signal" and r["state"] == "gone"]
+    lv.destroy(dom)
+
+
+def test_planted_console_link_and_log_fifo_are_not_read(lv: Domains, tmp_path: Path) -> None:
+    """The files libvirt names for a domain are inputs like any other: a link planted at the
+    serial console's path (to a root-only file) and a FIFO in place of the domain's QEMU log
+    are refused with a reason, the capture ends, and neither enters the bundle."""
+    dom = lv.start("panic", tag="-planted")
+    console, log = dom.files.console, Path(f"/var/log/libvirt/qemu/{dom.name}.log")
+    secret = tmp_path / "shadow"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    console.rename(console.with_name("console.moved"))  # QEMU keeps writing to it
+    console.symlink_to(secret)
+    log.rename(log.with_name(f"{dom.name}.moved"))
+    os.mkfifo(log)
+    try:
+        done = run("capture", "--domain", dom.name, "--out", str(tmp_path / "out"), "--json")
+    finally:
+        log.unlink()
+        log.with_name(f"{dom.name}.moved").rename(log)
+        console.unlink()
+        console.with_name("console.moved").rename(console)
+    assert done.returncode == 7, done.stderr  # incomplete: no QEMU log
+    bundle = Path(json.loads(done.stdout.splitlines()[-1])["bundle"])
+    for artifact in bundle.iterdir():
+        assert b"SECRET-HASH" not in artifact.read_bytes(), artifact.name
+    steps = {s["name"]: s for s in json.loads((bundle / "manifest.json").read_text())["steps"]}
+    assert steps["console"]["status"] == "skipped", steps["console"]
+    assert steps["qemu-log"]["status"] == "failed" and "a FIFO" in steps["qemu-log"]["detail"]
+    done = run("capture", "--domain", dom.name, "--out", str(tmp_path / "out2"), "--json")
+    assert done.returncode == 0, done.stderr  # the files restored are read again
+    bundle = Path(json.loads(done.stdout.splitlines()[-1])["bundle"])
+    assert (bundle / "console.log").read_bytes() == console.read_bytes()
+    assert b"starting up" in (bundle / "qemu-stderr.log").read_bytes()
     lv.destroy(dom)

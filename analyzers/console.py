@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
-from kvmha_forensics.sources.console import parse_console
+from kvmha_forensics.sources.console import last_lines, parse_console
 
 
 class ConsoleLog:
@@ -20,7 +20,7 @@ class ConsoleLog:
     def run(self, ctx: Context) -> Outcome:
         text = ctx.text("console") or ""
         parsed = parse_console(text)
-        lines = text.splitlines()
+        lines = last_lines(text)[0].split("\n")  # the lines the report's numbers count
         findings = []
         if (report := parsed.primary) is not None:
             excerpt = "\n".join(lines[report.first_line : report.last_line + 1][:30])

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.kernel import Frame, KernelFacts, read_facts
-from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, parse_console
+from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, last_lines, parse_console
 
 DMESG_TAIL = 40
 # The console table's never-the-culprit frames (printing, trapping, panicking, watchdogs).
@@ -33,9 +33,8 @@ def _finding(facts: KernelFacts, report: CrashReport, artifact: str) -> Finding:
     where = f" on CPU {facts.crashed_cpu}" if facts.crashed_cpu is not None else ""
     who = f" (task {task.comm}, pid {task.pid}{where})" if task else where
     summary = f"The guest kernel {facts.release or ''} died: {report.title}{who}."
-    lines = (
-        facts.dmesg.splitlines()[report.first_line : report.last_line + 1] if facts.dmesg else []
-    )
+    dmesg = last_lines(facts.dmesg)[0].split("\n") if facts.dmesg else []
+    lines = dmesg[report.first_line : report.last_line + 1]
     evidence = [Evidence(artifact, "dmesg (read with drgn)", "\n".join(lines[:30]) or None)]
     if facts.stack:
         frames = "\n".join(str(f) for f in facts.stack[:16])

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 MAX_REPORT_LINES = 400
 #: At most this many reports are returned; the rest are counted in ``notes``.
 MAX_REPORTS = 64
+#: A text of more lines is parsed by its last this-many (where the crash is): what bounds the
+#: time of a text of short lines (a 64 MiB console holds ~1M real lines, or 64M empty ones).
+MAX_LINES = 1 << 20
 #: A repeated header (KASAN/WARNING print one line per inlined frame) within this many lines of
 #: the report's first line belongs to that report.
 ABSORB_WINDOW = 8
@@ -992,12 +995,27 @@ def _release(lines: list[str]) -> str | None:
     return None
 
 
+def last_lines(text: str, limit: int = MAX_LINES) -> tuple[str, int]:
+    """``text`` from the start of its last ``limit`` lines, and how many lines were cut."""
+    total = text.count("\n") + 1
+    if total <= limit:
+        return text, 0
+    start = len(text)
+    for _ in range(limit):
+        start = text.rindex("\n", 0, start)
+    return text[start + 1 :], total - limit
+
+
 def parse_console(text: str) -> ConsoleAnalysis:
-    """Split console text into crash reports; never raises, linear in the input size."""
+    """Split console text into crash reports; never raises, linear in the input size and
+    bounded by its last :data:`MAX_LINES` lines (line numbers then count from there)."""
+    text, cut = last_lines(text)
     raw_lines = [clean_text(raw) for raw in repair_lines(text)]
     lines = [strip_prefixes(raw) for raw in raw_lines]
     done: list[_Open] = []
-    notes: list[str] = []
+    notes = (
+        [f"only the last {MAX_LINES} lines were read ({cut} before them were not)"] if cut else []
+    )
     current: _Open | None = None
     dropped = 0
     # ``host`` is the report a consequence panic (and its body) is folded into.

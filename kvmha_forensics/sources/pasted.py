@@ -28,6 +28,9 @@ import re
 
 #: Lines longer than this are cut before matching (a lost newline must not cost quadratic work).
 MAX_LINE_CHARS = 2048
+#: Where a raw line is cut before it is repaired: room for prefixes that
+#: :func:`clean_text` will not count, and a bound on every pattern run over the line.
+RAW_LINE_CHARS = 2 * MAX_LINE_CHARS
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -124,7 +127,8 @@ def _join_soft_breaks(lines: list[str]) -> list[str]:
         if anchor is not None:
             out[anchor] = out[anchor][:-1] + line
             out[index] = ""
-        anchor = target if out[target].endswith("=") else None
+        joined = out[target]
+        anchor = target if joined.endswith("=") and len(joined) <= RAW_LINE_CHARS else None
     return out
 
 
@@ -183,6 +187,8 @@ def _drop_wall_copies(lines: list[str]) -> list[str]:
 def repair_lines(text: str) -> list[str]:
     """The ``\\n``-separated lines of ``text``, repaired; same count and order as the input."""
     lines = text.split("\n")
+    if max(map(len, lines)) > RAW_LINE_CHARS:  # C-speed check; long lines are rare
+        lines = [line[:RAW_LINE_CHARS] for line in lines]
     if "Message from syslogd@" in text:
         lines = _drop_wall_copies(lines)
     if _is_quoted_printable(text):

@@ -47,6 +47,9 @@ SCHEMA_VERSION = 1
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: Worker processes by default at most (each holds the analyzers: ~50 MB).
 MAX_JOBS = 8
+#: Directories below a named one that triage walks into, at most (deeper ones are named).
+MAX_DEPTH = 32
+_PATH_MAX = 4096  # Linux's, with the terminating NUL
 
 MemberKind = Literal["bundle", "qemu-log", "console", "qemu-log+console", "vmcore"]
 
@@ -414,24 +417,42 @@ def _walk(inputs: Sequence[Path]) -> Iterator[_Found]:
 def _walk_dir(
     top: Path, once: Callable[[Path, Path | None], bool], refused: Callable[[Path, str], _Found]
 ) -> Iterator[_Found]:
-    for root, dirs, files in os.walk(top):
-        here = Path(root)
+    """``top``'s tree depth first, names sorted, without recursion: a directory deeper than
+    :data:`MAX_DEPTH` below ``top``, one whose path the system cannot open, or one that cannot
+    be listed is named, not walked."""
+    stack = [(top, 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            with os.scandir(here) as listing:
+                entries = [(e.name, e.is_dir()) for e in listing]
+        except OSError as exc:
+            yield refused(here, f"a directory that cannot be listed ({exc.strerror or exc})")
+            continue
         real_here = here.resolve()  # a file below that is no link is here, by that name
-        dirs.sort()
-        for d in list(dirs):  # a link to a bundle is taken: its manifest says what to read
-            if (here / d / MANIFEST).exists() or (here / d / MANIFEST).is_symlink():
-                dirs.remove(d)
-                if once(here / d, None):
+        below: list[Path] = []
+        for d in sorted(name for name, is_dir in entries if is_dir):
+            if len(os.fsencode(here / d / MANIFEST)) >= _PATH_MAX:
+                yield refused(here / d, "a directory whose path is too long to open (not walked)")
+            elif (here / d / MANIFEST).exists() or (here / d / MANIFEST).is_symlink():
+                if once(here / d, None):  # a link to a bundle is taken: its manifest says
                     yield _Found(here / d, None)
             elif (here / d).is_symlink():
                 yield refused(here / d, "a symbolic link to a directory (not followed)")
-        for name in sorted(files):
+            elif depth == MAX_DEPTH:
+                yield refused(
+                    here / d, f"a directory more than {MAX_DEPTH} levels down (not walked)"
+                )
+            else:
+                below.append(here / d)
+        for name in sorted(name for name, is_dir in entries if not is_dir):
             path = here / name
             why = refusal(path, follow=False)
             if why is not None:
                 yield refused(path, why)
             elif once(path, real_here / name):
                 yield _Found(path, "file", follow=False)
+        stack.extend((d, depth + 1) for d in reversed(below))
 
 
 def _inputs(item: _Found, opts: Options) -> tuple[Inputs, list[str]]:

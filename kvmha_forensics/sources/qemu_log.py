@@ -18,7 +18,8 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
 * register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``.
 
 Bounded: at most ``max_records`` internal errors / dumps are kept, the rest are counted;
-:func:`parse_qemu_log_file` reads at most ``max_bytes`` and lines at most ``max_line`` long.
+:func:`parse_qemu_log_file` reads at most ``max_bytes`` and ``max_lines``, and lines at most
+``max_line`` long.
 Never raises on arbitrary text or bytes (decoded with ``errors="replace"``).
 """
 
@@ -49,6 +50,9 @@ __all__ = [
 DEFAULT_MAX_RECORDS = 32
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_LINE = 64 * 1024
+#: What bounds the time of a log of short lines (~5 µs a line): 256 MiB of empty lines is 256M
+#: lines, while the logs a capture keeps (8 MiB at most) hold ~100k.
+DEFAULT_MAX_LINES = 1 << 20
 _MAX_NOTES = 64
 _MAX_EXTRA_WORDS = 64  # kvm_run.internal.data[] has 16 entries; leave room for garbage
 
@@ -392,8 +396,10 @@ def parse_qemu_log_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_records: int = DEFAULT_MAX_RECORDS,
     max_line: int = DEFAULT_MAX_LINE,
+    max_lines: int = DEFAULT_MAX_LINES,
 ) -> QemuLog:
-    """Stream a log file: read at most ``max_bytes``, cut lines at ``max_line`` bytes.
+    """Stream a log file: read at most ``max_bytes`` and ``max_lines`` lines, cut lines at
+    ``max_line`` bytes.
 
     Memory stays bounded on multi-gigabyte logs (e.g. one emulation failure repeated
     millions of times): the first ``max_records`` records are kept, the rest counted.
@@ -405,7 +411,7 @@ def parse_qemu_log_file(
     cut_lines = 0
     with opened(path) as handle:
         while True:
-            if read >= max_bytes:
+            if read >= max_bytes or parser.lines >= max_lines:
                 truncated = bool(handle.read(1))
                 break
             chunk = handle.readline(min(max_line, max_bytes - read))
@@ -422,7 +428,8 @@ def parse_qemu_log_file(
     if cut_lines:
         parser.note(f"{cut_lines} lines longer than {max_line} bytes were cut")
     if truncated:
-        parser.note(f"stopped after {read} bytes (max_bytes={max_bytes})")
+        parser.note(f"stopped after {read} bytes and {parser.lines} lines"
+                    f" (max_bytes={max_bytes}, max_lines={max_lines})")  # fmt: skip
     return parser.result(read, truncated)
 
 

@@ -12,6 +12,7 @@ import pytest
 from kvmha_forensics.errors import ExitCode
 from kvmha_forensics.limits import MAX_CONSOLE_BYTES
 from kvmha_forensics.sources.console import MAX_LINES
+from kvmha_forensics.sources.qemu_log import DEFAULT_MAX_LINES
 from tests.hostile.hostile import PANIC_CONSOLE, cli
 
 OOPS = b"BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
@@ -72,3 +73,15 @@ def test_evidence_is_the_reports_line_whatever_breaks_lines(tmp_path: Path, brk:
     evidence = json.loads(done.stdout)["verdict"]["evidence"][0]
     assert evidence["locator"] == "lines 2-2", evidence
     assert evidence["excerpt"] == OOPS.decode().strip(), evidence
+
+
+def test_a_qemu_log_of_empty_lines_is_read_to_a_line_bound(tmp_path: Path) -> None:
+    """64M empty lines before a KVM internal error: read to the line bound (the error past
+    it is not reached, and the note says where reading stopped), in bounded time."""
+    log = tmp_path / "qemu.log"
+    log.write_bytes(b"\n" * (64 << 20) + b"KVM internal error. Suberror: 1\n")
+    done = cli("analyze", "--qemu-log", str(log), "--format", "json")
+    assert done.returncode == ExitCode.INCOMPLETE, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["verdict"]["cause"] != "kvm-internal-error", report["verdict"]
+    assert f"and {DEFAULT_MAX_LINES} lines (max_bytes=" in done.stdout

@@ -40,7 +40,7 @@ def _parser(name: str) -> _Parser:
     return _Parser(prog=f"kvmha-forensics {name}", add_help=False, allow_abbrev=False)
 
 
-def _parse(parser: _Parser, argv: list[str]) -> argparse.Namespace:
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise _NotHere(f"not taken: {unknown}")
@@ -62,10 +62,12 @@ def _address(args: argparse.Namespace) -> Address:
     return Domain(args.domain, args.connect or DEFAULT_URI, args.api_only, True)
 
 
-def _capture(argv: list[str]) -> int:
+def capture_parser() -> argparse.ArgumentParser:
+    """``capture``'s options, as the typer command takes them."""
     p = _parser("capture")
-    for name in ("--qmp", "--domain", "--connect", "--timeout"):
+    for name in ("--qmp", "--domain", "--connect"):
         p.add_argument(name)
+    p.add_argument("--timeout", default=600.0)
     p.add_argument("--libvirt-api-only", action="store_true", dest="api_only")
     p.add_argument("--qemu-log", type=Path)
     p.add_argument("--out", type=Path, default=Path("."))
@@ -73,8 +75,12 @@ def _capture(argv: list[str]) -> int:
     p.add_argument("--memory-source", default="auto", choices=("auto", "direct", "dump"))
     for flag in ("--live", "--once", "--json"):
         p.add_argument(flag, action="store_true")
-    args = _parse(p, argv)
-    timeout = 600.0 if args.timeout is None else _seconds(args.timeout, 1)
+    return p
+
+
+def _capture(argv: list[str]) -> int:
+    args = _parse(capture_parser(), argv)
+    timeout = _seconds(str(args.timeout), 1)
     from .capture.steps import CaptureOptions
     from .cli_commands import run_capture
 
@@ -85,7 +91,8 @@ def _capture(argv: list[str]) -> int:
     return run_capture(opts, args.json)
 
 
-def _analyze(argv: list[str]) -> int:
+def analyze_parser() -> argparse.ArgumentParser:
+    """``analyze``'s arguments and options, as the typer command takes them."""
     p = _parser("analyze")
     p.add_argument("target", nargs="?", type=Path)
     for name in ("--vmlinux", "--qemu-log", "--console", "--output"):
@@ -94,7 +101,11 @@ def _analyze(argv: list[str]) -> int:
     p.add_argument("--analyzer", action="append")
     p.add_argument("--cpu-vendor", choices=("intel", "amd"))
     p.add_argument("--format", default="text", choices=("text", "json", "markdown"))
-    args = _parse(p, argv)
+    return p
+
+
+def _analyze(argv: list[str]) -> int:
+    args = _parse(analyze_parser(), argv)
     from .cli_commands import run_analyze
 
     return run_analyze(

@@ -3,13 +3,18 @@ what the typer commands say, and leave what they do not take to them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import typer.main
 
+from kvmha_forensics.cli import app
+from kvmha_forensics.cli_quick import analyze_parser, capture_parser
 from tests.conftest import DEBUGINFO, Lab
 
 SCRIPT = str(Path(sys.executable).with_name("kvmha-forensics"))  # kvmha_forensics.entry:main
@@ -96,3 +101,20 @@ def test_errors_end_in_one_line_and_the_same_code(args: tuple[str, ...], tmp_pat
     assert (quick.returncode, quick.stdout, quick.stderr) == (full.returncode, full.stdout,
                                                               full.stderr)  # fmt: skip
     assert quick.returncode not in (0, 1, 2) and quick.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "parser"), [("capture", capture_parser), ("analyze", analyze_parser)]
+)
+def test_quick_parsers_take_exactly_the_typer_commands_parameters(
+    name: str, parser: Callable[[], argparse.ArgumentParser]
+) -> None:
+    """Same names and same defaults: an option added to or changed in the typer command
+    and not here is a failure here, not a quick path that quietly behaves otherwise."""
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    typer_side = {max(p.opts, key=len): p.default for p in command.params}
+    quick_side = {
+        max(a.option_strings, key=len) if a.option_strings else a.dest: a.default
+        for a in parser()._actions
+    }
+    assert quick_side == typer_side

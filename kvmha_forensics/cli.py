@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +14,8 @@ from .cli_console import (
     emit_json,
     err,
     fail,
+    internal,
+    interrupted,
     progress_bar,
     setup_logging,
     stdout,
@@ -357,14 +358,7 @@ def main() -> None:
         hint = f": see '{ctx.command_path} --help'" if ctx is not None else ""
         fail(f"{where}{exc.format_message()}{hint}", getattr(exc, "exit_code", ExitCode.USAGE))
     except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("kvmha-forensics: interrupted\n")
-        sys.exit(130)
+        interrupted()
     except Exception as exc:
-        if os.environ.get("KVMHA_DEBUG"):
-            raise
-        fail(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(set KVMHA_DEBUG=1 for the traceback and report it)",
-            int(ExitCode.INTERNAL),
-        )
+        internal(exc)
     sys.exit(code if isinstance(code, int) else 0)

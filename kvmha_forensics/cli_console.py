@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, NoReturn
 
+from .errors import ExitCode
 from .printable import printable
 
 if TYPE_CHECKING:
@@ -93,3 +94,18 @@ def fail(message: str, code: int, details: str | None = None) -> NoReturn:
     if details:
         sys.stderr.write(printable(details) + "\n")
     sys.exit(code)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line, exit 130 (as a shell reports SIGINT)."""
+    sys.stderr.write("kvmha-forensics: interrupted\n")
+    sys.exit(130)
+
+
+def internal(exc: Exception) -> NoReturn:
+    """An exception no command expected: one line and exit 1, or its traceback when
+    ``KVMHA_DEBUG`` is set."""
+    if os.environ.get("KVMHA_DEBUG"):
+        raise exc
+    fail(f"internal error: {type(exc).__name__}: {exc} "
+         "(set KVMHA_DEBUG=1 for the traceback and report it)", int(ExitCode.INTERNAL))  # fmt: skip

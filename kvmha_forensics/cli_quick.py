@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, cast
 
-from .cli_console import fail, setup_logging
-from .errors import ExitCode, ForensicsError
+from .cli_console import fail, internal, interrupted, setup_logging
+from .errors import ForensicsError
 
 if TYPE_CHECKING:
     from .capture.memory_source import MemorySource
@@ -146,13 +144,6 @@ def run(command: str, argv: list[str]) -> int:
     except ForensicsError as exc:
         fail(str(exc), int(exc.exit_code), exc.details)
     except KeyboardInterrupt:
-        sys.stderr.write("kvmha-forensics: interrupted\n")
-        sys.exit(130)
+        interrupted()
     except Exception as exc:
-        if os.environ.get("KVMHA_DEBUG"):
-            raise
-        fail(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(set KVMHA_DEBUG=1 for the traceback and report it)",
-            int(ExitCode.INTERNAL),
-        )
+        internal(exc)

@@ -10,7 +10,7 @@ paths too (:mod:`.cli_quick`). Everything else goes to the typer app.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 FAST = "status"
 HELP = frozenset({"-h", "--help"})
+
+
+class _NotHere(Exception):
+    """The arguments are not for the quick path."""
 
 
 def _status(argv: list[str]) -> int:
@@ -30,15 +34,23 @@ def _status(argv: list[str]) -> int:
     from .errors import ForensicsError
     from .ha.status import render, status
     from .limits import STATUS_TIMEOUT
+    from .printable import printable
 
-    parser = argparse.ArgumentParser(prog="kvmha-forensics status", add_help=False)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _NotHere(message)  # typer says what is wrong, in one line
+
+    parser = Parser(prog="kvmha-forensics status", add_help=False)
     parser.add_argument("--qmp")
     parser.add_argument("--domain")
     parser.add_argument("--connect")
     parser.add_argument("--libvirt-api-only", action="store_true", dest="api_only")
     parser.add_argument("--json", action="store_true", dest="as_json")
     parser.add_argument("--timeout", default=str(STATUS_TIMEOUT))
-    args, unknown = parser.parse_known_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except _NotHere:
+        return -1
     try:
         timeout = float(args.timeout)
     except ValueError:
@@ -52,9 +64,9 @@ def _status(argv: list[str]) -> int:
     logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
     try:
         result = asyncio.run(status(_address(args), timeout))
-    except ForensicsError as exc:
-        sys.stderr.write(f"kvmha-forensics: error: {exc}\n")
-        return int(exc.exit_code)
+    except ForensicsError as exc:  # one line, as cli_console.fail writes it (a peer's
+        sys.stderr.write(f"kvmha-forensics: error: {printable(str(exc), one_line=True)}\n")
+        return int(exc.exit_code)  # bytes may be quoted in it)
     sys.stdout.write(render(result, args.as_json))
     return int(result.exit_code)
 

@@ -51,6 +51,14 @@ FREEZE_EVENTS = frozenset(
 )  # fmt: skip
 
 
+# Events of jobs and migrations: after one, only a new assessment says nothing writes.
+WRITER_EVENTS = frozenset(
+    {"JOB_STATUS_CHANGE", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
+     "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING", "MIGRATION", "MIGRATION_PASS"}
+)  # fmt: skip
+# What QEMU does by itself right after these events: (event, its action) → the runstate
+ANNOUNCED = {("GUEST_PANICKED", "pause"): "guest-panicked", ("BLOCK_IO_ERROR", "stop"): "io-error"}
+
 ACTIVE_JOB = frozenset({"created", "running", "ready", "waiting", "pending", "aborting"})
 ACTIVE_MIGRATION = frozenset(
     {"setup", "active", "pre-switchover", "device", "postcopy-active", "postcopy-paused",
@@ -88,6 +96,28 @@ class FreezeState:
             doc["state"], runstate, cause, doc.get("failover_safe") is True,
             tuple(map(str, reasons)), tuple(Event.from_json(e) for e in events), details,
         )  # fmt: skip
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the assessment behind this state found no job and no migration running."""
+        d = self.details
+        if not all(key in d for key in ("block_jobs", "jobs", "migration")):
+            return False  # not from an assessment
+        return not writers(d["block_jobs"], d["jobs"], str(d["migration"]))
+
+    @classmethod
+    def announced(cls, events: Sequence[Event], quiet: bool) -> tuple[FreezeState, Event] | None:
+        """The freeze the last of ``events`` that announces one says QEMU is entering
+        (``GUEST_PANICKED`` that pauses, ``BLOCK_IO_ERROR`` that stops), before anyone is
+        asked, and that event; failover-safe when the guest was ``quiet`` (:attr:`quiet`)
+        since its last assessment."""
+        for event in reversed(events):
+            runstate = ANNOUNCED.get((event.name, str(event.data.get("action"))))
+            if runstate is not None:
+                reasons = () if quiet else ("a job or migration may still be running",)
+                cause = refine_cause(runstate, events)
+                return cls("frozen", runstate, cause, quiet, reasons, tuple(events)), event
+        return None
 
     def with_events(self, events: Sequence[Event]) -> FreezeState:
         """This state with ``events`` as its evidence, and the cause they refine."""
@@ -133,6 +163,22 @@ def refine_cause(runstate: str, events: Sequence[Event]) -> str | None:
     return cause
 
 
+def writers(block: JSON, jobs: JSON, migration: str) -> list[str]:
+    """What may still write: running jobs (``query-block-jobs``, ``query-jobs`` replies),
+    and the migration (``query-migrate``'s status)."""
+    block_jobs = Job.list_from_json(block, "query-block-jobs", "device")
+    found = [f"block job {job.id} ({job.type}) is still running"
+             for job in block_jobs if job.status in ACTIVE_JOB and not job.paused]  # fmt: skip
+    block_ids = {job.id for job in block_jobs}
+    for job in Job.list_from_json(jobs, "query-jobs", "id"):
+        # non-block jobs that write: snapshot-save, blockdev-create, amend
+        if job.id not in block_ids and job.status in ACTIVE_JOB:
+            found.append(f"job {job.id} ({job.type}) is still running")
+    if migration in ACTIVE_MIGRATION:
+        found.append(f"migration is {migration}")
+    return found
+
+
 async def assess(guest: Guest, events: Sequence[Event] = ()) -> FreezeState:
     """Query runstate, jobs and migration (all at once); decide failover safety.
 
@@ -145,23 +191,13 @@ async def assess(guest: Guest, events: Sequence[Event] = ()) -> FreezeState:
         guest.execute("query-jobs"),
         guest.execute("query-migrate"),
     )
-    block_jobs = Job.list_from_json(block, "query-block-jobs", "device")
-    all_jobs = Job.list_from_json(jobs, "query-jobs", "id")
     mig_status = MigrationInfo.from_json(mig).status
     state, _ = RUNSTATES.get(runstate, ("paused", None))
     cause = refine_cause(runstate, events)
     reasons: list[str] = []
     if state != "frozen":
         reasons.append(f"runstate {runstate} is not an error stop")
-    for job in block_jobs:
-        if job.status in ACTIVE_JOB and not job.paused:
-            reasons.append(f"block job {job.id} ({job.type}) is still running")
-    block_ids = {job.id for job in block_jobs}
-    for job in all_jobs:  # non-block jobs that write: snapshot-save, blockdev-create, amend
-        if job.id not in block_ids and job.status in ACTIVE_JOB:
-            reasons.append(f"job {job.id} ({job.type}) is still running")
-    if mig_status in ACTIVE_MIGRATION:
-        reasons.append(f"migration is {mig_status}")
+    reasons += writers(block, jobs, mig_status)
     # the replies as QEMU sent them: freeze.json keeps every field, not only those read here
     details: JSONObject = {"block_jobs": block, "jobs": jobs, "migration": mig_status}
     return FreezeState(

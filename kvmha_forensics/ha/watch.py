@@ -40,12 +40,12 @@ from ..errors import (
     ManagerUnavailable,
     TransportConfigError,
 )
-from ..transport.base import Address, Event, Guest
+from ..transport.base import Address, Event, Guest, Managed
 from ..transport.dirwatch import SocketDirectory
 from ..transport.local import process_alive
 from ..transport.replies import name_of
 from ..vocabulary import JSONObject
-from .freeze import FREEZE_EVENTS, FreezeState, assess
+from .freeze import FREEZE_EVENTS, WRITER_EVENTS, FreezeState, assess
 from .hooks import HookResult, HookSpec, run_hook
 from .records import (
     AnalysisRecord,
@@ -120,6 +120,7 @@ class GuestWatch:
         self.pid: int | None = None  # the QEMU of the current episode
         self.last_problem: str | None = None
         self.episode = Episode()
+        self.quiet = False  # no job or migration at the last assessment, nor events of one since
 
     async def run(self) -> None:
         first = backoff = min(RETRY_FIRST, self.w.opts.poll_interval)
@@ -182,6 +183,7 @@ class GuestWatch:
         self.label = str(name) if name else self.label
         self.episode.events.extend(guest.events())
         freeze = await assess(guest, self.episode.events)
+        self.quiet = freeze.quiet
         self.last_problem = None
         self.w.emit(StateChange(self.label, str(self.endpoint), pid, freeze.state,
                                 freeze.runstate, "connected"))  # fmt: skip
@@ -218,15 +220,23 @@ class GuestWatch:
             next_poll = time.monotonic() + interval
             if not guest.connected:
                 continue
+            if any(e.name in WRITER_EVENTS for e in fresh):
+                self.quiet = False
+            unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
+            early = self._announced(guest, fresh)
+            if early is not None:  # signaled now; the reads below confirm it (a stale answer,
+                said, by = early  # still 'running', changes nothing)
+                await self._judge(guest, said, f"event {by.name}", by.timestamp)
             # a freeze event: the runstate, jobs and migration in one round trip, not two
             likely = any(e.name in FREEZE_EVENTS for e in fresh)
             freeze = await assess(guest, self.episode.events) if likely else None
+            if freeze is not None:
+                self.quiet = freeze.quiet
             now = freeze.runstate if freeze else await guest.runstate()
             late = guest.events()  # arrived during the queries
             self.episode.events.extend(late)
             fresh += late
             evidence, again = before + fresh, bool(late)
-            unsafe = self.episode.signaled is not None and not self.episode.signaled[1]
             if now == runstate and not unsafe:
                 before = evidence[-SEEN_KEEP:] if reread else fresh
                 continue
@@ -240,6 +250,14 @@ class GuestWatch:
             )
             how = f"event {trigger.name}" if trigger else "poll"
             await self._judge(guest, freeze, how, trigger.timestamp if trigger else None)
+
+    def _announced(self, guest: Guest, fresh: list[Event]) -> tuple[FreezeState, Event] | None:
+        """Through libvirt's monitor pass-through, the freeze QEMU's own event announces,
+        before libvirtd is asked anything: libvirtd answers nothing about the domain until it
+        has handled the freeze itself (docs/libvirt.md, *What bounds both modes*)."""
+        if self.episode.signaled is not None or not (isinstance(guest, Managed) and guest.monitor):
+            return None
+        return FreezeState.announced(fresh, self.quiet)
 
     async def _next_event(self, guest: Guest, timeout: float) -> Event | None:
         """``guest.next_event``, cut short when the watcher stops."""

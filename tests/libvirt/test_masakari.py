@@ -85,9 +85,14 @@ def test_masakari_hook_sends_the_instance_notification_from_libvirt_events(
         try:
             signal = lv.frozen_signal(w, dom)
             hook = w.wait(kind("hook", dom.name), "hook run")
+            assert w.stop()[0] == 0
         finally:
             w.kill()
     assert signal["failover_safe"] is True and signal["cause"] == "guest-panicked"
+    # monitor mode: signaled from QEMU's own event, before libvirtd was asked anything; its
+    # answer, read next, confirmed it (no second signal, no other state)
+    assert signal["detected_by"] == "event GUEST_PANICKED" and signal["qemu_time"]
+    assert [r for r in w.records if r["kind"] in ("signal", "state")][-1] == signal
     assert hook["returncode"] == 0, hook
     (request,) = requests
     assert (request.method, request.path) == ("POST", "/v1/notifications")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kvmha_forensics.errors import CommandFailed, ForensicsError, GuestGone
 from kvmha_forensics.transport.base import Event, Guest
-from kvmha_forensics.vocabulary import JSON
+from kvmha_forensics.vocabulary import JSON, JSONObject
 
 Reply = JSON | ForensicsError | Callable[[Mapping[str, object] | None], JSON]
 
@@ -142,3 +142,28 @@ class FakeAddress:
         if isinstance(nxt, ForensicsError):
             raise nxt
         yield nxt
+
+
+@dataclass
+class FakeDomain(FakeGuest):
+    """A guest behind libvirt's monitor pass-through (:class:`~kvmha_forensics.transport.base.
+    Managed`, ``monitor`` true), whose state queries wait while ``busy`` is set: libvirtd
+    answers nothing about a domain while it handles the domain's freeze itself."""
+
+    monitor: bool = True
+    busy: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> JSON:
+        if self.busy.is_set():
+            await self.done.wait()
+        return await super().execute(command, arguments)
+
+    async def manager_identity(self) -> JSONObject:
+        return {"domain": self.where}
+
+    def qemu_log(self) -> tuple[bytes, str] | None:
+        return None
+
+    async def console_path(self) -> Path | None:
+        return None

@@ -29,7 +29,7 @@ from kvmha_forensics.ha.records import Record, Signal, StateChange
 from kvmha_forensics.ha.status import StatusExit, status
 from kvmha_forensics.ha.watch import Watcher, WatchOptions
 from kvmha_forensics.transport.base import Event
-from tests.unit.fake_guest import FakeAddress, FakeGuest, event
+from tests.unit.fake_guest import FakeAddress, FakeDomain, FakeGuest, event
 
 MIRROR = {"device": "drive0", "type": "mirror", "status": "running", "paused": False}
 BOUND = 10.0  # seconds before a stuck test fails instead of hanging (never an assertion)
@@ -401,6 +401,96 @@ def test_watch_an_event_during_the_assessment_refines_the_cause() -> None:
     script.play(scenario)
     (signal,) = script.signals()
     assert (signal.cause, signal.detected_by) == ("io-error-nospace", "event STOP")
+
+
+def libvirt_panic(domain: FakeDomain, script: Script, *before: Event) -> Callable[[], Any]:
+    """The domain panics while libvirtd is busy with it: the signal must come from QEMU's
+    event alone; then libvirtd answers (the confirmation)."""
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        domain.emit(*before)
+        await asyncio.sleep(0.05)  # the watcher has read them
+        domain.busy.set()
+        domain.becomes("guest-panicked", Event("GUEST_PANICKED", {"action": "pause"}, 7.0))
+        await script.until(lambda r: isinstance(r, Signal))
+        domain.busy.clear()
+        domain.done.set()
+        domain.emit(event("STOP"))
+        await asyncio.sleep(0.05)  # the confirmation is read
+
+    return scenario
+
+
+def test_watch_libvirt_monitor_signals_from_qemus_event_before_libvirtd_answers() -> None:
+    domain = FakeDomain(state="running")
+    script = Script(FakeAddress([domain]), poll=3600)
+    script.play(libvirt_panic(domain, script))
+    (signal,) = script.signals()  # the confirmation agreed: nothing more
+    assert (signal.cause, signal.failover_safe, signal.reasons) == ("guest-panicked", True, ())
+    assert (signal.detected_by, signal.qemu_time) == ("event GUEST_PANICKED", 7.0)
+    assert [r for r in script.records if isinstance(r, StateChange)][1:] == []
+
+
+def test_watch_libvirt_monitor_event_signal_is_unsafe_after_a_job_event() -> None:
+    """A job's event since the last assessment: the early signal is not failover-safe; the
+    confirmation finds no job, and the safe signal follows."""
+    domain = FakeDomain(state="running")
+    script = Script(FakeAddress([domain]), poll=3600)
+    job = event("JOB_STATUS_CHANGE", id="copy0", status="concluded")
+    script.play(libvirt_panic(domain, script, job))
+    early, confirmed = script.signals()
+    assert (early.failover_safe, early.reasons) == (
+        False, ("a job or migration may still be running",),
+    )  # fmt: skip
+    assert (confirmed.failover_safe, confirmed.detected_by) == (True, "event GUEST_PANICKED")
+
+
+def test_watch_libvirt_monitor_event_signal_is_unsafe_with_a_job_at_connect() -> None:
+    domain = FakeDomain(state="running", block_jobs=[MIRROR])
+    script = Script(FakeAddress([domain]), poll=3600)
+    script.play(libvirt_panic(domain, script))
+    (signal,) = script.signals()  # the mirror still runs at the confirmation: the same
+    assert not signal.failover_safe
+
+
+def test_watch_libvirt_monitor_signals_an_io_error_from_its_event() -> None:
+    domain = FakeDomain(state="running")
+    script = Script(FakeAddress([domain]), poll=3600)
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        domain.busy.set()
+        nospace = Event("BLOCK_IO_ERROR", {"action": "stop", "nospace": True}, 8.0)
+        domain.becomes("io-error", nospace)
+        await script.until(lambda r: isinstance(r, Signal))
+        domain.busy.clear()
+        domain.done.set()
+
+    script.play(scenario)
+    (signal,) = script.signals()
+    assert (signal.cause, signal.failover_safe, signal.detected_by, signal.qemu_time) == (
+        "io-error-nospace", True, "event BLOCK_IO_ERROR", 8.0,
+    )  # fmt: skip
+
+
+def test_watch_libvirt_api_only_waits_for_libvirts_state() -> None:
+    """Without the monitor pass-through the events are libvirt's: no early signal."""
+    domain = FakeDomain(state="running", monitor=False)
+    script = Script(FakeAddress([domain]), poll=3600)
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        domain.busy.set()
+        domain.becomes("guest-panicked", Event("GUEST_PANICKED", {"action": "pause"}, 7.0))
+        await asyncio.sleep(0.1)
+        assert script.signals() == []  # waiting for libvirtd
+        domain.busy.clear()
+        domain.done.set()
+        await script.until(lambda r: isinstance(r, Signal))
+
+    script.play(scenario)
+    assert [s.failover_safe for s in script.signals()] == [True]
 
 
 # --- capture's steps ------------------------------------------------------------------------

@@ -10,9 +10,11 @@ Bare-metal boot sectors are ``type='kvm'`` (KVM internal errors need KVM).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvironmentProblem, GuestStateError, InputError, OperationTimeout
+from ..transport.libvirt_files import pid_of
+from ..transport.local import process_alive, process_started
 from . import assets
 from .scenarios import Scenario
 
@@ -164,6 +168,7 @@ class LabDomain:
     name: str
     uri: str
     files: DomainFiles
+    qemu: tuple[int, float] | None = None  # its QEMU's pid and start time (see end_qemu)
 
 
 def start(
@@ -184,7 +189,32 @@ def start(
     except Exception:
         stop_disk_server(files)
         raise
-    return LabDomain(scenario.name, name, str(conn.getURI()), files)
+    uri = str(conn.getURI())
+    return LabDomain(scenario.name, name, uri, files, qemu_of(uri, name))
+
+
+def qemu_of(uri: str, name: str) -> tuple[int, float] | None:
+    """The running domain's QEMU: its pid (libvirt's pid file) and when it started."""
+    pid = pid_of(uri, name)
+    started = process_started(pid) if pid else None
+    return (pid, started) if pid and started is not None else None
+
+
+def end_qemu(qemu: tuple[int, float] | None) -> bool:
+    """Kill the QEMU ``qemu`` names (from :func:`qemu_of`) if it still runs: only that process,
+    never a later one given the same pid. For when libvirtd cannot destroy its domain (it is
+    gone: QEMU outlives it). Whether it had to."""
+    if qemu is None:
+        return False
+    pid, started = qemu
+    if not process_alive(pid) or process_started(pid) != started:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return True
 
 
 def wait_frozen(conn: Any, lab: LabDomain, scenario: Scenario) -> None:
@@ -214,16 +244,16 @@ def _idle(console: Path) -> bool:
 
 
 def destroy(conn: Any, lab: LabDomain) -> None:
-    """Destroy the domain (a transient one then disappears) and end its disk server."""
+    """Destroy the domain (a transient one then disappears) and end its disk server. When
+    libvirt cannot (libvirtd gone, the connection closed), its QEMU is killed by the pid
+    recorded at its start, so no QEMU is left behind."""
     import libvirt
 
     try:
         conn.lookupByName(lab.name).destroy()
     except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (
-            libvirt.VIR_ERR_NO_DOMAIN,
-            libvirt.VIR_ERR_OPERATION_INVALID,
-        ):
+        gone = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
+        if not end_qemu(lab.qemu) and exc.get_error_code() not in gone:
             raise
     finally:
         stop_disk_server(lab.files)

@@ -166,9 +166,9 @@ def main() -> str:
         median = statistics.median(p[0] for p in pairs)
         floor = statistics.median(p[1] for p in pairs)
         rows.append([what, ms(median), ms(base), ratio(median, base)])
-        rows.append([f"  its floor: libvirt's state answered after the event (bare, same "
-                     f"freezes); watch vs floor {ratio(median, floor)}", ms(floor), ms(base),
-                     ratio(floor, base)])  # fmt: skip
+        rows.append([f"  libvirt's state answered after the event (bare, same freezes: the "
+                     f"floor of a watcher that asks libvirtd); watch vs it {ratio(median, floor)}",
+                     ms(floor), ms(base), ratio(floor, base)])  # fmt: skip
     rows.append(["status --qmp (process, baseline)", ms(cli["qmp"]), "", ""])
     for what, key in (("status --domain (process)", "monitor"),
                       ("status --domain --libvirt-api-only (process)", "api")):  # fmt: skip

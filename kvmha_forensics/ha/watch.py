@@ -45,7 +45,7 @@ from ..transport.dirwatch import SocketDirectory
 from ..transport.local import process_alive
 from ..transport.replies import name_of
 from ..vocabulary import JSONObject
-from .freeze import FREEZE_EVENTS, WRITER_EVENTS, FreezeState, assess
+from .freeze import FREEZE_EVENTS, RUNSTATES, WRITER_EVENTS, FreezeState, assess
 from .hooks import HookResult, HookSpec, run_hook
 from .records import (
     AnalysisRecord,
@@ -64,6 +64,7 @@ SEEN_KEEP = 256  # events kept per connection while the guest runs
 GONE_WAIT = 1.0  # seconds to let an exiting QEMU finish exiting before judging "gone"
 LIBVIRT_RESCAN = 30.0  # seconds between listings of libvirt's domains (events wake it sooner)
 SCAN_EVERY = 1.0  # seconds before trying again an unreadable --socket-dir or libvirt listing
+CONFIRM_WAIT = 10.0  # seconds a capture waits for the state read that confirms an event's freeze
 RETRY_FIRST = 0.5  # seconds before the first reconnect (doubling up to retry_max)
 
 
@@ -107,6 +108,10 @@ class Episode:
     events: list[Event] = field(default_factory=list)
     signaled: tuple[str | None, bool] | None = None
     pipeline: asyncio.Task[None] | None = None
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)  # a state read: frozen
+
+    def __post_init__(self) -> None:
+        self.confirmed.set()  # cleared while a freeze is known only from its event
 
 
 class GuestWatch:
@@ -192,6 +197,7 @@ class GuestWatch:
             await self._loop(guest, freeze.runstate)
         finally:
             if self.episode.pipeline is not None:  # it captures over this connection
+                self.episode.confirmed.set()  # no more reads: the capture decides
                 await asyncio.wait([self.episode.pipeline])
 
     async def _loop(self, guest: Guest, runstate: str | None) -> None:
@@ -226,6 +232,7 @@ class GuestWatch:
             early = self._announced(guest, fresh)
             if early is not None:  # signaled now; the reads below confirm it (a stale answer,
                 said, by = early  # still 'running', changes nothing)
+                self.episode.confirmed.clear()  # the capture waits for it
                 await self._judge(guest, said, f"event {by.name}", by.timestamp)
             # a freeze event: the runstate, jobs and migration in one round trip, not two
             likely = any(e.name in FREEZE_EVENTS for e in fresh)
@@ -233,6 +240,8 @@ class GuestWatch:
             if freeze is not None:
                 self.quiet = freeze.quiet
             now = freeze.runstate if freeze else await guest.runstate()
+            if now is not None and RUNSTATES.get(now, ("paused", None))[0] == "frozen":
+                self.episode.confirmed.set()
             late = guest.events()  # arrived during the queries
             self.episode.events.extend(late)
             fresh += late
@@ -333,6 +342,8 @@ class GuestWatch:
     async def _capture(self, guest: Guest, events: tuple[Event, ...]) -> CaptureRecord:
         out = self.w.opts.out
         assert out is not None
+        with contextlib.suppress(TimeoutError):  # a freeze signaled from its event alone:
+            await asyncio.wait_for(self.episode.confirmed.wait(), CONFIRM_WAIT)  # the state
         where = str(self.endpoint)
         opts = CaptureOptions(
             self.endpoint, out, self.w.opts.memory_format, None, self.w.opts.capture_timeout,

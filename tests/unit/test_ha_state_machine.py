@@ -25,7 +25,7 @@ from kvmha_forensics.errors import (
     TransportTimeout,
 )
 from kvmha_forensics.ha.freeze import assess
-from kvmha_forensics.ha.records import Record, Signal, StateChange
+from kvmha_forensics.ha.records import CaptureRecord, Record, Signal, StateChange
 from kvmha_forensics.ha.status import StatusExit, status
 from kvmha_forensics.ha.watch import Watcher, WatchOptions
 from kvmha_forensics.transport.base import Event
@@ -166,12 +166,12 @@ class Script:
     """A watcher over fake addresses, and the records it emits."""
 
     def __init__(
-        self, *addresses: FakeAddress, poll: float = 0.01, retry_max: float = 0.02
-    ) -> None:
+        self, *addresses: FakeAddress, poll: float = 0.01, retry_max: float = 0.02,
+        out: Path | None = None,
+    ) -> None:  # fmt: skip
         self.records: list[Record] = []
-        opts = WatchOptions(
-            endpoints=addresses, analyze=False, poll_interval=poll, retry_max=retry_max
-        )
+        opts = WatchOptions(endpoints=addresses, analyze=False, poll_interval=poll,
+                            retry_max=retry_max, out=out, memory_format="none")  # fmt: skip
         self.watcher = Watcher(opts, self.records.append, analyzer=None)
 
     async def until(self, what: Callable[[Record], bool]) -> Record:
@@ -472,6 +472,29 @@ def test_watch_libvirt_monitor_signals_an_io_error_from_its_event() -> None:
     assert (signal.cause, signal.failover_safe, signal.detected_by, signal.qemu_time) == (
         "io-error-nospace", True, "event BLOCK_IO_ERROR", 8.0,
     )  # fmt: skip
+
+
+def test_watch_libvirt_capture_waits_for_the_state_that_confirms_the_event(
+    tmp_path: Path,
+) -> None:
+    """libvirtd still says 'running' (it has not handled QEMU's events yet): the signal goes
+    out from the event, the capture waits for a state read that shows the freeze."""
+    domain = FakeDomain(state="running", replies=frozen_guest().replies)
+    script = Script(FakeAddress([domain]), poll=3600, out=tmp_path / "out")
+
+    async def scenario() -> None:
+        await script.until(is_state("running", "connected"))
+        domain.emit(Event("GUEST_PANICKED", {"action": "pause"}, 7.0))
+        await script.until(lambda r: isinstance(r, Signal))
+        await asyncio.sleep(0.2)
+        assert not [r for r in script.records if isinstance(r, CaptureRecord)]
+        domain.becomes("guest-panicked", event("STOP"))
+        await script.until(lambda r: isinstance(r, CaptureRecord))
+
+    script.play(scenario)
+    (captured,) = [r for r in script.records if isinstance(r, CaptureRecord)]
+    assert captured.status == "complete", captured.reasons
+    assert len(script.signals()) == 1
 
 
 def test_watch_libvirt_api_only_waits_for_libvirts_state() -> None:

@@ -342,8 +342,6 @@ class GuestWatch:
     async def _capture(self, guest: Guest, events: tuple[Event, ...]) -> CaptureRecord:
         out = self.w.opts.out
         assert out is not None
-        with contextlib.suppress(TimeoutError):  # a freeze signaled from its event alone:
-            await asyncio.wait_for(self.episode.confirmed.wait(), CONFIRM_WAIT)  # the state
         where = str(self.endpoint)
         opts = CaptureOptions(
             self.endpoint, out, self.w.opts.memory_format, None, self.w.opts.capture_timeout,
@@ -353,7 +351,9 @@ class GuestWatch:
         async with self.w.capture_slots:
             try:
                 out.mkdir(parents=True, exist_ok=True, mode=0o700)
-                with guest_lock(guest.pid, self.endpoint):
+                with guest_lock(guest.pid, self.endpoint):  # held from the signal on
+                    with contextlib.suppress(TimeoutError):  # signaled from its event alone:
+                        await asyncio.wait_for(self.episode.confirmed.wait(), CONFIRM_WAIT)
                     cap = Capture(guest, opts, self._progress)
                     if self.w.stopping.is_set():
                         cap.cut_short(self.w.opts.grace, self.w.grace_limit)

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 POLL_EVERY = 1.0  # seconds between mtime checks where inotify is unavailable
 RESCAN = 60.0  # seconds between listings with inotify, a net for what it cannot see (a mount)
+# seconds between a change and the listing: whoever started a QEMU connects to its monitor
+# first (QEMU greets one client per socket), as it did when the directory was checked each second
+SETTLE = 1.0
 
 # <sys/inotify.h>
 IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
@@ -171,10 +174,12 @@ class SocketDirectory:
             return
         waits = [asyncio.create_task(self.woken.wait()), asyncio.create_task(stop.wait())]
         done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
-            task.cancel()
+        waits[0].cancel()
         if not done:
             self.stale = True  # the net: list again now and then
+        elif self.notify is not None:
+            await asyncio.wait(waits[1:], timeout=SETTLE)
+        waits[1].cancel()
 
     def close(self) -> None:
         if self.notify is not None:

@@ -5,8 +5,10 @@
 
 Text inputs are fixtures/logs and fixtures/console files with mutations (renamed functions,
 shifted timestamps and addresses, cut tails), in a temporary directory; the baselines, measured
-in the same run on the same files, are reading every file and running the bare parser
-(``parse_console`` / ``parse_qemu_log_file``) on each, in one process; the cold triage runs
+in the same run on the same files, are reading every file, a frozen floor that does not change
+with the parsers (each file decoded and split into lines, printk stamps cut, by one ``re``
+pass: :func:`split_only`), and running the bare parsers (``classify``, ``parse_console`` /
+``parse_qemu_log_file``) on each, in one process; the cold triage runs
 with the default worker processes (``--jobs``) and again with ``jobs=1`` (the serial path,
 same output). ``--bundles 0`` skips the bundle rows (no lab guest needed). Bundles are
 copies of one bundle (``--bundle``, else one captured from the lab's panic guest with
@@ -61,6 +63,16 @@ def make_text_inputs(target: Path, count: int) -> None:
         if rng.random() < 0.1:
             data = data[: rng.randrange(len(data) // 2, len(data))]
         (target / f"{i:05d}.log").write_bytes(data)
+
+
+#: A line with its printk stamp cut: the frozen floor's one pass (never edit it: figures from
+#: different sessions compare through it).
+_LINE = re.compile(r"^(?:\[\s*\d+\.\d+\]\s?)?(.*)$", re.MULTILINE)
+
+
+def split_only(files: list[Path]) -> None:
+    for path in files:
+        _LINE.findall(path.read_bytes().decode("utf-8", errors="replace"))
 
 
 def parse_only(files: list[Path]) -> None:
@@ -131,6 +143,7 @@ def main(argv: list[str] | None = None) -> str:
         make_text_inputs(texts, args.inputs)
         files = sorted(texts.iterdir())
         read = timed(lambda: [p.read_bytes() for p in files])
+        floor = timed(lambda: split_only(files))
         parse = timed(lambda: parse_only(files))
         cache = TriageCache(tmp / "cache-text")
         holder: list[object] = []
@@ -142,10 +155,12 @@ def main(argv: list[str] | None = None) -> str:
         jobs = args.jobs or min(usable_cpus(), MAX_JOBS)
         rows += [
             (f"read {n} text inputs (baseline)", read, None),
-            (f"classify + parse {n} text inputs (baseline)", parse, None),
+            (f"split {n} text inputs into lines, re only (frozen floor)", floor, None),
+            (f"classify + parse {n} text inputs (baseline)", parse, floor),
             (f"triage {n} text inputs, cold cache, {jobs} jobs ({groups} groups)", cold, parse),
             (f"triage {n} text inputs, cold cache, 1 job", serial, parse),
             (f"triage {n} text inputs, second run (cache)", warm, parse),
+            (f"triage {n} text inputs, cold cache, {jobs} jobs, vs the floor", cold, floor),
         ]
         if args.bundles <= 0:
             return _table(rows, load_before)

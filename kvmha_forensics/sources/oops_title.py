@@ -15,7 +15,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from .literals import any_of
 from .oops_formats import (
@@ -188,8 +188,19 @@ _TRACE_WORDS = ("race", "Allocated", "Allocated", "Freed", "Freed", "acktrace", 
 _X86_FRAME, _ARM_FRAME = FRAME_LINES
 
 
+#: Whether a line holds one of :data:`_TRACE_WORDS` (one cheap search first: few lines do).
+_TRACE_HINT = any_of(_TRACE_WORDS)
+
+
 def _trace_start(line: str) -> bool:
-    return _TRACE_START.search(line) is not None
+    return _TRACE_HINT.search(line) is not None and _TRACE_START.search(line) is not None
+
+
+@lru_cache(maxsize=1 << 14)
+def _skipped(skip: re.Pattern[str], frame: str) -> bool:
+    """Whether ``skip`` finds ``frame`` (syzkaller's common skip list is 238 patterns searched
+    at every position, ~25 µs a frame; a kernel's frames repeat from report to report)."""
+    return skip.search(frame) is not None
 
 
 def _is_frame(line: str) -> re.Match[str] | None:
@@ -392,8 +403,8 @@ def _frames_with(
             if (
                 frame
                 and (collect_all or not raw)
-                and common.search(frame) is None
-                and (own is None or own.search(frame) is None)
+                and not _skipped(common, frame)
+                and (own is None or not _skipped(own, frame))
             ):
                 raw.append(frame)
 

@@ -41,6 +41,12 @@ _NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})(?:\s+|[:-](?=\S))\S")
 _NUMBER_COLUMN_SHARE = 0.6
 _STAMPED_NUMBER = re.compile(r"^((?:\s*>)*)\s*\d{1,9}\s+(?=\[\s*\d+\.\d+\])")
 _NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}(?:\s|[:-](?=\S))")
+#: The characters ``(?:\s*>)*\s*`` matches: ``>`` and every ``str.isspace`` character (what
+#: ``\s`` matches; tests/unit/test_pasted.py checks the list against this Python's).
+_SPACE_OR_QUOTE = (
+    ">\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 _MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?月)"
 _CLOCK = r"\d\d:\d\d:\d\d(?:[.,]\d+)?"
@@ -142,6 +148,8 @@ def _number_column(lines: list[str]) -> re.Pattern[str] | None:
         if not line.strip():
             continue
         filled += 1
+        if not line.lstrip(_SPACE_OR_QUOTE)[:1].isdecimal():
+            continue  # neither pattern can match: both want a digit after these
         stamped += _STAMPED_NUMBER.match(line) is not None
         m = _NUMBER_COLUMN.match(line)
         if m is not None:

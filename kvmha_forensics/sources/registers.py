@@ -34,14 +34,17 @@ __all__ = [
 CODE_BYTES_TOTAL = 50
 _MAX_RAW_LINES = 200
 
-_SEGMENT_NAMES = ("ES", "CS", "SS", "DS", "FS", "GS", "LDT", "TR")
-_GPR64 = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", *(f"R{i}" for i in range(8, 32)))
-_GPR32 = ("EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP")
+# Sets: each token of a dump is looked up in several of them.
+_SEGMENT_NAMES = frozenset(("ES", "CS", "SS", "DS", "FS", "GS", "LDT", "TR"))
+_GPR64 = frozenset(
+    ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", *(f"R{i}" for i in range(8, 32)))
+)
+_GPR32 = frozenset(("EAX", "EBX", "ECX", "EDX", "ESI", "EDI", "EBP", "ESP"))
 _FLAG_FIELDS = {"CPL": "cpl", "II": "inhibit_irq", "A20": "a20", "SMM": "smm", "HLT": "hlt"}
 _CR_KEYS = {f"CR{n}": n for n in (0, 2, 3, 4, 8)}
 _DR_KEYS = {f"DR{n}": n for n in (0, 1, 2, 3, 6, 7)}
-_FPU_KEYS = ("FCW", "FSW", "FTW", "MXCSR")
-_CC_KEYS = ("CCS", "CCD")
+_FPU_KEYS = frozenset(("FCW", "FSW", "FTW", "MXCSR"))
+_CC_KEYS = frozenset(("CCS", "CCD"))
 # Keys whose value is the following N whitespace-separated hex words.
 _MULTI_PREFIXES = {"XMM": 2, "YMM": 4, "ZMM": 8, "FPR": 2}
 

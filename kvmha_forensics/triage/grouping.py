@@ -317,9 +317,10 @@ def _plan(
     with itself). An input whose key an earlier one of this run has is paired with None: it
     looks in the cache again once the earlier one's verdict is in, as a serial run would."""
     keys: set[str] = set()
+    options = opts.key()
     for item in found:
         try:
-            planned = _planned(item, fingerprint, opts)
+            planned = _planned(item, fingerprint, options)
         except Exception as exc:  # reported per input, as analysis errors are
             yield Skipped(str(item.path), _reason(item, exc)), None
             continue
@@ -338,17 +339,17 @@ def _plan(
         yield planned, item
 
 
-def _planned(item: _Found, fingerprint: str, opts: Options) -> _Planned | Skipped:
+def _planned(item: _Found, fingerprint: str, options: str) -> _Planned | Skipped:
     """What is known of an input before its analysis (a file is read once for it: its kind,
     key and time), or why it is skipped."""
     if item.classified is None:
         bundle = Bundle.open(item.path)
         seen = _manifest_time(bundle.manifest.created) or _mtime(item.path / MANIFEST)
-        key = bundle_key(bundle.manifest, opts.key(), fingerprint)
+        key = bundle_key(bundle.manifest, options, fingerprint)
         # A bundle whose artifacts changed size since is analyzed again, which says how.
         return _Planned(item, "bundle", seen, key, (), _sizes_match(bundle))
     if item.classified == "file":
-        scanned = scan(item.path, item.follow, opts.key(), fingerprint)
+        scanned = scan(item.path, item.follow, options, fingerprint)
         classified = scanned.classified
         if classified.kind is None or scanned.key is None or scanned.mtime is None:
             return Skipped(str(item.path), classified.skip or "not recognised")

@@ -18,6 +18,7 @@ from ..signature import signature_id
 from ..vocabulary import Cause
 from .literals import any_of
 from .oops_formats import GROUPS, Group
+from .oops_frames import SKIP as SYZ_SKIP
 from .oops_title import ConsoleLines, Description, describe, known_header
 from .pasted import clean_text, repair_lines, strip_outer_prefixes, strip_prefixes
 
@@ -400,7 +401,18 @@ FORMATS: tuple[OopsFormat, ...] = (
         bare_title="kernel BUG",
         alt_titles=("invalid opcode in {func}",),
         cause="guest-bug",
-        absorbs=("invalid-opcode",),
+        # x86 traps BUG() as an invalid opcode, arm as "Internal error: Oops - BUG: 0 [#1]"
+        absorbs=("invalid-opcode", "arm-oops"),
+    ),
+    OopsFormat(
+        name="bug-failure-at",
+        keyword="BUG: failure at ",
+        # asm-generic BUG() of an arch without its own trap (LKL, some embedded ports) prints
+        # "BUG: failure at FILE:LINE/FUNC()!" and panics "BUG!" (include/asm-generic/bug.h)
+        header=_re(r"BUG: failure at \S+?:\d+/(?P<func>" + _FUNC + r")\(\)!"),
+        title="kernel BUG in {func}",
+        bare_title="kernel BUG",
+        cause="guest-bug",
     ),
     OopsFormat(
         name="warning",
@@ -413,6 +425,21 @@ FORMATS: tuple[OopsFormat, ...] = (
         bare_title="WARNING: corrupted",
         cause="guest-bug",
         absorbs=("list-corruption",),
+    ),
+    OopsFormat(
+        name="warning-at",
+        keyword="WARNING: at ",
+        # WARN() before 3.x, and vendor kernels since: "WARNING: at FILE:LINE FUNC+0x1/0x2()"
+        # (Synology's 4.4 prints no function at all)
+        header=_re(
+            r"^\s*WARNING: at [\w./-]+:\d+(?:\s+(?P<func>"
+            + _FUNC
+            + r")(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?"
+            r"(?:\s+\[(?P<mod>[\w-]+)\])?\(\))?\s*$"
+        ),
+        title="WARNING in {func}",
+        bare_title="WARNING: corrupted",
+        cause="guest-bug",
     ),
     OopsFormat(
         name="gpf",
@@ -649,6 +676,47 @@ _TAINT_LINE = _re(r"^\s*(?:Not tainted|Tainted: (?P<taint>[A-Z ]*?)) +(?P<releas
 _LINUX_VERSION = _re(r"Linux version (?P<release>\S+)")
 _NMI_BACKTRACE = _re(r"NMI backtrace for cpu (?P<cpu>\d+)")
 _SYSRQ = _re(r"sysrq: Trigger a crash")
+#: An excerpt that starts mid-report (the header is above what was pasted) still shows a
+#: register dump and marks only die() prints: the Code line, the end-of-trace line, 2.6's
+#: "Process comm (pid: N, ...)", powerpc's "Instruction dump:".
+_REGISTER_LINE = _re(
+    r"^\s*(?:(?:R[A-D]X|R[SD]I|R[BS]P|RIP|R\d\d|E[A-D]X|E[SD]I|E[BS]P|EIP|[CDEFGS]S|CR\d|DR\d)"
+    r"\s*:\s*[0-9a-f]|x\d{1,2}\s*:\s*[0-9a-f]{8}|(?:pc|lr|sp)\s*:\s*\S|pstate: "
+    r"|r\d{1,2}\s*:\s*[0-9a-f]{8}|PC is at |LR is at |GPR\d\d: |NIP[: ] |Krnl PSW )"
+)
+_DIE_MARK = _re(r"^\s*Code: |---\[ end trace|^\s*Process \S+ \(pid: \d+|^\s*Instruction dump:")
+#: BUG()'s trap at the faulting address of the Code line: x86 ud2, arm64 brk #0x800, arm udf,
+#: powerpc twi 31,0,0.
+_TRAP = _re(r"<0f>\s+0b|\(d4210000\)|\(e7f001f2\)|<0fe00000>")
+#: The reports of an excerpt that starts mid-report: an oops (or, at a trap, a BUG) whose
+#: header was not pasted. The culprit is read from the RIP/pc line and reliable frames only,
+#: past syzkaller's frames that are never guilty (the kind of report, whose own list would
+#: apply, is not known).
+_HEADERLESS_SKIP = tuple(f".*(?:{p}).*" for p in SYZ_SKIP)
+_HEADERLESS = OopsFormat(
+    name="headerless",
+    keyword="",
+    header=_re(r""),
+    title="Oops in {func}",
+    bare_title="Oops in corrupted",
+    cause="guest-oops",
+    skip=_HEADERLESS_SKIP,
+)
+_HEADERLESS_BUG = OopsFormat(
+    name="headerless-bug",
+    keyword="",
+    header=_re(r""),
+    title="kernel BUG in {func}",
+    bare_title="kernel BUG in corrupted",
+    cause="guest-bug",
+    skip=_HEADERLESS_SKIP,
+)
+#: A kernel message line as pasted: a printk stamp, a syslog/journal "kernel:" tag, a level.
+_KERNEL_LINE = _re(r"\[\s*\d+\.\d+\]|\bkernel:|^<\d>")
+#: Lines of other text (a shell prompt, a sentence) a header-less tail may follow.
+_HEADERLESS_PROSE = 20
+#: A header-less tail is looked for only this far into the text.
+_HEADERLESS_LINES = 120
 _HEX = _re(r"\b(?:0x)?[0-9a-f]{8,}\b")
 
 
@@ -901,8 +969,9 @@ def _group(m: re.Match[str], name: str) -> str | None:
 def _build(op: _Open, console: ConsoleLines) -> CrashReport:
     fmt, m = op.fmt, op.match
     frames, rip = _collect_frames(op.lines)
-    culprit = _culprit(fmt, m, frames)
-    syz = describe(console, op.first)
+    headerless = fmt.name.startswith("headerless")
+    culprit = _culprit(fmt, m, _reliable(op) if headerless else frames)
+    syz = None if headerless else describe(console, op.first)
     detail = ""
     if fmt.detail is not None:
         for line in op.lines[: ABSORB_WINDOW * 2]:
@@ -942,6 +1011,10 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
         elif corrupted:  # a title that names no function keeps the first frame not skipped
             culprit = None
         cause = syz.cause if fmt.name.startswith("other-") else cause
+    if fmt.cause == "guest-oom" and op.panic_message is not None:
+        # an OOM that panicked the kernel (panic_on_oom, nothing left to kill) is not the
+        # same failure as an OOM kill the system survived: the panic titles it
+        title = "kernel panic: " + _sanitize(op.panic_message)
     if fmt.ud2_is_bug and (
         _hits_ud2(op.lines) or (rip is not None and _LIST_CHECK.fullmatch(rip.split("+")[0]))
     ):
@@ -1004,6 +1077,38 @@ def last_lines(text: str, limit: int = MAX_LINES) -> tuple[str, int]:
     for _ in range(limit):
         start = text.rindex("\n", 0, start)
     return text[start + 1 :], total - limit
+
+
+def _reliable(op: _Open) -> list[_Frame]:
+    return [f for f in _collect_frames(op.lines)[0] if f.reliable]
+
+
+def _headerless_tail(lines: list[str], raw: list[str], end: int) -> _Open | None:
+    """The end of a report whose header is not in the text: the first kernel lines of the
+    text, before ``end`` (the first report's header), hold a register dump and a mark only
+    die() prints. A kernel message before them (dump_stack()'s own opening, a driver line)
+    means the text did not start mid-report."""
+    first = last = None
+    registers = died = trapped = False
+    for index in range(min(end, _HEADERLESS_LINES)):
+        line = lines[index]
+        if not line.strip():
+            continue
+        register = _REGISTER_LINE.match(line) is not None
+        die = _DIE_MARK.search(line) is not None
+        if register or die or _stack_frame(line) is not None or "Call Trace" in line:
+            first = index if first is None else first
+            last = index
+        elif first is None and (index >= _HEADERLESS_PROSE or _KERNEL_LINE.search(raw[index])):
+            return None
+        registers |= register
+        died |= die
+        trapped |= die and _TRAP.search(line) is not None
+    if first is None or last is None or not (registers and died):
+        return None
+    fmt = _HEADERLESS_BUG if trapped else _HEADERLESS
+    body = [line for line in lines[first : last + 1] if line.strip()]
+    return _Open(fmt, fmt.header.match(""), first, last, body)  # type: ignore[arg-type]
 
 
 def parse_console(text: str) -> ConsoleAnalysis:
@@ -1073,6 +1178,11 @@ def parse_console(text: str) -> ConsoleAnalysis:
             close(current)
             current = None
     close(current)
+    lead = _headerless_tail(lines, raw_lines, done[0].first if done else len(lines))
+    if lead is not None and (not done or _culprit(lead.fmt, lead.match, _reliable(lead))):
+        # before a full report, a tail that names no function would only hide it
+        done.insert(0, lead)
+        del done[MAX_REPORTS:]
     if dropped:
         notes.append(f"{dropped} further reports not returned (limit {MAX_REPORTS})")
     for index, line in enumerate(lines):

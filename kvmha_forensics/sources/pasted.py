@@ -37,7 +37,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _QP_ESCAPE = re.compile(r"=([0-9A-F]{2})")
 _QP_MIN_HINTS = 2
 # Also inside mail quotes, and grep -n's "1261929:" / context "1262024-" columns.
-_NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})(?:\s+|[:-](?=\S))\S")
+# An ISO date ("2024-12-17T16:36:30") is a stamp, not a "2024-" context column.
+_NUMBER_COLUMN = re.compile(r"^(?:\s*>)*\s*(\d{2,9})(?!-\d\d-\d\d[T ])(?:\s+|[:-](?=\S))\S")
 _NUMBER_COLUMN_SHARE = 0.6
 _STAMPED_NUMBER = re.compile(r"^((?:\s*>)*)\s*\d{1,9}\s+(?=\[\s*\d+\.\d+\])")
 _NUMBER_COLUMN_STRIP = re.compile(r"^((?:\s*>)*)\s*\d{2,9}(?:\s|[:-](?=\S))")

@@ -128,3 +128,12 @@ def test_effective_addresses() -> None:
     assert no_regs is not None and no_regs.memory is not None
     assert no_regs.memory.effective_address is None
     assert no_regs.memory.to_json()["linear_address"] is None
+
+
+def test_a_lock_prefix_that_raises_ud_is_named() -> None:
+    """capstone rejects ``f0 c3``; the CPU raises #UD there, so the instruction is named."""
+    insn = disassemble(bytes.fromhex("f0c3e200f0"), CpuMode.PROTECTED_32, 7)
+    assert insn is not None
+    assert (insn.text, insn.bytes, insn.address) == ("lock ret", b"\xf0\xc3", 7)
+    assert any("#UD" in note for note in insn.notes)
+    assert disassemble(bytes.fromhex("f0ff"), CpuMode.PROTECTED_32) is None

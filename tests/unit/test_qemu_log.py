@@ -155,3 +155,13 @@ def test_huge_log_is_bounded(tmp_path: Path) -> None:
     limited = parse_qemu_log_file(path, max_bytes=len(block) * 10 + 5, max_records=5)
     assert limited.truncated and limited.internal_errors_total == 10
     assert limited.bytes_read <= len(block) * 10 + 5
+
+
+def test_other_vmms_entry_and_run_failures() -> None:
+    """dosemu2 and libkrun print KVM's exits their own way (fixtures/real/qemu-logs 040, 042)."""
+    log = parse_qemu_log(
+        "ERROR: KVM_EXIT_FAIL_ENTRY: hardware_entry_failure_reason = 0x80000021\n"
+        "ERROR krun_vmm::linux::vstate] Failure during vcpu run: Bad address (os error 14)\n"
+    )
+    assert [e.hardware_error for e in log.entry_failures] == [0x80000021]
+    assert [(r.what, r.message) for r in log.run_failures] == [("KVM_RUN", "Bad address")]

@@ -69,17 +69,9 @@ def write_core(
 
     ``expired`` is asked at every chunk: when it says so, :class:`OperationTimeout` ends it."""
     with HostMemory(pid) as host:
-        plans = [host.plan(r) for r in ranges]
-        examined = sum(e.count for plan in plans for e in plan) * PAGE
-        loads = segments(ranges, [may_hold_data(plan, r.size // PAGE)
-                                for plan, r in zip(plans, ranges, strict=True)])  # fmt: skip
+        plans, examined, loads = plan_reads(host, ranges)
         total = sum(load.size for load in loads if load.in_file)
-
-        def step(done: int) -> None:
-            if expired():
-                raise OperationTimeout("the memory read did not finish before the deadline")
-            progress(done, total)
-
+        step = stepper(progress, expired, total)
         writer = CoreWriter(fd, loads, CHUNK_PAGES * PAGE)
         try:
             pieces = file_pieces(ranges, loads)
@@ -99,6 +91,29 @@ def write_core(
             raise
     written = total - writer.holes
     return DirectResult(chunks, writer.size, examined, written, 1 + len(loads), bool(note))
+
+
+def plan_reads(
+    host: HostMemory, ranges: list[RamRange]
+) -> tuple[list[list[Extent]], int, list[Load]]:
+    """Each range's extents that may hold data, the bytes they cover, and the ELF segments
+    (data runs and zero holes) of ``ranges``."""
+    plans = [host.plan(r) for r in ranges]
+    examined = sum(e.count for plan in plans for e in plan) * PAGE
+    masks = [may_hold_data(plan, r.size // PAGE) for plan, r in zip(plans, ranges, strict=True)]
+    return plans, examined, segments(ranges, masks)
+
+
+def stepper(progress: Progress, expired: Callable[[], bool], total: int) -> Callable[[int], None]:
+    """What a writer calls before each piece: :class:`OperationTimeout` once ``expired``
+    says so, else ``progress(done, total)``."""
+
+    def step(done: int) -> None:
+        if expired():
+            raise OperationTimeout("the memory read did not finish before the deadline")
+        progress(done, total)
+
+    return step
 
 
 def may_hold_data(plan: list[Extent], pages: int) -> bytearray:

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import OperationTimeout
 from ..sources.registers import VcpuRegisters
 from ..sources.vmcoreinfo import parse as parse_vmcoreinfo
 from ..x86.cpunotes import cpu_notes
@@ -40,9 +39,9 @@ from .direct import (
     file_pieces,
     fill,
     look_ahead,
-    may_hold_data,
     nonzero_pages,
-    segments,
+    plan_reads,
+    stepper,
 )
 from .elfwrite import BUFFERS
 from .guestram import RamRange
@@ -114,18 +113,10 @@ def write_kdump(
     (hashed and synced). ``expired`` is asked at every piece, as by :func:`.direct.write_core`."""
     ranges = sorted(ranges, key=lambda r: r.gpa)
     with HostMemory(pid) as host:
-        plans = [host.plan(r) for r in ranges]
-        examined = sum(e.count for plan in plans for e in plan) * PAGE
-        loads = segments(ranges, [may_hold_data(plan, r.size // PAGE)
-                                for plan, r in zip(plans, ranges, strict=True)])  # fmt: skip
+        plans, examined, loads = plan_reads(host, ranges)
         pieces = file_pieces(ranges, loads)
         total = sum(count for _, _, count in pieces) * PAGE
-
-        def step(done: int) -> None:
-            if expired():
-                raise OperationTimeout("the memory read did not finish before the deadline")
-            progress(done, total)
-
+        step = stepper(progress, expired, total)
         ring = [mmap.mmap(-1, CHUNK_PAGES * PAGE) for _ in range(BUFFERS)]
         pool = ThreadPoolExecutor(LANES, thread_name_prefix="kdump-zlib")
         try:

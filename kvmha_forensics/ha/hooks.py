@@ -57,8 +57,14 @@ def _scalar(value: object) -> str:
 
 
 def environment(payload: Mapping[str, object]) -> dict[str, str]:
-    """``KVMHA_<KEY>`` for each payload key (booleans 1/0, lists one item per line)."""
-    return {f"KVMHA_{key.upper()}": _scalar(value) for key, value in payload.items()}
+    """``KVMHA_<KEY>`` for each payload key (booleans 1/0, lists one item per line).
+
+    A value cannot hold NUL in the environment, and a verdict quotes guest memory that may:
+    NUL is written ``\\x00`` there (stdin's JSON keeps it as ``\\u0000``)."""
+    return {
+        f"KVMHA_{key.upper()}": _scalar(value).replace("\0", "\\x00")
+        for key, value in payload.items()
+    }
 
 
 def _kill_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from typing import ClassVar
 
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
-from kvmha_forensics.kernel import Frame, KernelFacts, read_facts
+from kvmha_forensics.errors import InputError
+from kvmha_forensics.kernel import Frame, KernelFacts, read_kernel
 from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, last_lines, parse_console
 
 DMESG_TAIL = 40
@@ -60,8 +61,11 @@ class GuestKernel:
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        facts = read_facts(ctx.program, ctx.vmcoreinfo, ctx.vmlinux)
-        artifact = ctx.memory.name if ctx.memory else "memory"
+        memory = ctx.memory
+        if memory is None:
+            raise InputError("no memory dump to read")
+        facts = read_kernel(memory, ctx.text("vmcoreinfo"), ctx.vmcoreinfo, ctx.vmlinux)
+        artifact = memory.name
         data = asdict(facts)
         data["dmesg"] = _dmesg_tail(facts.dmesg)
         findings: tuple[Finding, ...] = ()

@@ -26,8 +26,6 @@ from .serial import to_json
 from .vocabulary import JSON, Cause, Vendor
 
 if TYPE_CHECKING:
-    from drgn import Program
-
     from .ha.freeze import FreezeState
     from .sources.qemu_log import QemuLog
     from .sources.registers import VcpuRegisters
@@ -268,15 +266,6 @@ class Context:
         from .debuginfo import find_vmlinux
 
         return find_vmlinux(self.vmcoreinfo, self.inputs.vmlinux, self.inputs.debuginfo_dirs)
-
-    @cached_property
-    def program(self) -> Program:
-        from .kernel import open_program
-
-        memory = self.memory
-        if memory is None:
-            raise InputError("no memory dump to open")
-        return open_program(memory, self.text("vmcoreinfo"), self.vmlinux)
 
 
 @runtime_checkable

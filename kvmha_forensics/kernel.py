@@ -23,8 +23,10 @@ from drgn.helpers.linux.printk import get_dmesg
 from drgn.helpers.linux.sched import task_state_to_char
 from drgn.helpers.linux.timekeeping import uptime
 
+from .bounded import call_bounded
 from .debuginfo import debug_package
 from .errors import InputError
+from .limits import KERNEL_READ_MIB, KERNEL_READ_SECONDS
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 64
@@ -203,6 +205,34 @@ def read_facts(prog: drgn.Program, info: Mapping[str, str], vmlinux: Path | None
         blocked_tasks=tuple(blocked),
         skipped=tuple(skipped),
     )
+
+
+def _limit(name: str, default: float) -> float:
+    """``default``, or the environment's positive number for ``name``."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise InputError(f"{name}={text!r} is not a positive number", "unset it or give one")
+    return value
+
+
+def read_kernel(
+    memory: Path, recovered: str | None, info: Mapping[str, str], vmlinux: Path | None
+) -> KernelFacts:
+    """:func:`read_facts` of the dump ``memory`` (see :func:`open_program`), read in a child
+    process bounded in time and memory: the guest wrote what drgn follows."""
+    seconds = _limit("KVMHA_KERNEL_READ_SECONDS", KERNEL_READ_SECONDS)
+    mib = _limit("KVMHA_KERNEL_READ_MIB", KERNEL_READ_MIB)
+
+    def read() -> KernelFacts:
+        return read_facts(open_program(memory, recovered, vmlinux), info, vmlinux)
+
+    return call_bounded(read, "reading the guest kernel", seconds, int(mib * (1 << 20)))
 
 
 def _uptime(prog: drgn.Program) -> float | None:

@@ -14,3 +14,10 @@ MAX_JSON_BYTES = 16 << 20
 """A manifest or a JSON artifact larger than this is refused."""
 MAX_RECORD_BYTES = 256 << 20
 """A triage ``--known`` record larger than this is refused (it grows with every signature)."""
+
+# Reading the guest kernel from a dump follows pointers the guest wrote: it runs in a child
+# bounded in time and address space (docs/limits.md), each overridable from the environment.
+KERNEL_READ_SECONDS = 300.0
+"""Seconds the guest kernel's reading (drgn) may take (``KVMHA_KERNEL_READ_SECONDS``)."""
+KERNEL_READ_MIB = 4096
+"""Address space, in MiB, of the process reading it (``KVMHA_KERNEL_READ_MIB``)."""

@@ -1,0 +1,136 @@
+"""Run a function in a forked child under a time and memory bound, and return its result.
+
+Reading a guest kernel means following pointers the guest wrote: a cycle planted in its PID
+tree keeps drgn's walk going, and growing, forever. So that reading runs in a child with an
+address-space limit (``RLIMIT_AS``) and, past its time limit, is killed; its result, or its
+exception, comes back pickled through a pipe. ``RLIMIT_CPU`` ends the child too should the
+parent die first.
+
+Fork, not spawn: the child starts at once, with everything already imported. drgn's OpenMP
+thread pool does not survive a fork, so a process that forks such children must not use
+drgn itself (analysis reads the guest kernel only in children).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import resource
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import ForensicsError, OperationTimeout
+
+T = TypeVar("T")
+
+_CHUNK = 1 << 16
+
+
+class ChildFailed(ForensicsError):
+    """The child ended without a result: killed, out of memory, or its error not picklable."""
+
+
+def _lower(limit: int, value: int) -> int:
+    """Set the soft ``limit`` to ``value``, never looser than it already is; the value set."""
+    soft, hard = resource.getrlimit(limit)
+    value = min(v for v in (value, soft, hard) if v != resource.RLIM_INFINITY)
+    resource.setrlimit(limit, (value, hard))
+    return value
+
+
+def _run_child(
+    write_fd: int, what: str, seconds: float, max_bytes: int, call: Callable[[], T]
+) -> None:
+    """In the child: bound itself, run ``call``, send ``(ok, value)``; never returns."""
+    payload = b""
+    code = 0
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)  # the parent's event loop, if any, is not ours
+        _lower(resource.RLIMIT_CPU, math.ceil(seconds) + 1)
+        max_bytes = _lower(resource.RLIMIT_AS, max_bytes)
+        need = f"{what} needed more than {max_bytes >> 20} MiB of address space"
+        out_of_memory = pickle.dumps((False, MemoryError(need)))
+        try:
+            payload = pickle.dumps((True, call()))
+        except MemoryError:
+            payload = out_of_memory  # its traceback, and what it held, are gone by now
+        except Exception as exc:  # the parent raises it, named as it was
+            try:
+                payload = pickle.dumps((False, exc))
+            except Exception:
+                payload = pickle.dumps((False, ChildFailed(f"{type(exc).__name__}: {exc}")))
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write_fd, view[:_CHUNK]) :]
+        os.close(write_fd)  # the parent reads its end now, not after this process's teardown
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _receive(read_fd: int, deadline: float) -> bytes | None:
+    """Everything the child writes until it closes the pipe; None past ``deadline``."""
+    parts: list[bytes] = []
+    poll = select.poll()  # not select(): a watcher of many guests holds descriptors past 1024
+    poll.register(read_fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poll.poll(math.ceil(left * 1000)):
+            return None
+        part = os.read(read_fd, _CHUNK)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def call_bounded(call: Callable[[], T], what: str, seconds: float, max_bytes: int) -> T:
+    """``call()`` run in a forked child: its value, or its exception raised here.
+
+    Raises:
+        OperationTimeout: it did not end within ``seconds`` (the child is killed).
+        ChildFailed: the child ended without a result (e.g. killed by a signal).
+        MemoryError: it needed more than ``max_bytes`` of address space.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _run_child(write_fd, what, seconds, max_bytes, call)
+    os.close(write_fd)
+    data = None
+    try:
+        data = _receive(read_fd, time.monotonic() + seconds)
+    finally:
+        os.close(read_fd)
+        if not data:  # no result: killed here, or ended without one
+            if data is None:
+                os.kill(pid, signal.SIGKILL)
+            status = os.waitpid(pid, 0)[1]
+    if data is None:
+        raise OperationTimeout(
+            f"{what} did not end within {seconds:g} s",
+            "the guest's structures may be corrupt or hostile",
+        )
+    if not data:
+        raise ChildFailed(f"{what} ended without a result ({_ended(status)})")
+    # The child exits as soon as it has written; its teardown (hundreds of MB for drgn) is
+    # waited for beside the caller, not before it goes on.
+    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from functools import cache
 
 from ..signature import signature_id
 from ..vocabulary import Cause
+from .lazy_re import LazyPattern
 from .literals import any_of
 from .oops_formats import GROUPS, Group
 from .oops_frames import SKIP as SYZ_SKIP
@@ -56,13 +57,13 @@ class OopsFormat:
 
     name: str
     keyword: str
-    header: re.Pattern[str]
+    header: LazyPattern
     title: str
     cause: Cause
     bare_title: str = ""
     alt_titles: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
-    detail: re.Pattern[str] | None = None
+    detail: LazyPattern | None = None
     absorbs: tuple[str, ...] = ()
     consequence: bool = False
     corrupted: bool = False
@@ -71,8 +72,9 @@ class OopsFormat:
     absorb_window: int = ABSORB_WINDOW
 
 
-def _re(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _re(pattern: str) -> LazyPattern:
+    """``pattern``, compiled on first use (most of the ~150 here are never used by a console)."""
+    return LazyPattern(pattern)
 
 
 #: Frames that are never the culprit: printing, trapping, panicking, watchdog plumbing.
@@ -595,7 +597,7 @@ FORMATS: tuple[OopsFormat, ...] = (
 #: Lines of a report's body that syzkaller's table would take for a header: SLUB debug's
 #: "INFO: Allocated in …", "INFO: Freed in …", "INFO: Slab 0x… objects=…", "INFO: Object 0x…".
 _IN_REPORT = (_re(r"^\s*INFO: (?:Allocated in|Freed in|Slab 0x|Object 0x|0x[0-9a-f]+-0x)"),)
-IGNORED_LINES: tuple[re.Pattern[str], ...] = (
+IGNORED_LINES: tuple[LazyPattern, ...] = (
     _re(r"---\[ end Kernel panic"),
     _re(r"Kernel panic - not syncing: .*\]---\s*$"),
 )
@@ -916,7 +918,7 @@ def _culprit(fmt: OopsFormat, m: re.Match[str], frames: list[_Frame]) -> _Frame 
     return None
 
 
-_NOTHING = _re(r"(?!)")
+_NOTHING = re.compile(r"(?!)")
 #: The RCU stall detector, run from the scheduler tick.
 _STALL_DETECTOR = _re(r"rcu_sched_clock_irq|rcu_check_callbacks|rcu_pending|print_cpu_stall\w*")
 #: A timer interrupt's entry: x86 "(asm_sysvec_)apic_timer_interrupt", arm64 "el1h_64_irq",

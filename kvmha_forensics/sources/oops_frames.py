@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .lazy_re import LazyPattern
 from .oops_formats import expand
 
 #: Lines where a stack trace starts (a new one ends the previous).
@@ -328,8 +329,8 @@ SKIP: tuple[str, ...] = (
 #: Generic dispatchers (work, syscalls, softirq, timers, kthreads, file and socket operations,
 #: page faults). A stall's frame is the one just above the first of them: the stalled work
 #: itself, stable across reports where the looping leaf varies.
-STALL_ANCHORS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p)
+STALL_ANCHORS: tuple[LazyPattern, ...] = tuple(
+    LazyPattern(p)
     for p in (
         "process_one_work",
         "do_syscall_",
@@ -407,7 +408,7 @@ STALL_ANCHORS: tuple[re.Pattern[str], ...] = tuple(
     )
 )
 
-_ANCHOR = re.compile("|".join(a.pattern for a in STALL_ANCHORS))
+_ANCHOR = LazyPattern("|".join(a.pattern for a in STALL_ANCHORS))
 
 #: Hung tasks bucketed by what they wait for: a frame holding the key names the hang (its
 #: value, when not empty, replaces it: all RCU-grace-period waits are one bucket).

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
 from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
 from kvmha_forensics.serial import to_json
-from kvmha_forensics.sources.mtree import MemoryMap, parse_mtree
 from kvmha_forensics.sources.registers import CodeBytes, VcpuRegisters
 from kvmha_forensics.vocabulary import JSON
 from kvmha_forensics.x86 import disasm
@@ -38,6 +37,7 @@ from kvmha_forensics.x86.kvm_internal import EMULATION_FLAG_INSTRUCTION_BYTES, S
 from kvmha_forensics.x86.modes import CR0_PG, CpuMode, mode_of, rip_linear
 
 if TYPE_CHECKING:
+    from kvmha_forensics.sources.mtree import MemoryMap
     from kvmha_forensics.x86.decode import DecodedInternalError
 
 
@@ -377,6 +377,7 @@ class Instruction:
             return Outcome((), {}, ("no KVM failure in the QEMU log",))
         regs = failing_dump(log, primary)
         mode = mode_of(regs) if regs is not None else None
+        from kvmha_forensics.sources.mtree import parse_mtree  # only for a KVM failure
         from kvmha_forensics.x86.decode import decode_internal_error
 
         decoded = None

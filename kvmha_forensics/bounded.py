@@ -6,9 +6,11 @@ address-space limit (``RLIMIT_AS``) and, past its time limit, is killed; its res
 exception, comes back pickled through a pipe. ``RLIMIT_CPU`` ends the child too should the
 parent die first.
 
-Fork, not spawn: the child starts at once, with everything already imported. drgn's OpenMP
-thread pool does not survive a fork, so a process that forks such children must not use
-drgn itself (analysis reads the guest kernel only in children).
+Fork, not spawn: the child starts at once, with everything already imported. The child runs
+the function in a new thread: drgn's OpenMP thread pool belongs to the thread that started it
+and does not survive a fork, so had the parent's thread used drgn, that thread's next parallel
+region in the child would wait forever for pool threads that are not there; a new thread
+starts a pool of its own.
 """
 
 from __future__ import annotations
@@ -43,11 +45,24 @@ def _lower(limit: int, value: int) -> int:
     return value
 
 
+def _outcome(call: Callable[[], T], out_of_memory: str) -> bytes:
+    """``(ok, value)`` pickled: ``call()``'s value, or the exception it raised."""
+    refusal = pickle.dumps((False, MemoryError(out_of_memory)))
+    try:
+        return pickle.dumps((True, call()))
+    except MemoryError:
+        return refusal  # its traceback, and what it held, are gone by now
+    except Exception as exc:  # the parent raises it, named as it was
+        try:
+            return pickle.dumps((False, exc))
+        except Exception:
+            return pickle.dumps((False, ChildFailed(f"{type(exc).__name__}: {exc}")))
+
+
 def _run_child(
     write_fd: int, what: str, seconds: float, max_bytes: int, call: Callable[[], T]
 ) -> None:
     """In the child: bound itself, run ``call``, send ``(ok, value)``; never returns."""
-    payload = b""
     code = 0
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,16 +71,11 @@ def _run_child(
         _lower(resource.RLIMIT_CPU, math.ceil(seconds) + 1)
         max_bytes = _lower(resource.RLIMIT_AS, max_bytes)
         need = f"{what} needed more than {max_bytes >> 20} MiB of address space"
-        out_of_memory = pickle.dumps((False, MemoryError(need)))
-        try:
-            payload = pickle.dumps((True, call()))
-        except MemoryError:
-            payload = out_of_memory  # its traceback, and what it held, are gone by now
-        except Exception as exc:  # the parent raises it, named as it was
-            try:
-                payload = pickle.dumps((False, exc))
-            except Exception:
-                payload = pickle.dumps((False, ChildFailed(f"{type(exc).__name__}: {exc}")))
+        outcome: list[bytes] = []
+        worker = threading.Thread(target=lambda: outcome.append(_outcome(call, need)))
+        worker.start()
+        worker.join()
+        payload = outcome[0]
         view = memoryview(payload)
         while view:
             view = view[os.write(write_fd, view[:_CHUNK]) :]

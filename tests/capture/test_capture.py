@@ -31,7 +31,6 @@ from kvmha_forensics.x86.prstatus import vcpu_registers
 from tests import schemas
 from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
-from tests.drgn_child import in_child, kernel_release
 from tests.sockets import one_reply
 
 pytestmark = pytest.mark.lab
@@ -43,6 +42,13 @@ MODE_AT_FREEZE = {"triple-fault": CpuMode.PROTECTED_32}
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def kernel_release(dump: Path, vmcoreinfo: str | None = None) -> str:
+    prog = drgn.Program(vmcoreinfo=vmcoreinfo) if vmcoreinfo else drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    return prog["init_uts_ns"].name.release.string_().decode()
 
 
 @pytest.mark.parametrize("name", [s.name for s in scenarios.SCENARIOS])
@@ -391,15 +397,11 @@ def test_code_at_rip_walks_linux_page_tables_like_drgn(lab: Lab) -> None:
     first = code_at_rip(lab, "panic")
     assert first["mode"] == "long-64" and int(first["rip"], 16) >= 0xFFFF_8000_0000_0000
     dump = Bundle.open(lab.bundle("panic")).file("memory-elf")
-    rip = int(first["rip"], 16)
-
-    def read() -> tuple[str, str]:
-        prog = drgn.Program()
-        prog.set_core_dump(str(dump))
-        prog.load_debug_info([str(assets.kernel().vmlinux)])
-        return prog.read(rip, 16).hex(), prog.read(rip - 16, 16).hex()
-
-    assert in_child(read) == (first["at_rip"], first["before"])
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    assert prog.read(int(first["rip"], 16), 16).hex() == first["at_rip"]
+    assert prog.read(int(first["rip"], 16) - 16, 16).hex() == first["before"]
 
 
 def test_code_at_rip_of_the_triple_fault_is_its_ud2(lab: Lab) -> None:

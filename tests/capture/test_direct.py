@@ -35,7 +35,6 @@ from tests.capture.hostmem import PAGE, hugepages, page_out, swap_file, swapped_
 from tests.capture.physical import covered, differing_pages
 from tests.capture.tcp_guest import triple_fault_on_tcp
 from tests.conftest import Lab, runstate
-from tests.drgn_child import kernel_release
 
 pytestmark = pytest.mark.lab
 CLI = [sys.executable, "-m", "kvmha_forensics"]
@@ -132,7 +131,7 @@ def test_every_kind_of_guest_ram(lab: Lab, tmp_path: Path) -> None:
     written = [_mib(step_detail(b, "memory"), "non-zero") for b in (fresh, again)]
     # QEMU's dump faulted the whole memfd and DIMM into existence (zeros): examined, not written
     assert written[0] == written[1] >= 96 and examined[1] <= examined[0] + 256 + 128, examined
-    assert kernel_release(dump_file(fresh)) == assets.kernel().release
+    assert _kernel_release(dump_file(fresh)) == assets.kernel().release
     assert runstate(guest.qmp_spare) == "guest-panicked"
     lab.down(guest)
 
@@ -207,6 +206,13 @@ def _mib(detail: str, word: str) -> int:
     return int(before)
 
 
+def _kernel_release(dump: Path) -> str:
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    return prog["init_uts_ns"].name.release.string_().decode()
+
+
 def test_direct_core_opens_in_pyelftools_with_zero_segments(lab: Lab) -> None:
     dump = dump_file(lab.bundle("panic"))
     with dump.open("rb") as f:
@@ -227,7 +233,7 @@ def test_direct_core_carries_vmcoreinfo_even_without_the_device(lab: Lab, tmp_pa
     guest = lab.up("panic", "-novmcoreinfo-direct", vmcoreinfo=False)
     bundle = capture_now(guest, tmp_path)
     assert step_detail(bundle, "vmcoreinfo") == "in the dump's VMCOREINFO note"
-    assert kernel_release(dump_file(bundle)) == assets.kernel().release
+    assert _kernel_release(dump_file(bundle)) == assets.kernel().release
     lab.down(guest)
 
 

@@ -17,7 +17,6 @@ from elftools.elf.elffile import ELFFile
 
 from kvmha_forensics.lab import assets
 from tests.conftest import DEBUGINFO, Lab
-from tests.drgn_child import in_child
 from tests.hostile.hostile import cli
 
 pytestmark = pytest.mark.lab
@@ -28,17 +27,14 @@ def _pid_tree_root_slot(dump: Path) -> tuple[int, int]:
     """The guest-physical address of the first slot of the root node of the guest's PID
     tree (``init_pid_ns.idr``), and that node's tagged pointer."""
 
-    def read() -> tuple[int, int]:
-        prog = drgn.Program()
-        prog.set_core_dump(str(dump))
-        prog.load_debug_info([str(assets.kernel().vmlinux)])
-        head = prog["init_pid_ns"].idr.idr_rt.xa_head.value_()
-        assert head & 3 == 2, f"the PID tree has no node: {head:#x}"
-        node = drgn.Object(prog, "struct xa_node *", head - 2)
-        slot = drgn.Object(prog, "void *", node.slots[0].address_of_().value_())
-        return virt_to_phys(slot).value_(), head
-
-    return in_child(read)
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(assets.kernel().vmlinux)])
+    head = prog["init_pid_ns"].idr.idr_rt.xa_head.value_()
+    assert head & 3 == 2, f"the PID tree has no node: {head:#x}"
+    node = drgn.Object(prog, "struct xa_node *", head - 2)
+    slot = drgn.Object(prog, "void *", node.slots[0].address_of_().value_())
+    return virt_to_phys(slot).value_(), head
 
 
 def _poke(dump: Path, physical: int, value: int) -> None:

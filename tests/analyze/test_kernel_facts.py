@@ -10,7 +10,6 @@ from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.kernel import dmesg_and_panic, open_program
 from kvmha_forensics.lab import assets
 from tests.conftest import Lab
-from tests.drgn_child import in_child
 
 
 @pytest.mark.lab
@@ -20,10 +19,7 @@ def test_the_same_as_drgns_helpers(lab: Lab, name: str) -> None:
     dump = Bundle.open(lab.bundle(name)).file("memory-elf")
     assert dump is not None
 
-    def read() -> tuple[tuple[bytes, bytes | None], tuple[bytes, bytes | None]]:
-        prog = open_program(dump, None, assets.kernel().vmlinux)
-        return dmesg_and_panic(prog), (get_dmesg(prog), panic_message(prog))
-
-    ours, drgns = in_child(read)
+    prog = open_program(dump, None, assets.kernel().vmlinux)
+    ours, drgns = dmesg_and_panic(prog), (get_dmesg(prog), panic_message(prog))
     assert ours == drgns and ours[0].endswith(b"\n")
     assert (ours[1] is None) == (name == "io-error")

@@ -25,6 +25,7 @@ ET_CORE = 4  # a core file's note type 3 is NT_PRPSINFO, not a build ID
 _ELF_HEADER = {1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"}
 _SECTION = {1: "IIIIII", 2: "IIQQQQ"}
 MAX_SECTIONS = 1 << 16
+MAX_TABLE_BYTES = 1 << 22  # a section header table larger than this is read to here
 MAX_NOTE_BYTES = 1 << 20  # a section of notes larger than this is not read
 
 
@@ -58,7 +59,7 @@ def _build_id(f: BinaryIO) -> str | None:
         f.seek(shoff)
         shnum = struct.unpack(section, f.read(struct.calcsize(section)))[5]
     f.seek(shoff)
-    table = f.read(min(shnum, MAX_SECTIONS) * shentsize)
+    table = f.read(min(min(shnum, MAX_SECTIONS) * shentsize, MAX_TABLE_BYTES))
     for i in range(len(table) // shentsize):
         _, sh_type, _, _, offset, size = struct.unpack_from(section, table, i * shentsize)
         if sh_type == SHT_NOTE and (found := _gnu_build_id(f, order, offset, size)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import struct
 import sys
 from pathlib import Path
@@ -96,3 +97,17 @@ def test_none_for_what_is_not_a_whole_elf_file(tmp_path: Path, cut: int) -> None
     assert build_id(path) is None
     path.write_bytes(b"not an ELF file at all, just text\n")
     assert build_id(path) is None
+
+
+def test_a_hostile_section_table_is_read_to_a_bound(tmp_path: Path) -> None:
+    """65535 sections of 65535 bytes each (4 GiB) over a sparse file: the table is read to
+    4 MiB (before: the whole 4 GiB, into memory), and no build ID is found in it."""
+    path = tmp_path / "vmlinux-hostile"
+    header = b"\x7fELF\x02\x01\x01" + bytes(9)
+    header += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 0, 64, 0, 64, 0, 0, 0xFFFF, 0xFFFF, 0)
+    with path.open("wb") as f:
+        f.write(header)
+        f.truncate(5 << 30)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert build_id(path) is None
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 64 << 10  # KiB

@@ -7,6 +7,7 @@ A vmlinux whose GNU build ID differs is refused: symbols from the wrong build pr
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ _SECTION = {1: "IIIIII", 2: "IIQQQQ"}
 MAX_SECTIONS = 1 << 16
 MAX_TABLE_BYTES = 1 << 22  # a section header table larger than this is read to here
 MAX_NOTE_BYTES = 1 << 20  # a section of notes larger than this is not read
+MAX_DEPTH = 32  # --debuginfo-dir is searched this many directories down
 
 
 def build_id(path: Path) -> str | None:
@@ -99,9 +101,29 @@ def dump_vmcoreinfo(recovered: str | None, elf: Path | None, memory: Path) -> di
     return vmcoreinfo.parse(text) if text else {}
 
 
+def _vmlinux_files(top: Path) -> list[Path]:
+    """``vmlinux*`` under ``top``, sorted; at most :data:`MAX_DEPTH` directories down, links
+    to directories not followed, and without recursion (``Path.rglob`` recursed until
+    ``RecursionError`` in a tree 3000 levels deep). A directory that cannot be listed (its
+    path too long, say) is passed over."""
+    found: list[Path] = []
+    stack = [(top, 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            with os.scandir(here) as listing:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in listing]
+        except OSError:
+            continue
+        found += [here / name for name, is_dir in entries if name.startswith("vmlinux")]
+        if depth < MAX_DEPTH:
+            stack += [(here / name, depth + 1) for name, is_dir in entries if is_dir]
+    return sorted(found)
+
+
 def _candidates(release: str, wanted: str | None, dirs: tuple[Path, ...]) -> Iterator[Path]:
     for directory in dirs:
-        yield from sorted(directory.rglob("vmlinux*"))
+        yield from _vmlinux_files(directory)
     if wanted:
         yield SYSTEM_DEBUG / ".build-id" / wanted[:2] / f"{wanted[2:]}.debug"
     yield SYSTEM_DEBUG / "boot" / f"vmlinux-{release}"

@@ -95,3 +95,35 @@ def bundle(directory: Path, files: Mapping[str, bytes], planted: Mapping[str, st
     artifacts += [entry(name, kind) for name, kind in planted.items()]
     (directory / "manifest.json").write_text(json.dumps(manifest(artifacts)))
     return directory
+
+
+def nested(top: Path, names: list[str], console: bytes | None = None) -> None:
+    """Directories ``top/names[0]/names[1]/…``, made through descriptors (the path of the
+    deepest may be longer than PATH_MAX); each level holds ``console`` as ``panic.log``."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+            if console is not None:
+                out = os.open("panic.log", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+                os.write(out, console)
+                os.close(out)
+    finally:
+        os.close(fd)
+
+
+def unnest(top: Path, name: str) -> None:
+    """Remove what :func:`nested` made of one repeated ``name``, a level at a time (the
+    tree is too deep for pytest's recursive removal)."""
+    level = top / name
+    while level.exists():
+        (level / "panic.log").unlink(missing_ok=True)
+        if (level / name).exists():
+            (level / name).rename(top / "next")
+            level.rmdir()
+            (top / "next").rename(level)
+        else:
+            level.rmdir()

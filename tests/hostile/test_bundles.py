@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.hostile import PANIC_CONSOLE, bundle, cli, manifest, one_line
+from tests.hostile.hostile import PANIC_CONSOLE, bundle, cli, manifest, nested, one_line, unnest
 
 BAD_INPUT, INCOMPLETE = 3, 7
 GIB = 1 << 30
@@ -171,56 +171,27 @@ def test_triage_names_special_files_it_was_given(tmp_path: Path) -> None:
     assert f"skipped {fifo}: " in done.stderr and f"skipped {link}: " in done.stderr
 
 
-def _nested(top: Path, names: list[str]) -> None:
-    """Directories ``top/names[0]/names[1]/…``, made through descriptors (the path of the
-    deepest may be longer than PATH_MAX); each level holds a copy of the panic console."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            os.mkdir(name, dir_fd=fd)
-            below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = below
-            out = os.open("panic.log", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
-            os.write(out, PANIC_CONSOLE)
-            os.close(out)
-    finally:
-        os.close(fd)
-
-
-def _unnest(top: Path, name: str) -> None:
-    """Remove what :func:`_nested` made of one repeated ``name``, a level at a time (the
-    tree is too deep for pytest's recursive removal)."""
-    level = top / name
-    while level.exists():
-        (level / "panic.log").unlink()
-        if (level / name).exists():
-            (level / name).rename(top / "next")
-            level.rmdir()
-            (top / "next").rename(level)
-        else:
-            level.rmdir()
-
-
 def test_triage_walks_a_deep_tree_to_a_bound(tmp_path: Path) -> None:
     """3000 nested directories gave an internal error (os.walk recursed into each), and so
     did a tree whose paths outgrow PATH_MAX: each is now named where the walk stops, and the
     levels above are all analyzed."""
     deep, wide = tmp_path / "deep", tmp_path / "wide"
     deep.mkdir(), wide.mkdir()
-    _nested(deep, ["d"] * 3000)
+    nested(deep, ["d"] * 3000, PANIC_CONSOLE)
     record = tmp_path / "triage.json"
     try:
         done = cli("triage", "--no-cache", "--json", str(record), str(deep))
     finally:
-        _unnest(deep, "d")
+        unnest(deep, "d")
     assert done.returncode == 20, done.stderr[-2000:]
     report = json.loads(record.read_text())
     assert sum(len(g["members"]) for g in report["groups"]) == 32  # levels 1-32 below deep
     assert "a directory more than 32 levels down (not walked)" in one_line(
         "\n".join(line for line in done.stderr.splitlines() if line.startswith("skipped"))
     )
-    _nested(wide, ["w" * 255] * 20)  # 20 * 256 characters: past PATH_MAX (4096) at level 16
+    nested(
+        wide, ["w" * 255] * 20, PANIC_CONSOLE
+    )  # 20 * 256 characters: past PATH_MAX (4096) at level 16
     done = cli("triage", "--no-cache", str(wide))
     assert done.returncode == 20, done.stderr[-2000:]
     assert "a directory whose path is too long to open (not walked)" in done.stderr, done.stderr

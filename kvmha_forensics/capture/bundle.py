@@ -33,7 +33,7 @@ from ..vocabulary import JSONObject
 from .chunksum import Chunks, bad_chunks
 
 FORMAT = "kvmha-forensics-bundle"
-SCHEMA_VERSION = 2  # read: 1 and 2; written: 2 only where an artifact is chunked
+SCHEMA_VERSION = 3  # read: 1 to 3; written: 3 where an artifact has blake3 chunks (else 1)
 MANIFEST = "manifest.json"
 HASH_CHUNK = 1 << 20
 HASH_IN_ANALYSIS = MAX_CONSOLE_BYTES  # analysis hashes no artifact larger than it reads
@@ -151,6 +151,13 @@ def _artifact(doc: dict[str, object], bad: Callable[[str], InputError]) -> Artif
             raise bad(f"artifact {path}: {exc}") from None
     return Artifact(path, str(doc["kind"]), size, str(doc["sha256"]),
                     str(doc.get("description", "")), chunks)  # fmt: skip
+
+
+def _version(art: Artifact) -> int:
+    """The least schema version that can say what ``art``'s checksum is."""
+    if art.chunks is None:
+        return 1
+    return 2 if art.chunks.algorithm == "sha256" else 3
 
 
 def _step(doc: dict[str, object]) -> Step:
@@ -289,7 +296,7 @@ class BundleWriter:
             self.reasons.append(f"{name}: {recorder.detail}")
 
     def manifest(self, status: Status) -> Manifest:
-        version = 2 if any(a.chunks for a in self.artifacts) else 1
+        version = max((_version(a) for a in self.artifacts), default=1)
         return Manifest(
             version, __version__, self.created, host_info(), self.guest, status,
             tuple(self.reasons), tuple(self.steps), tuple(self.artifacts),
@@ -474,11 +481,11 @@ def _hash_problems(path: Path, art: Artifact) -> list[str]:
     if art.chunks.identity() != art.sha256:
         found.append(f"{art.path}: its chunk digests do not match its sha256")
     bad = bad_chunks(path, art.chunks, art.size)
-    count = len(art.chunks.sha256)
+    count = len(art.chunks.digests)
     for index in bad[:MAX_NAMED_CHUNKS]:
         start, end = art.chunks.span(index, art.size)
         found.append(f"{art.path}: bytes {start}-{end - 1} (chunk {index + 1} of {count}) do "
-                     "not match their sha256")  # fmt: skip
+                     f"not match their {art.chunks.algorithm}")  # fmt: skip
     if len(bad) > MAX_NAMED_CHUNKS:
         found.append(f"{art.path}: {len(bad) - MAX_NAMED_CHUNKS} more chunks do not match")
     return found

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import drgn
 import pytest
+from blake3 import blake3
 from elftools.elf.elffile import ELFFile
 
 from kvmha_forensics import __version__
@@ -85,7 +86,7 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
     manifest = json.loads((path / "manifest.json").read_text())
     schemas.check_manifest(manifest)
     chunked = any("chunks" in a for a in manifest["artifacts"])
-    assert manifest["schema_version"] == (2 if chunked else 1)
+    assert manifest["schema_version"] == (3 if chunked else 1)  # capture's chunks are blake3
     assert manifest["tool"]["version"] == __version__
     assert manifest["host"]["kvm_module"] and manifest["guest"]["qemu_pid"] == guest.pid
     assert [s["name"] for s in manifest["steps"]][:2] == ["freeze", "identity"]
@@ -99,8 +100,9 @@ def test_bundle_is_whole_private_and_leaves_the_guest_as_it_was(lab: Lab, name: 
             assert artifact["sha256"] == hashlib.sha256(data).hexdigest()
             continue
         size = artifact["chunks"]["size"]
-        digests = [hashlib.sha256(data[i : i + size]).digest() for i in range(0, len(data), size)]
-        assert artifact["chunks"]["sha256"] == [d.hex() for d in digests]
+        digests = [blake3(data[i : i + size]).digest() for i in range(0, len(data), size)]
+        assert artifact["chunks"]["algorithm"] == "blake3" and "sha256" not in artifact["chunks"]
+        assert artifact["chunks"]["blake3"] == [d.hex() for d in digests]
         assert artifact["sha256"] == hashlib.sha256(b"".join(digests)).hexdigest()
 
 

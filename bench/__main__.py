@@ -11,6 +11,7 @@ from pathlib import Path
 
 MODULES = (
     "bench.bench_capture_analyze",
+    "bench.bench_hash",
     "bench.bench_direct",
     "bench.bench_ha",
     "bench.bench_watch_scale",

@@ -3,7 +3,7 @@
 A chunked artifact's manifest entry names an algorithm and lists the digest of each
 ``size``-byte chunk of the file as written (holes read as zeros; the last chunk may be
 shorter), and its ``sha256`` is the sha256 of those digests, concatenated as bytes: the
-artifact's identity. Capture writes BLAKE3 chunks (:data:`WRITTEN`: ~4x sha256 per core here,
+artifact's identity. Capture writes BLAKE3 chunks (:data:`WRITTEN`: 3-4x sha256 per core here,
 docs/performance.md); bundles of schema version 2 have sha256 chunks, verified as before. A
 writer hashes chunk by chunk as it writes (:class:`ChunkHasher`); ``bundle verify`` hashes
 every chunk again, on every core (:func:`bad_chunks`). Both hashes let go of the GIL on large

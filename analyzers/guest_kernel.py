@@ -6,9 +6,16 @@ import re
 from dataclasses import asdict
 from typing import ClassVar
 
-from kvmha_forensics.analysis import Confidence, Context, Evidence, Finding, Outcome, Requirement
-from kvmha_forensics.errors import InputError
-from kvmha_forensics.kernel import Frame, KernelFacts, read_kernel
+from kvmha_forensics.analysis import (
+    KERNEL_ANALYZER,
+    Confidence,
+    Context,
+    Evidence,
+    Finding,
+    Outcome,
+    Requirement,
+)
+from kvmha_forensics.kernel_facts import Frame, KernelFacts
 from kvmha_forensics.sources.console import GENERIC_SKIP, CrashReport, last_lines, parse_console
 
 DMESG_TAIL = 40
@@ -54,18 +61,15 @@ def _finding(facts: KernelFacts, report: CrashReport, artifact: str) -> Finding:
 class GuestKernel:
     """dmesg, panic message, crashed CPU/task and its stack, D-state tasks, taint (drgn)."""
 
-    name: ClassVar[str] = "guest-kernel"
+    name: ClassVar[str] = KERNEL_ANALYZER
     version: ClassVar[int] = 1
     description: ClassVar[str] = "reads the guest kernel's state from the memory dump with drgn"
     requires: ClassVar[frozenset[Requirement]] = frozenset({"memory", "vmcoreinfo"})
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        memory = ctx.memory
-        if memory is None:
-            raise InputError("no memory dump to read")
-        facts = read_kernel(memory, ctx.text("vmcoreinfo"), ctx.vmcoreinfo, ctx.vmlinux)
-        artifact = memory.name
+        facts = ctx.kernel()
+        artifact = ctx.memory.name if ctx.memory else "memory"
         data = asdict(facts)
         data["dmesg"] = _dmesg_tail(facts.dmesg)
         findings: tuple[Finding, ...] = ()

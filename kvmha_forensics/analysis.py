@@ -26,7 +26,9 @@ from .serial import to_json
 from .vocabulary import JSON, Cause, Vendor
 
 if TYPE_CHECKING:
+    from .bounded import Pending
     from .ha.freeze import FreezeState
+    from .kernel_facts import KernelFacts
     from .sources.qemu_log import QemuLog
     from .sources.registers import VcpuRegisters
     from .transport.base import Event
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kvmha_forensics.analyzers"
+KERNEL_ANALYZER = "guest-kernel"
+"""The analyzer that reads the guest kernel: analysis starts that read before the others run."""
 
 # Inputs an analyzer can require: artifact kinds, plus "memory" (any dump) and "debuginfo".
 Requirement = Literal[
@@ -141,6 +145,7 @@ class Context:
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
         self._texts: dict[str, str | None] = {}
+        self._kernel: Pending[KernelFacts] | None = None
 
     def has(self, requirement: Requirement) -> bool:
         if requirement == "memory":
@@ -267,6 +272,27 @@ class Context:
 
         return find_vmlinux(self.vmcoreinfo, self.inputs.vmlinux, self.inputs.debuginfo_dirs)
 
+    def start_kernel_read(self) -> None:
+        """Start reading the guest kernel of the dump, if there is one (in a child: see
+        :mod:`.kernel_read`), so that it runs beside whatever comes before :meth:`kernel`.
+
+        Raises: InputError for a ``--vmlinux`` of another build than the dump."""
+        memory = self.memory
+        if self._kernel is None and memory is not None and self.vmcoreinfo:
+            from .kernel_read import start_kernel_read
+
+            recovered = self.text("vmcoreinfo")
+            self._kernel = start_kernel_read(memory, recovered, self.vmcoreinfo, self.vmlinux)
+
+    def kernel(self) -> KernelFacts:
+        """The guest kernel's facts, read from the dump with drgn (started now if need be).
+
+        Raises: InputError without a dump or its VMCOREINFO; what the read raised."""
+        self.start_kernel_read()
+        if self._kernel is None:
+            raise InputError("no memory dump with VMCOREINFO to read the guest kernel from")
+        return self._kernel.result()
+
 
 @runtime_checkable
 class Analyzer(Protocol):
@@ -343,13 +369,24 @@ def run_one(cls: type[Analyzer], ctx: Context) -> AnalyzerResult:
     return AnalyzerResult(cls.name, "ok", seconds, None, outcome, refines_of(cls))
 
 
+def start_kernel_read(ctx: Context) -> None:
+    """:meth:`Context.start_kernel_read`, its error left for the analyzer to meet and report."""
+    try:
+        ctx.start_kernel_read()
+    except Exception:
+        log.debug("the guest kernel's read did not start", exc_info=True)
+
+
 def run_all(
     ctx: Context,
     analyzers: Iterable[type[Analyzer]],
     on_result: Callable[[AnalyzerResult], None] | None = None,
 ) -> list[AnalyzerResult]:
+    chosen = list(analyzers)
+    if any(cls.name == KERNEL_ANALYZER for cls in chosen):
+        start_kernel_read(ctx)  # beside the analyzers before it
     results = []
-    for cls in analyzers:
+    for cls in chosen:
         result = run_one(cls, ctx)
         if on_result:
             on_result(result)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .analysis import (
+    KERNEL_ANALYZER,
     TEXT_KINDS,
     Analyzer,
     AnalyzerResult,
@@ -14,6 +15,7 @@ from .analysis import (
     Inputs,
     run_all,
     select,
+    start_kernel_read,
     text_limit,
 )
 from .capture.bundle import MANIFEST, VENDOR_OF_KVM, Bundle
@@ -139,7 +141,11 @@ def analyze(
     An analyzer that fails (a bad bundle record included) is a ``failed`` result, not an
     exception. Raises: InputError for an unknown analyzer name, or a ``--vmlinux`` that is
     missing, not ELF or of another build than the dump."""
-    return analyze_with(inputs, select(analyzers), problems, on_result)
+    names = list(analyzers or ())
+    ctx = Context(inputs)
+    if not names or KERNEL_ANALYZER in names:
+        start_kernel_read(ctx)  # drgn's import and load beside the analyzers' import and run
+    return analyze_with(inputs, select(names), problems, on_result, ctx)
 
 
 def analyze_with(
@@ -147,9 +153,11 @@ def analyze_with(
     chosen: Sequence[type[Analyzer]],
     problems: Iterable[str] = (),
     on_result: Callable[[AnalyzerResult], None] | None = None,
+    ctx: Context | None = None,
 ) -> Report:
-    """:func:`analyze` with the analyzer classes already selected (triage selects them once)."""
-    ctx = Context(inputs)
+    """:func:`analyze` with the analyzer classes already selected (triage selects them once),
+    and perhaps the context already made."""
+    ctx = ctx or Context(inputs)
     if inputs.vmlinux is not None and ctx.memory is not None:
         _ = ctx.vmlinux  # a mismatched --vmlinux is refused here, before any analyzer uses it
     results = run_all(ctx, chosen, on_result)

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar, cast
 
 from .errors import ForensicsError, OperationTimeout
 
@@ -107,40 +107,69 @@ def _ended(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def call_bounded(call: Callable[[], T], what: str, seconds: float, max_bytes: int) -> T:
-    """``call()`` run in a forked child: its value, or its exception raised here.
+class Pending(Generic[T]):
+    """A call running in a bounded child (:func:`start_bounded`)."""
 
-    Raises:
-        OperationTimeout: it did not end within ``seconds`` (the child is killed).
-        ChildFailed: the child ended without a result (e.g. killed by a signal).
-        MemoryError: it needed more than ``max_bytes`` of address space.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _run_child(write_fd, what, seconds, max_bytes, call)
-    os.close(write_fd)
-    data = None
-    try:
-        data = _receive(read_fd, time.monotonic() + seconds)
-    finally:
-        os.close(read_fd)
-        if not data:  # no result: killed here, or ended without one
-            if data is None:
-                os.kill(pid, signal.SIGKILL)
-            status = os.waitpid(pid, 0)[1]
-    if data is None:
-        raise OperationTimeout(
-            f"{what} did not end within {seconds:g} s",
-            "the guest's structures may be corrupt or hostile",
-        )
-    if not data:
-        raise ChildFailed(f"{what} ended without a result ({_ended(status)})")
-    # The child exits as soon as it has written; its teardown (hundreds of MB for drgn) is
-    # waited for beside the caller, not before it goes on.
-    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
-    ok, value = pickle.loads(data)
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
+    def __init__(self, call: Callable[[], T], what: str, seconds: float, max_bytes: int) -> None:
+        self.what = what
+        self.seconds = seconds
+        self._deadline = time.monotonic() + seconds
+        read_fd, write_fd = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            os.close(read_fd)
+            _run_child(write_fd, what, seconds, max_bytes, call)
+        os.close(write_fd)
+        self._fd = read_fd
+        self._outcome: tuple[bool, object] | None = None
+
+    def result(self) -> T:
+        """The call's value, or its exception raised here; waits for it (once).
+
+        Raises:
+            OperationTimeout: it did not end within ``seconds`` of its start (the child is
+                killed).
+            ChildFailed: the child ended without a result (e.g. killed by a signal).
+            MemoryError: it needed more than ``max_bytes`` of address space.
+        """
+        if self._outcome is None:
+            self._outcome = self._collect()
+        ok, value = self._outcome
+        if not ok:
+            raise cast(BaseException, value)
+        return cast(T, value)
+
+    def _collect(self) -> tuple[bool, object]:
+        data = None
+        try:
+            data = _receive(self._fd, self._deadline)
+        finally:
+            os.close(self._fd)
+            if not data:  # no result: killed here, or ended without one
+                if data is None:
+                    os.kill(self._pid, signal.SIGKILL)
+                status = os.waitpid(self._pid, 0)[1]
+        if data is None:
+            error: BaseException = OperationTimeout(
+                f"{self.what} did not end within {self.seconds:g} s",
+                "the guest's structures may be corrupt or hostile",
+            )
+            return False, error
+        if not data:
+            return False, ChildFailed(f"{self.what} ended without a result ({_ended(status)})")
+        # The child exits as soon as it has written; its teardown (hundreds of MB for drgn) is
+        # waited for beside the caller, not before it goes on.
+        threading.Thread(target=os.waitpid, args=(self._pid, 0), daemon=True).start()
+        outcome: tuple[bool, object] = pickle.loads(data)
+        return outcome
+
+
+def start_bounded(call: Callable[[], T], what: str, seconds: float, max_bytes: int) -> Pending[T]:
+    """``call()`` started in a forked child limited to ``seconds`` and ``max_bytes`` of
+    address space; the caller goes on, and collects it with :meth:`Pending.result`."""
+    return Pending(call, what, seconds, max_bytes)
+
+
+def call_bounded(call: Callable[[], T], what: str, seconds: float, max_bytes: int) -> T:
+    """``call()`` run in a forked child: :func:`start_bounded`, then its result."""
+    return start_bounded(call, what, seconds, max_bytes).result()

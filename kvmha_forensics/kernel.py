@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import drgn
@@ -24,10 +23,9 @@ from drgn.helpers.linux.printk import get_printk_records
 from drgn.helpers.linux.sched import task_state_to_char
 from drgn.helpers.linux.timekeeping import uptime
 
-from .bounded import call_bounded
 from .debuginfo import debug_package
 from .errors import InputError
-from .limits import KERNEL_READ_MIB, KERNEL_READ_SECONDS
+from .kernel_facts import Frame, KernelFacts, Task
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 64
@@ -80,26 +78,6 @@ def open_program(memory: Path, recovered: str | None, vmlinux: Path | None) -> d
     return prog
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One stack frame: function (or symbol+offset), module when not vmlinux, source line."""
-
-    function: str
-    module: str | None
-    source: str | None
-
-    def __str__(self) -> str:
-        return f"{self.function} [{self.module}]" if self.module else self.function
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    pid: int
-    comm: str
-    state: str
-    cpu: int | None
-
-
 def _module_of(prog: drgn.Program, pc: int) -> str | None:
     """The name of the module whose code holds ``pc`` (None for vmlinux)."""
     try:
@@ -139,24 +117,6 @@ def _comm(task: drgn.Object) -> str:
 def _task(task: drgn.Object) -> Task:
     cpu = int(task.thread_info.cpu) if hasattr(task.thread_info, "cpu") else None
     return Task(int(task.pid), _comm(task), task_state_to_char(task), cpu)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelFacts:
-    """What the guest kernel says about its own death."""
-
-    release: str | None
-    build_id: str | None
-    debuginfo: str | None
-    taint: str | None
-    uptime_seconds: float | None
-    panic_message: str | None
-    dmesg: str | None
-    crashed_task: Task | None
-    crashed_cpu: int | None
-    stack: tuple[Frame, ...]
-    blocked_tasks: tuple[Task, ...]
-    skipped: tuple[str, ...]
 
 
 def read_facts(prog: drgn.Program, info: Mapping[str, str], vmlinux: Path | None) -> KernelFacts:
@@ -206,34 +166,6 @@ def read_facts(prog: drgn.Program, info: Mapping[str, str], vmlinux: Path | None
         blocked_tasks=tuple(blocked),
         skipped=tuple(skipped),
     )
-
-
-def _limit(name: str, default: float) -> float:
-    """``default``, or the environment's positive number for ``name``."""
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise InputError(f"{name}={text!r} is not a positive number", "unset it or give one")
-    return value
-
-
-def read_kernel(
-    memory: Path, recovered: str | None, info: Mapping[str, str], vmlinux: Path | None
-) -> KernelFacts:
-    """:func:`read_facts` of the dump ``memory`` (see :func:`open_program`), read in a child
-    process bounded in time and memory: the guest wrote what drgn follows."""
-    seconds = _limit("KVMHA_KERNEL_READ_SECONDS", KERNEL_READ_SECONDS)
-    mib = _limit("KVMHA_KERNEL_READ_MIB", KERNEL_READ_MIB)
-
-    def read() -> KernelFacts:
-        return read_facts(open_program(memory, recovered, vmlinux), info, vmlinux)
-
-    return call_bounded(read, "reading the guest kernel", seconds, int(mib * (1 << 20)))
 
 
 #: drgn's ``panic_message`` patterns (drgn/helpers/linux/panic.py), best first.

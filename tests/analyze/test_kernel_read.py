@@ -9,7 +9,7 @@ import pytest
 
 from kvmha_forensics.capture.bundle import Bundle
 from kvmha_forensics.debuginfo import dump_vmcoreinfo
-from kvmha_forensics.kernel import read_kernel
+from kvmha_forensics.kernel_read import start_kernel_read
 from kvmha_forensics.lab import assets
 from tests.conftest import Lab
 
@@ -27,7 +27,7 @@ def test_a_process_that_used_drgn_still_reads_kernels_in_children(
     prog.load_debug_info([str(vmlinux)])  # this thread now owns drgn's OpenMP thread pool
     release = bytes(prog["init_uts_ns"].name.release.string_()).decode()
     monkeypatch.setenv("KVMHA_KERNEL_READ_SECONDS", "120")  # a hang fails in 2 min, not 5
-    facts = read_kernel(dump, None, dump_vmcoreinfo(None, dump, dump), vmlinux)
+    facts = start_kernel_read(dump, None, dump_vmcoreinfo(None, dump, dump), vmlinux).result()
     assert facts.release == release == assets.kernel().release
     assert facts.panic_message == "Kernel panic - not syncing: sysrq triggered crash"
     assert facts.crashed_task is not None and facts.crashed_task.comm == "init"

@@ -38,7 +38,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("transport",)),
     ("ha", ("ha",)),  # freeze, status, hooks, records; not ha.watch (below)
     ("capture", ("capture",)),
-    ("analysis", ("analysis", "debuginfo", "kernel", "kvm_failure", "analyzers")),
+    (
+        "analysis",
+        (
+            "analysis",
+            "debuginfo",
+            "kernel",
+            "kernel_facts",
+            "kernel_read",
+            "kvm_failure",
+            "analyzers",
+        ),
+    ),
     ("report", ("report",)),
     ("analyze", ("analyze",)),
     ("triage", ("triage",)),

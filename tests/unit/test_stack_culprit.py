@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kvmha_forensics.analyzers.guest_kernel import stack_culprit
-from kvmha_forensics.kernel import Frame
+from kvmha_forensics.kernel_facts import Frame
 
 TOP = [("pvpanic_panic_notify", "pvpanic"), ("notifier_call_chain", None),
        ("atomic_notifier_call_chain", None), ("panic", None)]  # fmt: skip

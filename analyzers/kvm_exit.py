@@ -1,7 +1,8 @@
 """KVM exit: what KVM could not do, from the failure QEMU printed on stderr.
 
 Reads ``KVM internal error`` blocks (suberror and ``extra data`` words), ``KVM: entry failed,
-hardware error`` lines and ``kvm run failed`` lines; decodes them with
+hardware error`` lines (and other VMMs' KVM_EXIT_FAIL_ENTRY), ``kvm run failed`` lines and
+QEMU's traced KVM_EXIT_SHUTDOWN (a triple fault); decodes them with
 :mod:`kvmha_forensics.x86.decode` for the CPU vendor of the host that ran the guest. The vendor
 comes from the inputs (``--cpu-vendor``, or the capture host's in a bundle); for an entry
 failure QEMU's "running a guest on an Intel machine" hint also tells it. Otherwise every
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from kvmha_forensics.analysis import Confidence, Context, Finding, Outcome, Requirement
 from kvmha_forensics.kvm_failure import failing_cpu, failing_dump, log_evidence, primary_failure
 from kvmha_forensics.serial import to_json
-from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, RunFailure
+from kvmha_forensics.sources.qemu_log import EntryFailure, KvmInternalError, RunFailure, Shutdown
 from kvmha_forensics.vocabulary import JSON, Cause, Vendor
 from kvmha_forensics.x86.modes import mode_of
 
@@ -78,10 +79,11 @@ class InternalErrorFact:
 
 @dataclass(frozen=True, slots=True)
 class EntryFailureFact:
-    """A decoded ``KVM: entry failed, hardware error`` line (``line`` is 1-based)."""
+    """A decoded ``KVM: entry failed, hardware error`` line (``line`` is 1-based);
+    ``hardware_error`` is None when the VMM did not print the reason."""
 
     line: int
-    hardware_error: str
+    hardware_error: str | None
     vendor: Vendor | None
     name: str | None
     meaning: str
@@ -129,7 +131,11 @@ def _internal_fact(err: KvmInternalError, decoded: DecodedInternalError) -> Inte
     )
 
 
-def _entry_fact(entry: EntryFailure, decoded: DecodedEntryFailure) -> EntryFailureFact:
+def _entry_fact(entry: EntryFailure, decoded: DecodedEntryFailure | None) -> EntryFailureFact:
+    if decoded is None or entry.hardware_error is None:
+        return EntryFailureFact(
+            entry.line + 1, None, None, None, "reason not printed", True, None, [], False
+        )
     return EntryFailureFact(
         line=entry.line + 1,
         hardware_error=f"{entry.hardware_error:#x}",
@@ -217,10 +223,20 @@ def _internal_finding(
 def _entry_finding(
     ctx: Context,
     entry: EntryFailure,
-    decoded: DecodedEntryFailure,
+    decoded: DecodedEntryFailure | None,
     cpu: int | None,
     mode: str | None,
 ) -> Finding:
+    if decoded is None or entry.hardware_error is None:  # the VMM named the exit, not its reason
+        return Finding(
+            cause="kvm-entry-failure",
+            summary="The CPU refused to enter the guest: KVM_EXIT_FAIL_ENTRY, reason not printed.",
+            signature="kvm-entry-failure: KVM_EXIT_FAIL_ENTRY" + (f" in {mode}" if mode else ""),
+            confidence=Confidence.RECORDED,
+            culprit="KVM_EXIT_FAIL_ENTRY",
+            crashed_cpu=cpu,
+            evidence=(log_evidence(ctx, entry.line, "KVM_EXIT_FAIL_ENTRY"),),
+        )
     value = f"{entry.hardware_error:#x}"
     if decoded.vendor is None:
         reading = f"vendor unknown: {'; '.join(decoded.alternatives)}"
@@ -258,6 +274,19 @@ def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | Non
     )
 
 
+def _shutdown_finding(ctx: Context, down: Shutdown) -> Finding:
+    return Finding(
+        cause="triple-fault",
+        summary=f"KVM exited with KVM_EXIT_SHUTDOWN on vCPU {down.vcpu}: the guest triple-faulted "
+        "(QEMU resets it).",
+        signature="triple-fault: KVM_EXIT_SHUTDOWN",
+        confidence=Confidence.RECORDED,
+        culprit="KVM_EXIT_SHUTDOWN",
+        crashed_cpu=down.vcpu,
+        evidence=(log_evidence(ctx, down.line, f"kvm_run_exit cpu_index {down.vcpu}, reason 8"),),
+    )
+
+
 class KvmExit:
     """Names the KVM failure QEMU printed and decodes its data words for the host's vendor."""
 
@@ -273,13 +302,15 @@ class KvmExit:
             return Outcome()
         vendor = ctx.inputs.cpu_vendor
         decoded_errors: list[DecodedInternalError] = []
-        decoded_entries: list[DecodedEntryFailure] = []
+        decoded_entries: list[DecodedEntryFailure | None] = []
         if log.internal_errors or log.entry_failures:  # the tables load only when needed
             from kvmha_forensics.x86.decode import decode_entry_failure, decode_internal_error
 
             decoded_errors = [decode_internal_error(e, vendor) for e in log.internal_errors]
             decoded_entries = [
-                decode_entry_failure(e.hardware_error, entry_vendor(e, vendor))
+                None
+                if e.hardware_error is None
+                else decode_entry_failure(e.hardware_error, entry_vendor(e, vendor))
                 for e in log.entry_failures
             ]
         primary = primary_failure(log)
@@ -302,6 +333,7 @@ class KvmExit:
             "run_failures": [
                 to_json(RunFailureFact(r.line + 1, r.message, r.what)) for r in log.run_failures
             ],
+            "shutdowns": [{"line": d.line + 1, "vcpu": d.vcpu} for d in log.shutdowns],
             "qemu_version": log.qemu_version,
             "log_notes": list(log.notes),
         }
@@ -330,10 +362,13 @@ class KvmExit:
         elif primary.entry is not None:
             decoded_entry = decoded_entries[0]
             finding = _entry_finding(ctx, primary.entry, decoded_entry, cpu, mode)
-            if vendor is None and decoded_entry.vendor is not None:
+            if vendor is None and decoded_entry is not None and decoded_entry.vendor is not None:
                 facts["vendor"] = decoded_entry.vendor
                 facts["vendor_source"] = "qemu-intel-hint"
             facts["could_not"] = "the CPU refused to enter the guest (VM entry failed)"
+        elif primary.shutdown is not None:
+            finding = _shutdown_finding(ctx, primary.shutdown)
+            facts["could_not"] = "the guest triple-faulted (KVM_EXIT_SHUTDOWN)"
         else:
             assert primary.run is not None
             finding = _run_finding(ctx, primary.run, cpu, mode)

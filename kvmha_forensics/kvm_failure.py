@@ -8,20 +8,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .analysis import Context, Evidence
-from .sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure
+from .sources.qemu_log import EntryFailure, KvmInternalError, QemuLog, RunFailure, Shutdown
 from .sources.registers import VcpuRegisters
 
 
 @dataclass(frozen=True, slots=True)
 class PrimaryFailure:
     """The failure that stopped the guest: the earliest of the log's first internal error,
-    first entry failure and first ``kvm run failed``."""
+    first entry failure, first ``kvm run failed`` and first traced KVM_EXIT_SHUTDOWN."""
 
-    kind: Literal["internal-error", "entry-failure", "run-failure"]
+    kind: Literal["internal-error", "entry-failure", "run-failure", "shutdown"]
     line: int
     internal: KvmInternalError | None = None
     entry: EntryFailure | None = None
     run: RunFailure | None = None
+    shutdown: Shutdown | None = None
 
 
 def primary_failure(log: QemuLog) -> PrimaryFailure | None:
@@ -36,6 +37,9 @@ def primary_failure(log: QemuLog) -> PrimaryFailure | None:
     if log.run_failures:
         run = log.run_failures[0]
         candidates.append(PrimaryFailure("run-failure", run.line, run=run))
+    if log.shutdowns:
+        down = log.shutdowns[0]
+        candidates.append(PrimaryFailure("shutdown", down.line, shutdown=down))
     return min(candidates, key=lambda c: c.line) if candidates else None
 
 

@@ -55,7 +55,9 @@ def kvm_exit_record(log: Path, vendor: Vendor | None) -> dict[str, object] | Non
     from ..x86.decode import decode_entry_failure, decode_internal_error
 
     parsed = parse_qemu_log_file(log)
-    if not (parsed.internal_errors or parsed.entry_failures or parsed.run_failures):
+    if not (
+        parsed.internal_errors or parsed.entry_failures or parsed.run_failures or parsed.shutdowns
+    ):
         return None
     code = parsed.code
     return {
@@ -66,10 +68,12 @@ def kvm_exit_record(log: Path, vendor: Vendor | None) -> dict[str, object] | Non
         ],
         "internal_errors_total": parsed.internal_errors_total,
         "entry_failures": [
-            _with_decoded(e, decode_entry_failure(e.hardware_error, vendor))
+            _plain(asdict(e)) if e.hardware_error is None
+            else _with_decoded(e, decode_entry_failure(e.hardware_error, vendor))
             for e in parsed.entry_failures
         ],
         "run_failures": [_plain(asdict(r)) for r in parsed.run_failures],
+        "shutdowns": [_plain(asdict(s)) for s in parsed.shutdowns],
         "code": None if code is None else {
             "bytes": ["??" if b is None else f"{b:02x}" for b in code.values],
             "rip_index": code.rip_index,

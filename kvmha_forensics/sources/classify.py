@@ -27,7 +27,7 @@ _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
 #: alternatives is tried at every position of a 256 KiB head, a substring test is not).
 _QEMU_WORDS = ("KVM internal error", "KVM: entry failed", "kvm: unhandled exit",
                "kvm run failed", "QEMU emulator version", "KVM_EXIT_FAIL_ENTRY",
-               "Failure during vcpu run")  # fmt: skip
+               "Failure during vcpu run", "FailEntry(", "kvm_run_exit")  # fmt: skip
 _QEMU_PATTERNS = (
     ("extra data[", re.compile(r"extra data\[\d+\]:")),
     ("emulation failure", re.compile(r"\bemulation failure\b")),

@@ -10,7 +10,14 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
 * ``emulation failure`` (suberror 1, followed by the register dump and ``Code=``),
 * ``KVM: entry failed, hardware error 0x...`` (``kvm_arch_handle_exit()``, KVM_EXIT_FAIL_ENTRY)
   and the Intel hint QEMU prints after 0x80000021 when the host has VMX,
-* ``error: kvm run failed <strerror>``, and the other KVM vCPU ioctls QEMU reports refused:
+* other VMMs' reports of the same exits: rust-vmm's ``FailEntry(REASON, CPU)`` and
+  ``VcpuExitFailEntry { hardware_entry_failure_reason: REASON, cpu: CPU }`` (decimal, as Rust
+  prints integers; uhyve, cloud-hypervisor), a bare ``KVM_EXIT_FAIL_ENTRY`` that names no
+  reason (kontain's ``km``),
+* QEMU's ``kvm_run_exit cpu_index N, reason 8`` trace event: KVM_EXIT_SHUTDOWN, the guest
+  triple-faulted (QEMU resets it),
+* ``error: kvm run failed <strerror>`` (the message ends where a register dump joined onto
+  its line begins), and the other KVM vCPU ioctls QEMU reports refused:
   ``Failed to put registers after init: <strerror>`` (also ``after reset``; the state QEMU
   loads into KVM, ``kvm_arch_put_registers()``, then QEMU dumps the CPU and stops with
   ``internal-error``), ``error: failed to set MSR 0x%x to 0x%x`` and the assertion glibc
@@ -43,6 +50,7 @@ __all__ = [
     "KvmInternalError",
     "QemuLog",
     "RunFailure",
+    "Shutdown",
     "parse_qemu_log",
     "parse_qemu_log_file",
 ]
@@ -66,13 +74,23 @@ _ENTRY = re.compile(
     r"|KVM_EXIT_FAIL_ENTRY[:,]?\s*hardware_entry_failure_reason\s*=)"
     r" ?(0[xX])?([0-9a-fA-F]+)"
 )
+#: rust-vmm's VcpuExit::FailEntry as Rust's Debug prints it (decimal): uhyve, cloud-hypervisor.
+_RUST_ENTRY = re.compile(
+    r"\bFailEntry\((\d+),\s*\d+\)|\bVcpuExitFailEntry\s*\{\s*hardware_entry_failure_reason:\s*(\d+)"
+)
+#: A VMM that names KVM's exit but not its reason (kontain's "km: KVM_EXIT_FAIL_ENTRY").
+_BARE_FAIL_ENTRY = re.compile(r"\bKVM_EXIT_FAIL_ENTRY\b")
+#: QEMU's trace event (accel/kvm/trace-events) for KVM_EXIT_SHUTDOWN (8): a triple fault.
+_SHUTDOWN = re.compile(r"\bkvm_run_exit\s+cpu_index\s+(\d+),\s*reason\s+8\b")
 _ENTRY_HEAD = re.compile(r"KVM: entry failed, hardware error\s*$")
 _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
 _RUN_FAILED = re.compile(
     # QEMU's "error: kvm run failed Bad address"; Rust VMMs print io::Error after a colon
-    # (libkrun: "Failure during vcpu run: Bad address (os error 14)")
-    r"kvm run failed (.*\S)|[Ff]ailure during vcpu run: (.*?\S)(?: \(os error \d+\))?\s*$"
+    # (libkrun: "Failure during vcpu run: Bad address (os error 14)"); a register dump the
+    # paste joined onto the line is not part of the message
+    r"(?:kvm run failed |[Ff]ailure during vcpu run: )(.*?\S)(?: \(os error \d+\))?"
+    r"(?:\s+[RE]AX=.*)?\s*$"
 )
 _PUT_FAILED = re.compile(r"Failed to put registers( after (?:init|reset))?: (.*\S)")
 _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
@@ -81,6 +99,7 @@ _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
 #: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
 _LINE_WORDS = re.compile(
     r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|put registers|set MSR|vcpu run"
+    r"|FailEntry"
 )
 _QP_SOFT_BREAK = "="
 _QP_MARK = "=3D"
@@ -109,9 +128,10 @@ class EntryFailure:
 
     ``intel_hint`` is True when QEMU also printed its "running a guest on an Intel machine"
     text, which it does only for 0x80000021 on a host whose CPUID has VMX.
+    ``hardware_error`` is None when the VMM named the exit without its reason.
     """
 
-    hardware_error: int
+    hardware_error: int | None
     line: int
     intel_hint: bool = False
 
@@ -126,6 +146,14 @@ class RunFailure:
     message: str
     line: int
     what: str = "KVM_RUN"
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """KVM_EXIT_SHUTDOWN seen in QEMU's ``kvm_run_exit`` trace: vCPU ``vcpu`` triple-faulted."""
+
+    vcpu: int
+    line: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +173,7 @@ class QemuLog:
     lines: int = 0
     bytes_read: int = 0
     truncated: bool = False
+    shutdowns: tuple[Shutdown, ...] = ()
 
     @property
     def code(self) -> CodeBytes | None:
@@ -174,6 +203,7 @@ class _LogParser:
         self.errors_total = 0
         self.entries: list[EntryFailure] = []
         self.runs: list[RunFailure] = []
+        self.shutdowns: list[Shutdown] = []
         self.version: str | None = None
         self.notes: list[str] = []
         self.lines = 0
@@ -240,6 +270,8 @@ class _LogParser:
                 line_no = number if head is None else head
                 self.entries.append(EntryFailure(int(m.group(2), 16), line_no))
             return
+        if self._other_vmm(line, number):
+            return
         if _ENTRY_HEAD.search(line):
             self._entry_head = number  # the code was wrapped onto the next line
             return
@@ -256,6 +288,22 @@ class _LogParser:
                 self.runs.append(failure)
             return
         self.dumps.feed(line, number)
+
+    def _other_vmm(self, line: str, number: int) -> bool:
+        """Exits other VMMs (and QEMU's trace) name their own way; True when ``line`` held one."""
+        m = _RUST_ENTRY.search(line)
+        bare = m is None and _BARE_FAIL_ENTRY.search(line) is not None
+        if m is not None or bare:
+            if len(self.entries) < self.max_records:
+                reason = (m.group(1) or m.group(2)) if m is not None else None
+                self.entries.append(EntryFailure(int(reason) if reason else None, number))
+            return True
+        s = _SHUTDOWN.search(line)
+        if s is not None:
+            if len(self.shutdowns) < self.max_records:
+                self.shutdowns.append(Shutdown(int(s.group(1)), number))
+            return True
+        return False
 
     def _extra(self, m: re.Match[str], number: int) -> None:
         if self._open is None:
@@ -320,6 +368,7 @@ class _LogParser:
             internal_errors=tuple(self.errors),
             entry_failures=tuple(self.entries),
             run_failures=tuple(self.runs),
+            shutdowns=tuple(self.shutdowns),
             register_dumps=tuple(self.dumps.records),
             qemu_version=self.version,
             notes=tuple(self.notes),
@@ -336,7 +385,7 @@ def _run_failure(line: str, number: int) -> RunFailure | None:
     """A failed KVM vCPU ioctl QEMU reported on ``line``, or None."""
     m = _RUN_FAILED.search(line)
     if m:
-        return RunFailure(m.group(1) or m.group(2), number)
+        return RunFailure(m.group(1), number)
     m = _PUT_FAILED.search(line)
     if m:
         return RunFailure(m.group(2), number, "put registers" + (m.group(1) or ""))

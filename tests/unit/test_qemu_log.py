@@ -165,3 +165,26 @@ def test_other_vmms_entry_and_run_failures() -> None:
     )
     assert [e.hardware_error for e in log.entry_failures] == [0x80000021]
     assert [(r.what, r.message) for r in log.run_failures] == [("KVM_RUN", "Bad address")]
+
+
+def test_rust_vmm_fail_entry_is_decimal_and_bare_exit_has_no_reason() -> None:
+    """rust-vmm's Debug form prints the reason in decimal (cloud-hypervisor, uhyve); kontain
+    names the exit alone (fixtures/real/qemu-logs 048, 044, 039)."""
+    log = parse_qemu_log(
+        "VcpuRun(Failed to run vcpu: Unexpected exit reason on vcpu run: FailEntry(33, 2)\n"
+        "This would be `VcpuExitFailEntry { hardware_entry_failure_reason: 7, cpu: 2 }`.\n"
+        "km: KVM_EXIT_FAIL_ENTRY\n"
+    )
+    assert [e.hardware_error for e in log.entry_failures] == [33, 7, None]
+
+
+def test_traced_shutdown_and_joined_dump() -> None:
+    """QEMU's kvm_run_exit trace names KVM_EXIT_SHUTDOWN (8); a register dump joined onto the
+    failure's line is not part of its message (fixtures/real/qemu-logs 050, 047)."""
+    log = parse_qemu_log(
+        "15268@1647341556.924605:kvm_run_exit cpu_index 0, reason 2\n"
+        "15268@1647341556.928341:kvm_run_exit cpu_index 1, reason 8\n"
+        "error: kvm run failed Invalid argument EAX=00000000 EBX=00000000 ECX=00000000\n"
+    )
+    assert [(s.vcpu, s.line) for s in log.shutdowns] == [(1, 1)]
+    assert [r.message for r in log.run_failures] == ["Invalid argument"]

@@ -527,7 +527,9 @@ FORMATS: tuple[OopsFormat, ...] = (
     OopsFormat(
         name="mce",
         keyword="Machine Check",
-        header=_re(r"mce: \[Hardware Error\]: CPU (?P<cpu>\d+): Machine Check"),
+        # the kernel's own record, or an EDAC driver's decoding of it ("EDAC sbridge MC1: CPU 1:
+        # Machine Check Event: 0 Bank 11: ..."), printed instead when EDAC handles the event
+        header=_re(r"(?:mce: \[Hardware Error\]|EDAC \w+ MC\d+): CPU (?P<cpu>\d+): Machine Check"),
         title="MCE: machine check on guest memory",
         cause="host-memory-error",
     ),
@@ -678,6 +680,9 @@ _TAINT_LINE = _re(r"^\s*(?:Not tainted|Tainted: (?P<taint>[A-Z ]*?)) +(?P<releas
 _LINUX_VERSION = _re(r"Linux version (?P<release>\S+)")
 _NMI_BACKTRACE = _re(r"NMI backtrace for cpu (?P<cpu>\d+)")
 _SYSRQ = _re(r"sysrq: Trigger a crash")
+#: The sysrq handler announcing a request ("sysrq: Show State", "SysRq : Show Blocked State"):
+#: what follows is the requested output (every task's stack), not the report before it.
+_SYSRQ_REQUEST = _re(r"\b[Ss]ys[Rr]q\s?:\s")
 #: An excerpt that starts mid-report (the header is above what was pasted) still shows a
 #: register dump and marks only die() prints: the Code line, the end-of-trace line, 2.6's
 #: "Process comm (pid: N, ...)", powerpc's "Instruction dump:".
@@ -713,6 +718,61 @@ _HEADERLESS_BUG = OopsFormat(
     cause="guest-bug",
     skip=_HEADERLESS_SKIP,
 )
+_HEADERLESS_STALL = OopsFormat(
+    name="headerless-stall",
+    keyword="",
+    header=_re(r""),
+    title="INFO: rcu detected stall in {func}",
+    bare_title="INFO: rcu detected stall in corrupted",
+    cause="guest-lockup",
+    skip=(*_HEADERLESS_SKIP, *_STALL_SKIP),
+)
+_HEADERLESS_BAD_PAGE = OopsFormat(
+    name="headerless-bad-page",
+    keyword="",
+    header=_re(r""),
+    title="BUG: Bad page state in {func}",
+    bare_title="BUG: Bad page state in corrupted",
+    cause="guest-bug",
+    skip=(*_HEADERLESS_SKIP, *_BAD_PAGE_SKIP),
+)
+_HEADERLESS_OOM = OopsFormat(
+    name="headerless-oom",
+    keyword="",
+    header=_re(r""),
+    title="out of memory",
+    cause="guest-oom",
+    culprit=False,
+)
+#: Lines only one kind of report prints in its body, so they name the kind of a report whose
+#: header is above the excerpt: an RCU stall's stalled-CPU line ("0-....: (65131 ticks this
+#: GP)") and its "(t=N jiffies" line; a Bad page state's "page dumped because:" and "bad
+#: because of flags:" (mm/page_alloc.c bad_page()); an OOM report's dump_header() stack
+#: (oom_kill_process, out_of_memory), its task table header and "oom-kill:constraint=" line.
+_BODY_MARKS: tuple[tuple[LazyPattern, OopsFormat], ...] = (
+    (
+        _re(
+            r"^\s*(?:rcu:\s*)?\d+-[.!\w]{3,5}: \(\d+ (?:ticks this GP|GPs behind)\)"
+            r"|^\s*(?:rcu:\s*)?\((?:detected by \d+, )?t=\d+ jiffies g="
+        ),
+        _HEADERLESS_STALL,
+    ),
+    (_re(r"^\s*(?:page dumped because|bad because of flags): "), _HEADERLESS_BAD_PAGE),
+    (
+        _re(
+            r"^\s*oom-kill:constraint=|^\s*\[\s*pid\s*\]\s+uid\s+tgid\s+total_vm"
+            r"|^\s*(?:\[<[0-9a-f]+>\]\s*\(?)?(?:oom_kill_process|out_of_memory)\b"
+        ),
+        _HEADERLESS_OOM,
+    ),
+)
+#: A word each :data:`_BODY_MARKS` line holds (one search over the text's head first).
+_BODY_MARK_WORDS = any_of(
+    ("ticks this GP", "GPs behind", " jiffies g=", "page dumped because", "bad because of",
+     "oom-kill:", "total_vm", "oom_kill_process", "out_of_memory")
+)  # fmt: skip
+#: A Bad page state's frames that name the page's origin (page_owner's allocation stack).
+_PAGE_ORIGIN = _re(r"page last allocated")
 #: A kernel message line as pasted: a printk stamp, a syslog/journal "kernel:" tag, a level.
 _KERNEL_LINE = _re(r"\[\s*\d+\.\d+\]|\bkernel:|^<\d>")
 #: Lines of other text (a shell prompt, a sentence) a header-less tail may follow.
@@ -782,6 +842,8 @@ class _Open:
     lines: list[str]
     panic_message: str | None = None
     panic_last: int | None = None
+    #: The header's line when the report starts above it (its body's beginning was found).
+    header: int | None = None
 
 
 def clean_line(raw: str) -> str:
@@ -944,9 +1006,11 @@ def _syz_pick(
     if syz.stack is not None and syz.stack.extractor == "stall":
         if not fallback:  # ours skip every frame: syzkaller's extractor reads the
             skip = _NOTHING  # interrupt-dispatch frames ours skip (an arm64 pc/lr pair)
-        if any(_STALL_DETECTOR.fullmatch(f.func) for f in stack):
+        if "self-detected" in m.group(0) or any(_STALL_DETECTOR.fullmatch(f.func) for f in stack):
             # The stack of the timer interrupt that detected the stall: the stalled code is
-            # what it interrupted, after the interrupt's entry (syzkaller reads from there on)
+            # what it interrupted, after the interrupt's entry (syzkaller reads from there on).
+            # A self-detected stall's CPU is the detector: its own NMI backtrace stops in the
+            # code that sends the backtrace NMIs, which its RIP names, not the stalled code.
             entry = [i for i, f in enumerate(stack) if _IRQ_ENTRY.search(f.func)]
             if not entry:
                 return None  # cut inside the interrupt: the stalled code is not shown
@@ -972,8 +1036,8 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
     fmt, m = op.fmt, op.match
     frames, rip = _collect_frames(op.lines)
     headerless = fmt.name.startswith("headerless")
-    culprit = _culprit(fmt, m, _reliable(op) if headerless else frames)
-    syz = None if headerless else describe(console, op.first)
+    culprit = _culprit(fmt, m, _tail_frames(op) if headerless else frames)
+    syz = None if headerless else describe(console, op.first if op.header is None else op.header)
     detail = ""
     if fmt.detail is not None:
         for line in op.lines[: ABSORB_WINDOW * 2]:
@@ -1113,6 +1177,62 @@ def _headerless_tail(lines: list[str], raw: list[str], end: int) -> _Open | None
     return _Open(fmt, fmt.header.match(""), first, last, body)  # type: ignore[arg-type]
 
 
+def _kernel_line(line: str, raw: str) -> bool:
+    """Whether a line reads as the kernel's: a prefix was stripped from it (a printk stamp of
+    any form, a syslog or journal tag), or it is a stack line."""
+    return (
+        _KERNEL_LINE.search(raw) is not None
+        or raw.strip() != line.strip()
+        or _stack_frame(line) is not None
+    )
+
+
+def _marked_tail(lines: list[str], raw: list[str], end: int) -> _Open | None:
+    """The end of a report whose header is not in the text, named by a line only its kind
+    prints (:data:`_BODY_MARKS`) among the first kernel lines before ``end``: from the first
+    kernel line (or stack line) to the last one before ``end``."""
+    head = min(end, _HEADERLESS_LINES)
+    if _BODY_MARK_WORDS.search("\n".join(lines[:head])) is None:
+        return None
+    fmt = first = last = None
+    for index in range(head):
+        line = lines[index]
+        if not line.strip():
+            continue
+        kernel = _kernel_line(line, raw[index])
+        if fmt is None:
+            fmt = next((f for mark, f in _BODY_MARKS if mark.search(line)), None)
+        if first is None and (kernel or fmt is not None):
+            first = index
+        elif first is None and index >= _HEADERLESS_PROSE:
+            return None
+    if fmt is None or first is None:
+        return None
+    for index in range(end - 1, first - 1, -1):
+        line = lines[index]
+        if line.strip() and (_kernel_line(line, raw[index]) or raw[index][:1].isspace()):
+            last = index
+            break
+    if last is None:
+        return None
+    body = [line for line in lines[first : last + 1] if line.strip()]
+    return _Open(fmt, fmt.header.match(""), first, last, body)  # type: ignore[arg-type]
+
+
+def _tail_frames(op: _Open) -> list[_Frame]:
+    """The frames a header-less tail's culprit is read from: a stall's past the detecting
+    timer interrupt's entry (none when the excerpt is cut inside it), a Bad page state's
+    after its origin's "page last allocated", any other's reliable frames."""
+    frames = _reliable(op)
+    if op.fmt is _HEADERLESS_STALL and any(_STALL_DETECTOR.fullmatch(f.func) for f in frames):
+        entry = [i for i, f in enumerate(frames) if _IRQ_ENTRY.search(f.func)]
+        return frames[entry[-1] + 1 :] if entry else []
+    if op.fmt is _HEADERLESS_BAD_PAGE:
+        origin = next((i for i, line in enumerate(op.lines) if _PAGE_ORIGIN.search(line)), None)
+        return [] if origin is None else [f for f in _collect_frames(op.lines[origin:])[0]]
+    return frames
+
+
 def parse_console(text: str) -> ConsoleAnalysis:
     """Split console text into crash reports; never raises, linear in the input size and
     bounded by its last :data:`MAX_LINES` lines (line numbers then count from there)."""
@@ -1169,7 +1289,9 @@ def parse_console(text: str) -> ConsoleAnalysis:
             continue
         if current is None:
             continue
-        if index - current.first >= MAX_REPORT_LINES:
+        if index - current.first >= MAX_REPORT_LINES or (
+            "ys" in line and _SYSRQ_REQUEST.search(line)
+        ):
             close(current)
             current = None
             continue
@@ -1180,8 +1302,14 @@ def parse_console(text: str) -> ConsoleAnalysis:
             close(current)
             current = None
     close(current)
-    lead = _headerless_tail(lines, raw_lines, done[0].first if done else len(lines))
-    if lead is not None and (not done or _culprit(lead.fmt, lead.match, _reliable(lead))):
+    end = done[0].first if done else len(lines)
+    lead = _headerless_tail(lines, raw_lines, end) or _marked_tail(lines, raw_lines, end)
+    if lead is not None and done and lead.fmt.title == done[0].fmt.title:
+        # the body above a header of its own kind (an OOM report's task table above its
+        # kill line) is the beginning of that report
+        done[0].header, done[0].first = done[0].first, lead.first
+        done[0].lines = [*lead.lines, *done[0].lines]
+    elif lead is not None and (not done or _culprit(lead.fmt, lead.match, _tail_frames(lead))):
         # before a full report, a tail that names no function would only hide it
         done.insert(0, lead)
         del done[MAX_REPORTS:]

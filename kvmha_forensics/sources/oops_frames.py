@@ -434,6 +434,11 @@ HANG_SKIP: tuple[str, ...] = (
     "__switch_to",
     "cancel_delayed_work",
     "rcu_barrier",
+    # Not syzkaller's: a thread's entry glue is the bottom of every kthread's stack, never
+    # what it waits in (a kthread that never ran its function shows nothing else).
+    "ret_from_fork",
+    "ret_from_kernel_thread",
+    "kernel_thread_helper",
 )
 
 

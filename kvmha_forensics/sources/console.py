@@ -700,42 +700,25 @@ _TRAP = _re(r"<0f>\s+0b|\(d4210000\)|\(e7f001f2\)|<0fe00000>")
 #: past syzkaller's frames that are never guilty (the kind of report, whose own list would
 #: apply, is not known).
 _HEADERLESS_SKIP = tuple(f".*(?:{p}).*" for p in SYZ_SKIP)
-_HEADERLESS = OopsFormat(
-    name="headerless",
-    keyword="",
-    header=_re(r""),
-    title="Oops in {func}",
-    bare_title="Oops in corrupted",
-    cause="guest-oops",
-    skip=_HEADERLESS_SKIP,
-)
-_HEADERLESS_BUG = OopsFormat(
-    name="headerless-bug",
-    keyword="",
-    header=_re(r""),
-    title="kernel BUG in {func}",
-    bare_title="kernel BUG in corrupted",
-    cause="guest-bug",
-    skip=_HEADERLESS_SKIP,
-)
-_HEADERLESS_STALL = OopsFormat(
-    name="headerless-stall",
-    keyword="",
-    header=_re(r""),
-    title="INFO: rcu detected stall in {func}",
-    bare_title="INFO: rcu detected stall in corrupted",
-    cause="guest-lockup",
-    skip=(*_HEADERLESS_SKIP, *_STALL_SKIP),
-)
-_HEADERLESS_BAD_PAGE = OopsFormat(
-    name="headerless-bad-page",
-    keyword="",
-    header=_re(r""),
-    title="BUG: Bad page state in {func}",
-    bare_title="BUG: Bad page state in corrupted",
-    cause="guest-bug",
-    skip=(*_HEADERLESS_SKIP, *_BAD_PAGE_SKIP),
-)
+
+
+def _headerless(name: str, kind: str, cause: Cause, skip: tuple[str, ...] = ()) -> OopsFormat:
+    """The format of an excerpt of a ``kind`` report whose header was not pasted."""
+    return OopsFormat(
+        name=f"headerless{name}",
+        keyword="",
+        header=_re(r""),
+        title=f"{kind} in {{func}}",
+        bare_title=f"{kind} in corrupted",
+        cause=cause,
+        skip=(*_HEADERLESS_SKIP, *skip),
+    )
+
+
+_HEADERLESS = _headerless("", "Oops", "guest-oops")
+_HEADERLESS_BUG = _headerless("-bug", "kernel BUG", "guest-bug")
+_HEADERLESS_STALL = _headerless("-stall", "INFO: rcu detected stall", "guest-lockup", _STALL_SKIP)
+_HEADERLESS_BAD_PAGE = _headerless("-bad-page", "BUG: Bad page state", "guest-bug", _BAD_PAGE_SKIP)
 _HEADERLESS_OOM = OopsFormat(
     name="headerless-oom",
     keyword="",

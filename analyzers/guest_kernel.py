@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, cast
 
 from kvmha_forensics.analysis import (
     KERNEL_ANALYZER,
@@ -68,8 +69,8 @@ class GuestKernel:
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
-        facts = ctx.kernel()
-        artifact = ctx.memory.name if ctx.memory else "memory"
+        facts = ctx.kernel()  # raises without a dump: ctx.memory is a path below
+        artifact = cast(Path, ctx.memory).name
         data = asdict(facts)
         data["dmesg"] = _dmesg_tail(facts.dmesg)
         findings: tuple[Finding, ...] = ()

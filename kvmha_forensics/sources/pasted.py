@@ -26,8 +26,6 @@ from __future__ import annotations
 import itertools
 import re
 
-from .lazy_re import LazyPattern
-
 #: Lines longer than this are cut before matching (a lost newline must not cost quadratic work).
 MAX_LINE_CHARS = 2048
 #: Where a raw line is cut before it is repaired: room for prefixes that
@@ -78,9 +76,6 @@ _PREFIX_PATTERNS: tuple[str, ...] = (
     r"^[^\s\[\]]{0,24}[#$]\s+(?=\[\s*\d)",  # shell prompt glued before a timestamp
     r"^`+(?=\S)",  # Markdown inline-code backtick
 )
-#: One alternation (tried in the order above, in C): a prefix is peeled per match. The
-#: definition :data:`_PREFIX_RUN` implements; compiled on first use (only tests use it).
-_PREFIX = LazyPattern("|".join(f"(?:{p})" for p in _PREFIX_PATTERNS))
 _MAX_PEEL = 12
 #: The same prefixes peeled up to :data:`_MAX_PEEL` times in one match (each pattern's ``^``
 #: dropped: ``match`` anchors the first, the next starts where the last ended).

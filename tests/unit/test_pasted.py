@@ -3,6 +3,8 @@ docs/console-formats.md, plus properties: never raises, keeps the line count."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,6 +112,11 @@ def test_never_raises_and_keeps_line_count(text: str) -> None:
         strip_prefixes(clean_text(line))
 
 
+#: One alternation of the prefix patterns (tried in their order): one prefix peeled per match,
+#: the definition that pasted's one-match peel implements.
+_ONE_PREFIX = re.compile("|".join(f"(?:{p})" for p in pasted._PREFIX_PATTERNS))
+
+
 def _peel_one_at_a_time(line: str, stop_at_stamp: bool = False) -> str:
     """The definition strip_prefixes implements in one match: the first prefix pattern that
     matches is peeled, again on the rest, at most _MAX_PEEL times; strip_outer_prefixes'
@@ -117,7 +124,7 @@ def _peel_one_at_a_time(line: str, stop_at_stamp: bool = False) -> str:
     for _ in range(pasted._MAX_PEEL):
         if stop_at_stamp and pasted._PRINTK_STAMP.match(line):
             return line
-        m = pasted._PREFIX.match(line)
+        m = _ONE_PREFIX.match(line)
         if m is None or m.end() == 0:
             return line
         line = line[m.end() :]

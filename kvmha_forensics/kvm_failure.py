@@ -45,11 +45,12 @@ def primary_failure(log: QemuLog) -> PrimaryFailure | None:
 
 def failing_dump(log: QemuLog, failure: PrimaryFailure) -> VcpuRegisters | None:
     """The register dump QEMU printed for ``failure``: the one paired with an internal error,
-    else the first dump after the failure (entry and run failures are followed by theirs)."""
+    else the first dump from the failure's line on (entry and run failures are followed by
+    theirs; a paste may have joined it onto the message's line)."""
     if failure.internal is not None:
         index = failure.internal.register_dump
         return log.register_dumps[index] if index is not None else None
-    after = (i for i, (first, _) in enumerate(log.register_dump_lines) if first > failure.line)
+    after = (i for i, (first, _) in enumerate(log.register_dump_lines) if first >= failure.line)
     index = next(after, 0)
     return log.register_dumps[index] if index < len(log.register_dumps) else None
 

@@ -16,13 +16,13 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
   reason (kontain's ``km``),
 * QEMU's ``kvm_run_exit cpu_index N, reason 8`` trace event: KVM_EXIT_SHUTDOWN, the guest
   triple-faulted (QEMU resets it),
-* ``error: kvm run failed <strerror>`` (the message ends where a register dump joined onto
-  its line begins), and the other KVM vCPU ioctls QEMU reports refused:
+* ``error: kvm run failed <strerror>``, and the other KVM vCPU ioctls QEMU reports refused:
   ``Failed to put registers after init: <strerror>`` (also ``after reset``; the state QEMU
   loads into KVM, ``kvm_arch_put_registers()``, then QEMU dumps the CPU and stops with
   ``internal-error``), ``error: failed to set MSR 0x%x to 0x%x`` and the assertion glibc
   prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS set fewer MSRs,
-* register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``.
+* register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``;
+  a dump a paste joined onto a message's line is read apart from it, from its first register.
 
 Bounded: at most ``max_records`` internal errors / dumps are kept, the rest are counted;
 :func:`parse_qemu_log_file` reads at most ``max_bytes`` and ``max_lines``, and lines at most
@@ -87,11 +87,11 @@ _ENTRY_TAIL = re.compile(r"^\s*(0[xX])?([0-9a-fA-F]+)\b")
 _INTEL_HINT = re.compile(r"running a guest on an Intel")
 _RUN_FAILED = re.compile(
     # QEMU's "error: kvm run failed Bad address"; Rust VMMs print io::Error after a colon
-    # (libkrun: "Failure during vcpu run: Bad address (os error 14)"); a register dump the
-    # paste joined onto the line is not part of the message
-    r"(?:kvm run failed |[Ff]ailure during vcpu run: )(.*?\S)(?: \(os error \d+\))?"
-    r"(?:\s+[RE]AX=.*)?\s*$"
+    # (libkrun: "Failure during vcpu run: Bad address (os error 14)")
+    r"(?:kvm run failed |[Ff]ailure during vcpu run: )(.*?\S)(?: \(os error \d+\))?\s*$"
 )
+#: Where a register dump a paste joined onto a message line begins (its first register).
+_JOINED_DUMP = re.compile(r"\s(?=[RE]AX=[0-9a-fA-F]{8})")
 _PUT_FAILED = re.compile(r"Failed to put registers( after (?:init|reset))?: (.*\S)")
 _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
 _MSR_ASSERT = re.compile(r"\b(kvm_put_msrs|kvm_buf_set_msrs): Assertion .*failed")
@@ -233,7 +233,13 @@ class _LogParser:
             return
         if self._qp:
             raw = decode_qp(raw)
-        self._line(number, strip_prefixes(clean_text(raw)))
+        line = strip_prefixes(clean_text(raw))
+        joined = _JOINED_DUMP.search(line)
+        if joined is not None and line[: joined.start()].strip():
+            # a paste that lost the line breaks: the message, then the dump, each read alone
+            self._line(number, line[: joined.start()])
+            line = line[joined.end() :]
+        self._line(number, line)
 
     def _line(self, number: int, line: str) -> None:
         if self._entry_head is None and _LINE_WORDS.search(line) is None:

@@ -66,9 +66,21 @@ def _present(cs: Segment) -> bool:
     return bool(cs.selector or cs.base or cs.limit or cs.flags & DESC_P)
 
 
+def _pe_from_descriptions(regs: VcpuRegisters, cs: Segment) -> int | None:
+    """CR0.PE as QEMU's segment lines show it (target/i386/cpu-dump.c prints ``DPL=`` after
+    a present segment only in protected mode), or ``None`` when they cannot tell."""
+    if cs.dpl is not None:
+        return CR0_PE
+    if cs.flags & DESC_P and all(seg.dpl is None for seg in regs.segments.values()):
+        return 0
+    return None
+
+
 def mode_of(regs: VcpuRegisters) -> CpuMode | None:
-    """The mode of a parsed dump, or ``None`` when CR0 or CS is missing (a dump cut before
-    ``CR0=`` whose segment lines carry ``DPL=`` is in protected mode: QEMU prints it only then).
+    """The mode of a parsed dump, or ``None`` when CR0 or CS is missing. A dump cut before
+    ``CR0=`` is read from its segment lines: QEMU describes a present segment (``DPL=n
+    KIND [flags]``) exactly when CR0.PE is set, so a described CS means protected mode and a
+    present CS with no segment described at all (a reset or SMM entry state) real mode.
 
     A dump without ``EFER=`` (very old QEMU, or cut off) counts as LMA clear unless it was
     printed with 64-bit register names, which QEMU does only when CS.L is set in long mode.
@@ -80,8 +92,8 @@ def mode_of(regs: VcpuRegisters) -> CpuMode | None:
     cr0 = regs.cr.get(0)
     if cs is not None and cr0 is not None and cr0 & CR0_PE and not _present(cs):
         return None
-    if cs is not None and cr0 is None and regs.width != 64 and cs.dpl is not None:
-        cr0 = CR0_PE  # QEMU prints DPL= only when CR0.PE is set: a dump cut before CR0=
+    if cs is not None and cr0 is None and regs.width != 64:
+        cr0 = _pe_from_descriptions(regs, cs)
     if cs is None or cr0 is None:
         return CpuMode.LONG_64 if regs.width == 64 else None
     efer = regs.efer

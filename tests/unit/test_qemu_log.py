@@ -188,3 +188,18 @@ def test_traced_shutdown_and_joined_dump() -> None:
     )
     assert [(s.vcpu, s.line) for s in log.shutdowns] == [(1, 1)]
     assert [r.message for r in log.run_failures] == ["Invalid argument"]
+
+
+def test_dump_joined_onto_a_message_is_read() -> None:
+    """A paste that lost its line breaks: the message is read, then the dump from its first
+    register on, for any message (fixtures/real/qemu-logs 047)."""
+    joined = (
+        "EAX=00000000 EBX=00000000 EIP=0000fff0 EFL=00000002 CS =f000 ffff0000 0000ffff 00009b00"
+    )
+    for head in ("error: kvm run failed Invalid argument", "KVM: entry failed, hardware error 0x7"):
+        log = parse_qemu_log(f"{head} {joined}\n")
+        assert len(log.run_failures) + len(log.entry_failures) == 1
+        assert [(d.rip, d.segments["CS"].selector) for d in log.register_dumps] == [
+            (0xFFF0, 0xF000)
+        ]
+        assert log.register_dump_lines == ((0, 0),)

@@ -65,6 +65,22 @@ def test_unreadable_state_has_no_mode() -> None:
     )
 
 
+def test_mode_without_cr0_read_from_segment_descriptions() -> None:
+    """A dump cut before CR0= (fixtures/real qemu-logs 043, 047): QEMU describes present
+    segments (DPL=, kind) only in protected mode, so a present CS with no described segment
+    is real mode (a reset or SMM entry state), a described one protected mode, and a CS that
+    is not present tells nothing."""
+    segs = ("ES =0000 00000000 ffffffff 00809300", "CS =c000 7ffc0000 ffffffff 00809300")
+    real = "EIP=00008000 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=1 HLT=0\n" + "\n".join(segs)
+    assert mode_of(parse_register_dumps(real)[0]) == CpuMode.REAL
+    described = real.replace("00809300", "00c09300 DPL=0 DS   [-WA]").replace(
+        "c000 7ffc", "0008 0000"
+    )
+    assert mode_of(parse_register_dumps(described)[0]) == CpuMode.PROTECTED_32
+    absent = real.replace("ffffffff 00809300", "00000000 00000000")
+    assert mode_of(parse_register_dumps(absent)[0]) is None
+
+
 def test_recorded_emulation_failure_decoded() -> None:
     decoded = decode_internal_error(_error("emulation-failure-kvm.stderr.log"), None)
     assert decoded.name == "KVM_INTERNAL_ERROR_EMULATION"

@@ -234,7 +234,7 @@ class _LogParser:
         if self._qp:
             raw = decode_qp(raw)
         line = strip_prefixes(clean_text(raw))
-        joined = _JOINED_DUMP.search(line)
+        joined = _JOINED_DUMP.search(line) if "AX=" in line else None
         if joined is not None and line[: joined.start()].strip():
             # a paste that lost the line breaks: the message, then the dump, each read alone
             self._line(number, line[: joined.start()])

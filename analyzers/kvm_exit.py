@@ -260,6 +260,9 @@ def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | Non
     elif run.what == "KVM_SET_MSRS":
         said = f"KVM_SET_MSRS refused {run.message}"
         summary = f"KVM refused an MSR QEMU set ({run.message})"
+    elif run.what == "get registers":
+        said = f"failed to {run.what} {run.message}"
+        summary = f"QEMU could not read the vCPU state from KVM ({run.message})"
     else:
         said = f"failed to {run.what} {run.message}"
         summary = f"QEMU could not load the vCPU state into KVM ({run.what}: {run.message})"

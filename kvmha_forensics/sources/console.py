@@ -613,10 +613,11 @@ _SYM = r"(?P<func>[A-Za-z_.$][\w.$]*)"
 _OFF = r"\+0x[0-9a-f]+/0x[0-9a-f]+"
 _MOD = r"\[(?P<mod>[\w-]+)\]"
 #: What may follow a symbol: file:line (syzkaller), "(file:line)" (decode_stacktrace.sh),
-#: "[inline]", "(unreliable)" (powerpc), "()" (old WARN lines).
+#: "[inline]", "(unreliable)" (powerpc), "()" (old WARN lines). A frame's "[<address>]" may
+#: have lost its angle brackets, or the address too, to HTML or Markdown ("[] f+0x1/0x2").
 _DECOR = r"(?:\s+\[inline\]|\s+[\w./-]+:\d+(?::\d+)?|\s*\((?:[^()]|\([^()]*\))*\))*\s*$"
 _FRAME = _re(
-    r"^\s*(?:<[A-Z#]{2,4}>\s*)*(?P<q>\?\s)?(?:\[<[0-9a-f]*>\]\s*)?(?P<q2>\?\s)?"
+    r"^\s*(?:<[A-Z#]{2,4}>\s*)*(?P<q>\?\s)?(?:\[<?[0-9a-f]*>?\]\s*)?(?P<q2>\?\s)?"
     + _SYM
     + r"(?:"
     + _OFF
@@ -679,6 +680,10 @@ _CPU_LINE = _re(
 _TAINT_LINE = _re(r"^\s*(?:Not tainted|Tainted: (?P<taint>[A-Z ]*?)) +(?P<release>\S+) #")
 _LINUX_VERSION = _re(r"Linux version (?P<release>\S+)")
 _NMI_BACKTRACE = _re(r"NMI backtrace for cpu (?P<cpu>\d+)")
+#: A stack's NMI section ("<NMI>" on its own line, x86 since 4.x) before a RIP line: a panic
+#: raised there (an NMI of unknown reason, panic_on_unrecovered_nmi, a hard lockup) shows the
+#: code the NMI interrupted, which did not cause it.
+_NMI_SECTION = _re(r"(?m)^\s*<NMI>\s*$(?:\n.*)*?\n\s*R?IP: ")
 _SYSRQ = _re(r"sysrq: Trigger a crash")
 #: The sysrq handler announcing a request ("sysrq: Show State", "SysRq : Show Blocked State"):
 #: what follows is the requested output (every task's stack), not the report before it.
@@ -689,7 +694,8 @@ _SYSRQ_REQUEST = _re(r"\b[Ss]ys[Rr]q\s?:\s")
 _REGISTER_LINE = _re(
     r"^\s*(?:(?:R[A-D]X|R[SD]I|R[BS]P|RIP|R\d\d|E[A-D]X|E[SD]I|E[BS]P|EIP|[CDEFGS]S|CR\d|DR\d)"
     r"\s*:\s*[0-9a-f]|x\d{1,2}\s*:\s*[0-9a-f]{8}|(?:pc|lr|sp)\s*:\s*\S|pstate: "
-    r"|r\d{1,2}\s*:\s*[0-9a-f]{8}|PC is at |LR is at |GPR\d\d: |NIP[: ] |Krnl PSW )"
+    r"|r\d{1,2}\s*:\s*[0-9a-f]{8}|PC is at |LR is at |GPR\d\d: |NIP[: ] |Krnl PSW "
+    r"|Pid: \d+, comm: )"  # 2.6-era x86 __show_regs() opens the dump with the task
 )
 _DIE_MARK = _re(r"^\s*Code: |---\[ end trace|^\s*Process \S+ \(pid: \d+|^\s*Instruction dump:")
 #: BUG()'s trap at the faulting address of the Code line: x86 ud2, arm64 brk #0x800, arm udf,
@@ -719,6 +725,8 @@ _HEADERLESS = _headerless("", "Oops", "guest-oops")
 _HEADERLESS_BUG = _headerless("-bug", "kernel BUG", "guest-bug")
 _HEADERLESS_STALL = _headerless("-stall", "INFO: rcu detected stall", "guest-lockup", _STALL_SKIP)
 _HEADERLESS_BAD_PAGE = _headerless("-bad-page", "BUG: Bad page state", "guest-bug", _BAD_PAGE_SKIP)
+_HEADERLESS_LOCKUP = _headerless("-lockup", "BUG: soft lockup", "guest-lockup", _STALL_SKIP)
+_HEADERLESS_KFENCE = _headerless("-kfence", "KFENCE", "guest-bug", _KASAN_SKIP)
 _HEADERLESS_OOM = OopsFormat(
     name="headerless-oom",
     keyword="",
@@ -731,7 +739,10 @@ _HEADERLESS_OOM = OopsFormat(
 #: header is above the excerpt: an RCU stall's stalled-CPU line ("0-....: (65131 ticks this
 #: GP)") and its "(t=N jiffies" line; a Bad page state's "page dumped because:" and "bad
 #: because of flags:" (mm/page_alloc.c bad_page()); an OOM report's dump_header() stack
-#: (oom_kill_process, out_of_memory), its task table header and "oom-kill:constraint=" line.
+#: (oom_kill_process, out_of_memory), its task table header and "oom-kill:constraint=" line;
+#: a soft lockup's stack, printed from the watchdog's timer (kernel/watchdog.c
+#: watchdog_timer_fn()); KFENCE's object line "kfence-#N [0x…-0x…, size=N, cache=…]" (also
+#: "kfence-#N: 0x…-0x…, size=…", mm/kfence/report.c) above its allocation and free stacks.
 _BODY_MARKS: tuple[tuple[LazyPattern, OopsFormat], ...] = (
     (
         _re(
@@ -748,11 +759,14 @@ _BODY_MARKS: tuple[tuple[LazyPattern, OopsFormat], ...] = (
         ),
         _HEADERLESS_OOM,
     ),
+    (_re(r"(?:^|[\s(\]])watchdog_timer_fn\+0x[0-9a-f]+/0x"), _HEADERLESS_LOCKUP),
+    (_re(r"^\s*kfence-#\d+(?::| \[)\s*0x[0-9a-f]+-0x[0-9a-f]+, size=\d+"), _HEADERLESS_KFENCE),
 )
 #: A word each :data:`_BODY_MARKS` line holds (one search over the text's head first).
 _BODY_MARK_WORDS = any_of(
     ("ticks this GP", "GPs behind", " jiffies g=", "page dumped because", "bad because of",
-     "oom-kill:", "total_vm", "oom_kill_process", "out_of_memory")
+     "oom-kill:", "total_vm", "oom_kill_process", "out_of_memory", "watchdog_timer_fn",
+     "kfence-#")
 )  # fmt: skip
 #: A Bad page state's frames that name the page's origin (page_owner's allocation stack).
 _PAGE_ORIGIN = _re(r"page last allocated")
@@ -1020,6 +1034,8 @@ def _build(op: _Open, console: ConsoleLines) -> CrashReport:
     frames, rip = _collect_frames(op.lines)
     headerless = fmt.name.startswith("headerless")
     culprit = _culprit(fmt, m, _tail_frames(op) if headerless else frames)
+    if fmt.name == "panic" and _NMI_SECTION.search("\n".join(op.lines)) is not None:
+        culprit = None  # panicked in an NMI handler: the RIP is the code the NMI interrupted
     syz = None if headerless else describe(console, op.first if op.header is None else op.header)
     detail = ""
     if fmt.detail is not None:
@@ -1205,7 +1221,8 @@ def _marked_tail(lines: list[str], raw: list[str], end: int) -> _Open | None:
 def _tail_frames(op: _Open) -> list[_Frame]:
     """The frames a header-less tail's culprit is read from: a stall's past the detecting
     timer interrupt's entry (none when the excerpt is cut inside it), a Bad page state's
-    after its origin's "page last allocated", any other's reliable frames."""
+    after its origin's "page last allocated", a KFENCE report's from its register dump on,
+    any other's reliable frames."""
     frames = _reliable(op)
     if op.fmt is _HEADERLESS_STALL and any(_STALL_DETECTOR.fullmatch(f.func) for f in frames):
         entry = [i for i, f in enumerate(frames) if _IRQ_ENTRY.search(f.func)]
@@ -1213,6 +1230,12 @@ def _tail_frames(op: _Open) -> list[_Frame]:
     if op.fmt is _HEADERLESS_BAD_PAGE:
         origin = next((i for i, line in enumerate(op.lines) if _PAGE_ORIGIN.search(line)), None)
         return [] if origin is None else [f for f in _collect_frames(op.lines[origin:])[0]]
+    if op.fmt is _HEADERLESS_KFENCE:
+        # the object's allocation and free stacks come first; the access is the RIP's
+        regs = next((i for i, line in enumerate(op.lines) if _RIP.match(line)), None)
+        return (
+            [] if regs is None else [f for f in _collect_frames(op.lines[regs:])[0] if f.reliable]
+        )
     return frames
 
 
@@ -1286,7 +1309,9 @@ def parse_console(text: str) -> ConsoleAnalysis:
             current = None
     close(current)
     end = done[0].first if done else len(lines)
-    lead = _headerless_tail(lines, raw_lines, end) or _marked_tail(lines, raw_lines, end)
+    # a line only one kind of report prints names it before die()'s marks (a soft lockup's
+    # register dump and Code line are an oops's too)
+    lead = _marked_tail(lines, raw_lines, end) or _headerless_tail(lines, raw_lines, end)
     if lead is not None and done and lead.fmt.title == done[0].fmt.title:
         # the body above a header of its own kind (an OOM report's task table above its
         # kill line) is the beginning of that report

@@ -34,6 +34,10 @@ RAW_LINE_CHARS = 2 * MAX_LINE_CHARS
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: WordPress's texturize (and editors like it) turn "0x83" into 0, U+00D7 (a multiplication
+#: sign), 83.
+_TIMES = "\u00d7"
+_TIMES_HEX = re.compile(r"(?<![\w.])0" + _TIMES + r"(?=[0-9a-fA-F])")
 _QP_ESCAPE = re.compile(r"=([0-9A-F]{2})")
 _QP_MIN_HINTS = 2
 # Also inside mail quotes, and grep -n's "1261929:" / context "1262024-" columns.
@@ -49,7 +53,9 @@ _SPACE_OR_QUOTE = (
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 
-_MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?月)"
+_MONTH = r"(?:[^\W\d_]{3,9}\.?|\d{1,2}\s?[月월])"
+#: A weekday as strftime's %a prints it in any locale ("Mon", "Mo", "lun.", "一", "월").
+_WEEKDAY = r"[^\W\d_]{1,9}\.?"
 _CLOCK = r"\d\d:\d\d:\d\d(?:[.,]\d+)?"
 _ISO = r"\d{4}-\d\d-\d\d[T ]" + _CLOCK + r"(?:Z|[+-]\d\d:?\d\d)?"
 _PROCESS = r"(?:kernel|[\w.@/-]+\[\d+\])"
@@ -64,7 +70,8 @@ _PREFIX_PATTERNS: tuple[str, ...] = (
     r"^\s*kernel:\s?",  # syslogd wall messages, journal lines cut to the tag
     r"^\s*\[\d{4}-\d\d-\d\dT[\d:.]+Z?\]\s?",  # CI log timestamps
     r"^\s*\d\d:\d\d:\d\d(?:[.,]\d+)?\s+",  # a bare wall clock (CI and serial-capture tools)
-    r"^\s*\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d " + _CLOCK + r" \d{4}\]\s?",  # dmesg -T
+    # dmesg -T, strftime's "%a %b %e %H:%M:%S %Y" in any locale ("[一 9月  9 09:33:26 2024]")
+    rf"^\s*\[{_WEEKDAY}\s+{_MONTH}\s+\d{{1,2}}\s+{_CLOCK}\s+\d{{4}}\]\s?",
     r"^\s*\[[A-Z][a-z]{2}\s*\d{1,2} \d\d:\d\d\]\s?",  # dmesg -H, first line of a minute
     r"^\s*\[\s*\+\d+\.\d+\]\s?",  # dmesg -H deltas
     r"^\s*\[\s*\d+\.\d*\]\s?(?:c\d{1,2} )?",  # printk time, "[3.64]", "[  240.]"; Android "c1 "
@@ -85,10 +92,13 @@ _PREFIX_RUN = re.compile(
 
 
 def clean_text(raw: str) -> str:
-    """Cut, and drop ANSI escapes, CR and control characters (tabs become spaces)."""
+    """Cut, and drop ANSI escapes, CR and control characters (tabs become spaces); a hex
+    prefix a web page typeset with a multiplication sign reads ``0x`` again."""
     line = raw[:MAX_LINE_CHARS]
     if "\x1b" in line:
         line = _ANSI.sub("", line)
+    if _TIMES in line:
+        line = _TIMES_HEX.sub("0x", line)
     return _CONTROL.sub("", line.replace("\t", " "))
 
 

@@ -19,8 +19,10 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
 * ``error: kvm run failed <strerror>``, and the other KVM vCPU ioctls QEMU reports refused:
   ``Failed to put registers after init: <strerror>`` (also ``after reset``; the state QEMU
   loads into KVM, ``kvm_arch_put_registers()``, then QEMU dumps the CPU and stops with
-  ``internal-error``), ``error: failed to set MSR 0x%x to 0x%x`` and the assertion glibc
-  prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS set fewer MSRs,
+  ``internal-error``), ``Failed to get registers: <strerror>`` (KVM would not give the state
+  back, ``kvm_arch_get_registers()``), ``error: failed to set MSR 0x%x to 0x%x`` and the
+  assertion glibc prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS
+  set fewer MSRs,
 * register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``;
   a dump a paste joined onto a message's line is read apart from it, from its first register.
 
@@ -92,13 +94,13 @@ _RUN_FAILED = re.compile(
 )
 #: Where a register dump a paste joined onto a message line begins (its first register).
 _JOINED_DUMP = re.compile(r"\s(?=[RE]AX=[0-9a-fA-F]{8})")
-_PUT_FAILED = re.compile(r"Failed to put registers( after (?:init|reset))?: (.*\S)")
+_PUT_FAILED = re.compile(r"Failed to (put|get) registers( after (?:init|reset))?: (.*\S)")
 _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
 _MSR_ASSERT = re.compile(r"\b(kvm_put_msrs|kvm_buf_set_msrs): Assertion .*failed")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
 #: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
 _LINE_WORDS = re.compile(
-    r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|put registers|set MSR|vcpu run"
+    r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|t registers|set MSR|vcpu run"
     r"|FailEntry"
 )
 _QP_SOFT_BREAK = "="
@@ -140,8 +142,8 @@ class EntryFailure:
 class RunFailure:
     """A KVM vCPU ioctl QEMU issued failed: ``what`` is ``KVM_RUN`` (``error: kvm run failed
     <strerror>``), ``put registers after init``/``after reset`` (QEMU could not load the vCPU
-    state into KVM) or ``KVM_SET_MSRS`` (KVM refused an MSR; ``message`` names it when QEMU
-    did)."""
+    state into KVM), ``get registers`` (nor read it from KVM) or ``KVM_SET_MSRS`` (KVM refused
+    an MSR; ``message`` names it when QEMU did)."""
 
     message: str
     line: int
@@ -394,7 +396,7 @@ def _run_failure(line: str, number: int) -> RunFailure | None:
         return RunFailure(m.group(1), number)
     m = _PUT_FAILED.search(line)
     if m:
-        return RunFailure(m.group(2), number, "put registers" + (m.group(1) or ""))
+        return RunFailure(m.group(3), number, f"{m.group(1)} registers" + (m.group(2) or ""))
     m = _MSR_FAILED.search(line)
     if m:
         return RunFailure(f"MSR {m.group(1).lower()}", number, "KVM_SET_MSRS")

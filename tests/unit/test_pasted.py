@@ -36,6 +36,9 @@ PREFIXED = [
     "kernel: ",
     "[2023-07-23T14:47:36.887Z] ",
     "[Tue Jun  4 12:00:01 2024] ",
+    "[一 9月  9 09:33:26 2024] ",  # dmesg -T in a Chinese locale
+    "[Mo Sep  9 09:33:26 2024] ",
+    "[lun. sept.  9 09:33:26 2024] ",
     "[Jun 4 12:00] ",
     "[  +0.000123] ",
     "[   12.345678] ",
@@ -101,6 +104,9 @@ def test_numbers_that_are_not_a_column_stay() -> None:
 def test_clean_text_cuts_and_drops_controls() -> None:
     assert clean_text("\x1b[31mred\x1b[0m\tx\r") == "red x"
     assert len(clean_text("a" * (MAX_LINE_CHARS * 3))) == MAX_LINE_CHARS
+    times = "\u00d7"  # a web page's multiplication sign for the x of "0x"
+    assert clean_text(f"kobject_add+0{times}83/0{times}d7") == "kobject_add+0x83/0xd7"
+    assert clean_text(f"2{times}3 and 10{times}4") == f"2{times}3 and 10{times}4"
 
 
 @settings(max_examples=300, deadline=None)

@@ -203,3 +203,16 @@ def test_dump_joined_onto_a_message_is_read() -> None:
             (0xFFF0, 0xF000)
         ]
         assert log.register_dump_lines == ((0, 0),)
+
+
+def test_registers_qemu_could_not_read_are_a_refused_ioctl() -> None:
+    """QEMU's do_kvm_cpu_synchronize_state(): 'Failed to get registers' (fixtures/real
+    qemu-logs 051), like the state it could not put."""
+    log = parse_qemu_log(
+        "qemu-system-x86_64: Failed to get registers: Input/output error\n"
+        "qemu-system-x86_64: Failed to put registers after reset: Invalid argument\n"
+    )
+    assert [(r.what, r.message) for r in log.run_failures] == [
+        ("get registers", "Input/output error"),
+        ("put registers after reset", "Invalid argument"),
+    ]

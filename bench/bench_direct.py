@@ -4,8 +4,10 @@ Every ratio is against the bare ``dump-guest-memory`` (ELF) of a minimal QMP scr
 guest in the same run. capture here is the whole CLI: checksums, and the core synced before the
 bundle is renamed (the bare dump is not synced). Guests: idle 256 MB and 2 GB panicked guests
 (the 2 GB one captured fresh, then after QEMU's own dump mapped every page), and a 2 GB guest
-that filled ~1.5 GB of its memory with random data first. kdump-zlib (idle 2 GB guest): the
-direct read's against QEMU's bare kdump-zlib and against capture through QEMU's dump.
+that filled ~1.5 GB of its memory with random data first. For that guest, the disk's floor in
+the same rounds: the bytes the capture wrote, written durably and nothing else
+(``bare_write.py``). kdump-zlib (idle 2 GB guest): the direct read's against QEMU's bare
+kdump-zlib and against capture through QEMU's dump.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def guest(directory: Path, memory_mb: int, fill_mb: int = 0) -> Iterator[LabGues
 
 def capture(
     qmp: str, target: Path, keep: bool = False, extra: tuple[str, ...] = (), via: str = "direct: "
-) -> tuple[Run, Path | None]:
+) -> tuple[Run, Path | None, int]:
+    """Capture into ``target``: its run, the bundle if kept, and the bytes its memory file
+    holds on the disk (its holes hold none)."""
     argv = [PYTHON, "-m", "kvmha_forensics", "capture", "--qmp", qmp, "--out", str(target),
             *extra]  # fmt: skip
     result = run(argv)
@@ -53,10 +57,13 @@ def capture(
     steps = Bundle.open(bundle).manifest.steps
     detail = next(s.detail for s in steps if s.name == "memory-source")
     assert detail and detail.startswith(via), detail
+    opened = Bundle.open(bundle)
+    memory = next(a.path for a in opened.manifest.artifacts if a.kind.startswith("memory"))
+    stored = (bundle / memory).stat().st_blocks * 512
     if not keep:
         shutil.rmtree(target)
-        return result, None
-    return result, bundle
+        return result, None, stored
+    return result, bundle, stored
 
 
 def ratios(ours: list[Run], bare: list[Run]) -> str:
@@ -64,8 +71,11 @@ def ratios(ours: list[Run], bare: list[Run]) -> str:
     return f"{statistics.median(values):.2f}x ({values[0]:.2f} to {values[-1]:.2f})"
 
 
-def measure(g: LabGuest, root: Path, tag: str) -> tuple[list[Run], list[Run], Path]:
-    """ROUNDS of (bare dump, capture), alternating who goes first; the last bundle is kept."""
+def measure(
+    g: LabGuest, root: Path, tag: str, floor: list[Run] | None = None
+) -> tuple[list[Run], list[Run], Path]:
+    """ROUNDS of (bare dump, capture), alternating who goes first; the last bundle is kept.
+    With ``floor``, each capture is followed by the disk's floor for its bytes (appended)."""
     bare, ours = [], []
     kept = root
     for i in range(ROUNDS):
@@ -74,11 +84,20 @@ def measure(g: LabGuest, root: Path, tag: str) -> tuple[list[Run], list[Run], Pa
         for kind in pair:
             if kind == "bare":
                 bare.append(bare_dump(g.qmp, root / f"bare-{tag}.elf"))
-            else:
-                result, bundle = capture(g.qmp, root / f"b-{tag}-{i}", keep=i == ROUNDS - 1)
-                ours.append(result)
-                kept = bundle or kept
+                continue
+            result, bundle, stored = capture(g.qmp, root / f"b-{tag}-{i}", keep=i == ROUNDS - 1)
+            ours.append(result)
+            kept = bundle or kept
+            if floor is not None:
+                floor.append(bare_write(root / f"floor-{tag}", stored))
     return bare, ours, kept
+
+
+def bare_write(path: Path, size: int) -> Run:
+    """The disk's floor: ``size`` bytes written as capture writes them, synced, nothing else."""
+    result = run([PYTHON, str(HERE / "bare_write.py"), str(path), str(size)])
+    path.unlink()
+    return result
 
 
 def bare_kdump(qmp: str, dump: Path) -> Run:
@@ -125,7 +144,7 @@ def main() -> str:
         root = Path(tmp)
         kept: dict[str, Path] = {}
         with guest(root / "g2048", 2048) as g:
-            fresh, _ = capture(g.qmp, root / "fresh")  # before anything mapped every page
+            fresh = capture(g.qmp, root / "fresh")[0]  # before anything mapped every page
             first_bare = bare_dump(g.qmp, root / "bare-first.elf")
             bare, ours, kept["idle 2 GB"] = measure(g, root, "2048")
             rows.append(("idle 2 GB, fresh (1 round)", f"{first_bare.seconds:.2f} s",
@@ -143,9 +162,14 @@ def main() -> str:
             medians["256"] = statistics.median(r.seconds for r in ours)
             rss += [r.max_rss_mb for r in ours]
         with guest(root / "gfill", 2048, FILL_MB) as g:
-            bare, ours, kept[FILLED] = measure(g, root, "fill")
+            floor: list[Run] = []
+            bare, ours, kept[FILLED] = measure(g, root, "fill", floor)
             rows.append((f"2 GB, {FILL_MB} MiB filled", _med(bare), _med(ours),
                          ratios(ours, bare), "≤ 1.0x", _rss(ours)))  # fmt: skip
+            floor_rows = [("the floor vs the bare dump", _med(bare), _med(floor),
+                           ratios(floor, bare)),
+                          ("capture vs the floor", _med(floor), _med(ours),
+                           ratios(ours, floor))]  # fmt: skip
             rss += [r.max_rss_mb for r in ours]
         for label, bundle in kept.items():
             dump = Bundle.open(bundle).file("memory-elf")
@@ -178,9 +202,15 @@ def main() -> str:
             b.append(run(["sha256sum", str(dump)]))
             o.append(run(verify_argv))
         verify_row = (FILLED, _med(b), _med(o), ratios(o, b))
-    header = ("guest", "bare dump-guest-memory (median)", "capture, direct (median)",
-              "ratio: median (range)", "target", "capture peak RSS")  # fmt: skip
+    header: tuple[str, ...] = ("guest", "bare dump-guest-memory (median)",
+                               "capture, direct (median)", "ratio: median (range)", "target",
+                               "capture peak RSS")  # fmt: skip
     out = [table(f"capture with the direct read ({ROUNDS} rounds) vs bare dump", header, rows)]
+    header = ("filled 2 GB guest", "baseline (median)", "measured (median)",
+              "ratio: median (range)")  # fmt: skip
+    out.append(table("the disk's floor in the same rounds: the bytes each filled capture wrote, "
+                     "written durably by bare_write.py, nothing read or hashed", header,
+                     floor_rows))  # fmt: skip
     scale = medians["2048"] / medians["256"]
     out.append(f"idle 2 GB / idle 256 MB capture: {scale:.2f}x (target ≤ 1.5x); "
                f"peak RSS of every capture ≤ {max(rss):.0f} MB (target ≤ 150 MB)\n")  # fmt: skip

@@ -15,15 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import drgn
-from drgn.helpers.linux.kallsyms import load_module_kallsyms, load_vmlinux_kallsyms
-from drgn.helpers.linux.module import address_to_module
-from drgn.helpers.linux.panic import tainted
-from drgn.helpers.linux.pid import for_each_task
-from drgn.helpers.linux.printk import get_printk_records
-from drgn.helpers.linux.sched import task_state_to_char
-from drgn.helpers.linux.timekeeping import uptime
 
 from .debuginfo import debug_package
+from .drgn_helpers import (
+    address_to_module,
+    for_each_task,
+    get_printk_records,
+    load_module_kallsyms,
+    load_vmlinux_kallsyms,
+    tainted,
+    task_state_to_char,
+    uptime,
+)
 from .errors import InputError
 from .kernel_facts import Frame, KernelFacts, Task
 

@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kernel",
             "kernel_facts",
             "kernel_read",
+            "drgn_helpers",
             "kvm_failure",
             "analyzers",
         ),

@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import secrets
 import socket
 import time
@@ -192,8 +191,8 @@ def host_info() -> dict[str, str]:
         pass
     return {
         "hostname": socket.gethostname(),
-        "kernel": platform.release(),
-        "machine": platform.machine(),
+        "kernel": os.uname().release,
+        "machine": os.uname().machine,
         "cpu_vendor": vendor,
         "kvm_module": kvm_module(),
     }

@@ -52,7 +52,7 @@ def main() -> str:
         bundles: dict[str, Path] = {}
         for label, fill in (("idle 2 GB", 0), (f"2 GB, {FILL_MB} MiB filled", FILL_MB)):
             with guest(root / f"g{fill}", 2048, fill) as g:
-                _, bundle = capture(g.qmp, root / f"b{fill}", keep=True)
+                bundle = capture(g.qmp, root / f"b{fill}", keep=True)[1]
                 assert bundle is not None
                 bundles[label] = bundle
         for label, bundle in bundles.items():

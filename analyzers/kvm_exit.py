@@ -263,6 +263,9 @@ def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | Non
     elif run.what == "get registers":
         said = f"failed to {run.what} {run.message}"
         summary = f"QEMU could not read the vCPU state from KVM ({run.message})"
+    elif run.what == "init vcpu":
+        said = f"failed to {run.what} {run.message}"
+        summary = f"KVM would not create or set up a vCPU at start-up ({run.message})"
     else:
         said = f"failed to {run.what} {run.message}"
         summary = f"QEMU could not load the vCPU state into KVM ({run.what}: {run.message})"

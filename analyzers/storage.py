@@ -1,4 +1,5 @@
-"""Storage: which disk failed, on what operation, with which errno (BLOCK_IO_ERROR, io-status)."""
+"""Storage: which disk failed, on what operation, with which errno (BLOCK_IO_ERROR, io-status,
+or libvirt's ``IO error`` line in a domain log)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ class DiskError:
     source: str
 
 
+#: strerror(ENOSPC), as libvirt's domain log gives the reason.
+_ENOSPC = "No space left on device"
+
+
 def disk_errors(ctx: Context) -> list[DiskError]:
-    """From BLOCK_IO_ERROR events, else from the io-status that query-block keeps."""
+    """From BLOCK_IO_ERROR events, else from the io-status that query-block keeps, else from
+    the ``IO error`` lines libvirt wrote into the domain log (a pasted log has no capture)."""
     found = []
     for event in ctx.events():
         if event.name != "BLOCK_IO_ERROR":
@@ -38,11 +44,16 @@ def disk_errors(ctx: Context) -> list[DiskError]:
         )
     if found:
         return found
-    return [
+    found = [
         DiskError(d.device, d.node, None, None, d.io_status == "nospace", "query-block io-status")
         for d in ctx.block_devices
         if d.io_status in ("failed", "nospace")
     ]
+    log = ctx.qemu_log if not found and ctx.has("qemu-log") else None
+    for e in log.io_errors if log else ():
+        source = f"line {e.line + 1}"
+        found.append(DiskError(e.device, e.node, None, e.reason, e.reason == _ENOSPC, source))
+    return found
 
 
 def _opt_str(value: object) -> str | None:
@@ -55,7 +66,8 @@ class Storage:
     name: ClassVar[str] = "storage"
     version: ClassVar[int] = 1
     description: ClassVar[str] = "disk I/O errors that stopped the guest"
-    requires: ClassVar[frozenset[Requirement]] = frozenset({"identity"})
+    #: A capture's events and identity, or a domain log alone: it checks what it has.
+    requires: ClassVar[frozenset[Requirement]] = frozenset()
     refines: ClassVar[frozenset[str]] = frozenset()
 
     def run(self, ctx: Context) -> Outcome:
@@ -74,14 +86,23 @@ class Storage:
             summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; QEMU paused "
             "the guest as its werror/rerror policy asks.",
             signature=f"{cause}: {first.operation or 'unknown operation'} on disk",
-            confidence=Confidence.CONFIRMED,
+            # QEMU's own event or io-status; a domain log's line is libvirt's record of it
+            confidence=Confidence.RECORDED
+            if first.source.startswith("line")
+            else Confidence.CONFIRMED,
             culprit=f"disk {culprit}",
             evidence=(
-                Evidence(
-                    "identity.json" if "query" in first.source else "events.json",
-                    first.source,
-                    f"{first.device}: {what}",
-                ),
+                Evidence(_where(ctx, first.source), first.source, f"{first.device}: {what}"),
             ),
         )
         return Outcome((finding,), facts)
+
+
+def _where(ctx: Context, source: str) -> str:
+    """The file a disk error was read from."""
+    if "query" in source:
+        return "identity.json"
+    if "event" in source:
+        return "events.json"
+    path = ctx.path("qemu-log")
+    return path.name if path else "qemu-log"

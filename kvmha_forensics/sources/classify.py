@@ -27,7 +27,12 @@ _CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x0c\x1b")
 #: alternatives is tried at every position of a 256 KiB head, a substring test is not).
 _QEMU_WORDS = ("KVM internal error", "KVM: entry failed", "kvm: unhandled exit",
                "kvm run failed", "QEMU emulator version", "KVM_EXIT_FAIL_ENTRY",
-               "Failure during vcpu run", "FailEntry(", "kvm_run_exit")  # fmt: skip
+               "Failure during vcpu run", "FailEntry(", "kvm_run_exit",
+               # KVM refusing QEMU's vCPU state or vCPU, whatever the program name
+               # (Proxmox's "kvm:"), and libvirt's domain log: its start-up header, its
+               # record of a disk error
+               "Failed to put registers", "Failed to get registers", "kvm_init_vcpu",
+               "starting up libvirt version", "IO error device=")  # fmt: skip
 _QEMU_PATTERNS = (
     ("extra data[", re.compile(r"extra data\[\d+\]:")),
     ("emulation failure", re.compile(r"\bemulation failure\b")),

@@ -22,7 +22,10 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
   ``internal-error``), ``Failed to get registers: <strerror>`` (KVM would not give the state
   back, ``kvm_arch_get_registers()``), ``error: failed to set MSR 0x%x to 0x%x`` and the
   assertion glibc prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS
-  set fewer MSRs,
+  set fewer MSRs, and ``kvm_init_vcpu failed: <strerror>`` (``kvm_init_vcpu: STEP failed (N):
+  <strerror>`` since QEMU 5.2): KVM would not create or set up a vCPU, QEMU exits at start-up,
+* libvirt's record in the domain log of a disk error that paused the guest (``IO error
+  device='…' node-name='…' reason='<strerror>'``),
 * register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``;
   a dump a paste joined onto a message's line is read apart from it, from its first register.
 
@@ -48,6 +51,7 @@ from kvmha_forensics.sources.registers import CodeBytes, DumpBuilder, VcpuRegist
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DiskIoError",
     "EntryFailure",
     "KvmInternalError",
     "QemuLog",
@@ -96,12 +100,21 @@ _RUN_FAILED = re.compile(
 _JOINED_DUMP = re.compile(r"\s(?=[RE]AX=[0-9a-fA-F]{8})")
 _PUT_FAILED = re.compile(r"Failed to (put|get) registers( after (?:init|reset))?: (.*\S)")
 _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
+#: KVM would not create or set up a vCPU at start-up: QEMU before 5.2 printed "kvm_init_vcpu
+#: failed: <strerror>", later ones name the step, "kvm_init_vcpu: kvm_arch_init_vcpu failed (0):
+#: <strerror>" (accel/kvm/kvm-all.c). strerror's words only: a quote a reporter closed after
+#: it is not part of it.
+_INIT_VCPU = re.compile(r"kvm_init_vcpu(?: failed|: [^:]*? failed(?: \(\d+\))?): (\w[\w /,'-]*\w)")
+#: libvirt's domain-log line for QEMU's BLOCK_IO_ERROR event (the guest paused on it).
+_IO_ERROR = re.compile(
+    r"\bIO error device='([^']*)'(?: node-name='([^']*)')?(?: reason='([^']*)')?"
+)
 _MSR_ASSERT = re.compile(r"\b(kvm_put_msrs|kvm_buf_set_msrs): Assertion .*failed")
 _VERSION = re.compile(r"QEMU (?:emulator version )?(\d+\.\d+(?:\.\d+)?)")
 #: A word each of the patterns above holds (``_ENTRY_TAIL`` is tried only after a head).
 _LINE_WORDS = re.compile(
     r"KVM|kvm|QEMU |extra data\[|emulation failure|running a guest|t registers|set MSR|vcpu run"
-    r"|FailEntry"
+    r"|FailEntry|IO error"
 )
 _QP_SOFT_BREAK = "="
 _QP_MARK = "=3D"
@@ -143,7 +156,8 @@ class RunFailure:
     """A KVM vCPU ioctl QEMU issued failed: ``what`` is ``KVM_RUN`` (``error: kvm run failed
     <strerror>``), ``put registers after init``/``after reset`` (QEMU could not load the vCPU
     state into KVM), ``get registers`` (nor read it from KVM) or ``KVM_SET_MSRS`` (KVM refused
-    an MSR; ``message`` names it when QEMU did)."""
+    an MSR; ``message`` names it when QEMU did) or ``init vcpu`` (KVM would not create or set
+    up the vCPU at start-up)."""
 
     message: str
     line: int
@@ -155,6 +169,17 @@ class Shutdown:
     """KVM_EXIT_SHUTDOWN seen in QEMU's ``kvm_run_exit`` trace: vCPU ``vcpu`` triple-faulted."""
 
     vcpu: int
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiskIoError:
+    """libvirt's domain-log record of a disk error: ``device`` (alias), ``node`` (block node),
+    ``reason`` (strerror; ``No space left on device`` is ENOSPC)."""
+
+    device: str
+    node: str | None
+    reason: str | None
     line: int
 
 
@@ -176,6 +201,7 @@ class QemuLog:
     bytes_read: int = 0
     truncated: bool = False
     shutdowns: tuple[Shutdown, ...] = ()
+    io_errors: tuple[DiskIoError, ...] = ()
 
     @property
     def code(self) -> CodeBytes | None:
@@ -206,6 +232,7 @@ class _LogParser:
         self.entries: list[EntryFailure] = []
         self.runs: list[RunFailure] = []
         self.shutdowns: list[Shutdown] = []
+        self.io_errors: list[DiskIoError] = []
         self.version: str | None = None
         self.notes: list[str] = []
         self.lines = 0
@@ -295,6 +322,11 @@ class _LogParser:
             if len(self.runs) < self.max_records:
                 self.runs.append(failure)
             return
+        m = _IO_ERROR.search(line)
+        if m:
+            if len(self.io_errors) < self.max_records:
+                self.io_errors.append(DiskIoError(m.group(1), m.group(2), m.group(3), number))
+            return
         self.dumps.feed(line, number)
 
     def _other_vmm(self, line: str, number: int) -> bool:
@@ -377,6 +409,7 @@ class _LogParser:
             entry_failures=tuple(self.entries),
             run_failures=tuple(self.runs),
             shutdowns=tuple(self.shutdowns),
+            io_errors=tuple(self.io_errors),
             register_dumps=tuple(self.dumps.records),
             qemu_version=self.version,
             notes=tuple(self.notes),
@@ -397,6 +430,9 @@ def _run_failure(line: str, number: int) -> RunFailure | None:
     m = _PUT_FAILED.search(line)
     if m:
         return RunFailure(m.group(3), number, f"{m.group(1)} registers" + (m.group(2) or ""))
+    m = _INIT_VCPU.search(line)
+    if m:
+        return RunFailure(m.group(1), number, "init vcpu")
     m = _MSR_FAILED.search(line)
     if m:
         return RunFailure(f"MSR {m.group(1).lower()}", number, "KVM_SET_MSRS")

@@ -271,6 +271,24 @@ def test_encodings(tmp_path: Path) -> None:
     assert member.analysis.verdict.cause == "guest-oops"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kvm: Failed to put registers after init: Invalid argument\n",  # Proxmox's program name
+        "Error: kvm_init_vcpu: kvm_arch_init_vcpu failed (0): Bad address\n",
+        "2017-08-12 08:15:45.296+0000: starting up libvirt version: 3.2.1, qemu version: 2.9.0\n",
+        "2026-04-27 15:13:00.598+0000: IO error device='sata0-0-0' reason='No space left'\n",
+    ],
+)
+def test_qemu_and_libvirt_lines_without_qemu_system_prefix_are_qemu_logs(
+    tmp_path: Path, text: str
+) -> None:
+    """fixtures/real qemu-logs 058 and 060 were skipped: no marker triage knew."""
+    path = tmp_path / "pasted.log"
+    path.write_text(text)
+    assert classify(path).kind == "qemu-log"
+
+
 def test_huge_inputs_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Repeated emulation failures (a real 2 GB case, scaled down) and a console larger than
     the console cap: memory stays well below the files' size."""

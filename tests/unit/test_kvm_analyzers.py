@@ -367,3 +367,36 @@ def test_analyzers_never_raise_on_arbitrary_logs(
 @given(st.text())
 def test_parse_mtree_never_raises(text: str) -> None:
     parse_mtree(text)
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [("No space left on device", "storage-nospace"), ("Input/output error", "storage-io-error")],
+)
+def test_domain_log_disk_error_names_the_disk(tmp_path: Path, reason: str, cause: str) -> None:
+    """A pasted libvirt domain log has no capture: its ``IO error`` line names the disk."""
+    log = write(
+        tmp_path,
+        "guest.log",
+        "char device redirected to /dev/pts/0 (label charserial0)\n"
+        f"2026-04-27 15:13:00.598+0000: IO error device='sata0-0-0' "
+        f"node-name='libvirt-2-format' reason='{reason}'\n"
+        "2026-04-27 15:16:36.338+0000: shutting down, reason=destroyed\n",
+    )
+    verdict = report(log)["verdict"]
+    assert (verdict["cause"], verdict["culprit"]) == (cause, "disk libvirt-2-format")
+    assert verdict["evidence"][0]["artifact"] == "guest.log"
+
+
+def test_benign_domain_log_gives_no_finding(tmp_path: Path) -> None:
+    log = write(
+        tmp_path,
+        "guest.log",
+        "char device redirected to /dev/pts/0 (label charserial0)\n"
+        "2026-04-27T15:16:36.138757Z qemu-system-x86_64: terminating on signal 15 from pid "
+        "55567 (/usr/bin/libvirtd)\n"
+        "2026-04-27 15:16:36.338+0000: shutting down, reason=destroyed\n",
+    )
+    doc = report(log)
+    assert doc["verdict"]["cause"] == "unknown"
+    assert facts(doc, "storage")["disk_errors"] == []

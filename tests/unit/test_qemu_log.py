@@ -216,3 +216,42 @@ def test_registers_qemu_could_not_read_are_a_refused_ioctl() -> None:
         ("get registers", "Input/output error"),
         ("put registers after reset", "Invalid argument"),
     ]
+
+
+def test_vcpu_kvm_would_not_create_is_a_failed_ioctl() -> None:
+    """QEMU's start-up failure when KVM will not create or set up a vCPU, in both of its
+    forms (cpus.c before QEMU 5.2, accel/kvm/kvm-all.c since; fixtures/real qemu-logs 055,
+    056, 063), and a reporter's closing quote is not part of the strerror."""
+    log = parse_qemu_log(
+        "qemu-system-aarch64: kvm_init_vcpu failed: Invalid argument\n"
+        "2024-01-13T15:24:36.513851Z qemu-system-riscv64: kvm_init_vcpu: kvm_arch_init_vcpu "
+        "failed (0): Bad address\n"
+        'Error: "qemu-system-x86_64: kvm_init_vcpu: kvm_get_vcpu failed (3): Too many open '
+        'files"\n'
+        "qemu-system-x86_64: kvm_init_vcpu: KVM_GET_VCPU_MMAP_SIZE failed: Invalid argument\n"
+    )
+    assert [(r.what, r.message) for r in log.run_failures] == [
+        ("init vcpu", "Invalid argument"),
+        ("init vcpu", "Bad address"),
+        ("init vcpu", "Too many open files"),
+        ("init vcpu", "Invalid argument"),
+    ]
+
+
+def test_libvirt_disk_error_line_is_recorded() -> None:
+    """libvirt's domain-log record of QEMU's BLOCK_IO_ERROR (fixtures/real qemu-logs 059),
+    and the lines around it that say nothing failed: QEMU's SIGTERM from libvirtd, libvirt's
+    shutdown line."""
+    log = parse_qemu_log(
+        "2026-04-27 15:13:00.598+0000: IO error device='sata0-0-0' "
+        "node-name='libvirt-2-format' reason='No space left on device'\n"
+        "2026-04-27T15:16:36.138757Z qemu-system-x86_64: terminating on signal 15 from pid "
+        "55567 (/usr/bin/libvirtd)\n"
+        "2026-04-27 15:16:36.338+0000: shutting down, reason=destroyed\n"
+        "IO error device='virtio-disk0' reason='Input/output error'\n"
+    )
+    assert [(e.device, e.node, e.reason, e.line) for e in log.io_errors] == [
+        ("sata0-0-0", "libvirt-2-format", "No space left on device", 0),
+        ("virtio-disk0", None, "Input/output error", 3),
+    ]
+    assert not (log.run_failures or log.entry_failures or log.internal_errors)

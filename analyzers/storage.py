@@ -81,15 +81,18 @@ class Storage:
         op = f" on {first.operation}" if first.operation else ""
         reason = f" ({first.reason})" if first.reason else ""
         culprit = first.node or first.device
+        logged = first.source.startswith("line")  # libvirt's record of QEMU's event
+        then = (
+            "libvirt recorded it in the domain log, which does not say whether the guest "
+            "paused (werror/rerror=stop) or saw the error (report)"
+            if logged
+            else "QEMU paused the guest as its werror/rerror policy asks"
+        )
         finding = Finding(
             cause=cause,
-            summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; QEMU paused "
-            "the guest as its werror/rerror policy asks.",
+            summary=f"Disk {first.device} (node {culprit}) {what}{op}{reason}; {then}.",
             signature=f"{cause}: {first.operation or 'unknown operation'} on disk",
-            # QEMU's own event or io-status; a domain log's line is libvirt's record of it
-            confidence=Confidence.RECORDED
-            if first.source.startswith("line")
-            else Confidence.CONFIRMED,
+            confidence=Confidence.RECORDED if logged else Confidence.CONFIRMED,
             culprit=f"disk {culprit}",
             evidence=(
                 Evidence(_where(ctx, first.source), first.source, f"{first.device}: {what}"),

@@ -254,21 +254,25 @@ def _entry_finding(
     )
 
 
+#: What a failed vCPU ioctl (:attr:`RunFailure.what`) means; any other is QEMU putting the state.
+_RUN_MEANS = {
+    "KVM_RUN": "The KVM_RUN ioctl failed",
+    "KVM_SET_MSRS": "KVM refused an MSR QEMU set",
+    "get registers": "QEMU could not read the vCPU state from KVM",
+    "init vcpu": "KVM would not create or set up a vCPU at start-up",
+}
+#: How QEMU words a failure, where it is not "failed to <what> <message>".
+_RUN_SAID = {"KVM_RUN": "kvm run failed", "KVM_SET_MSRS": "KVM_SET_MSRS refused"}
+
+
 def _run_finding(ctx: Context, run: RunFailure, cpu: int | None, mode: str | None) -> Finding:
-    if run.what == "KVM_RUN":
-        said, summary = f"kvm run failed {run.message}", f"The KVM_RUN ioctl failed ({run.message})"
-    elif run.what == "KVM_SET_MSRS":
-        said = f"KVM_SET_MSRS refused {run.message}"
-        summary = f"KVM refused an MSR QEMU set ({run.message})"
-    elif run.what == "get registers":
-        said = f"failed to {run.what} {run.message}"
-        summary = f"QEMU could not read the vCPU state from KVM ({run.message})"
-    elif run.what == "init vcpu":
-        said = f"failed to {run.what} {run.message}"
-        summary = f"KVM would not create or set up a vCPU at start-up ({run.message})"
-    else:
-        said = f"failed to {run.what} {run.message}"
-        summary = f"QEMU could not load the vCPU state into KVM ({run.what}: {run.message})"
+    said = f"{_RUN_SAID.get(run.what, f'failed to {run.what}')} {run.message}"
+    means = _RUN_MEANS.get(run.what)
+    summary = (
+        f"{means} ({run.message})"
+        if means
+        else f"QEMU could not load the vCPU state into KVM ({run.what}: {run.message})"
+    )
     return Finding(
         cause="kvm-internal-error",
         summary=f"{summary}; QEMU stopped the guest.",

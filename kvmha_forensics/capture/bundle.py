@@ -189,10 +189,11 @@ def host_info() -> dict[str, str]:
                 break
     except OSError:
         pass
+    uname = os.uname()
     return {
         "hostname": socket.gethostname(),
-        "kernel": os.uname().release,
-        "machine": os.uname().machine,
+        "kernel": uname.release,
+        "machine": uname.machine,
         "cpu_vendor": vendor,
         "kvm_module": kvm_module(),
     }

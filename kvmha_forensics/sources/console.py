@@ -1229,7 +1229,7 @@ def _tail_frames(op: _Open) -> list[_Frame]:
         return frames[entry[-1] + 1 :] if entry else []
     if op.fmt is _HEADERLESS_BAD_PAGE:
         origin = next((i for i, line in enumerate(op.lines) if _PAGE_ORIGIN.search(line)), None)
-        return [] if origin is None else [f for f in _collect_frames(op.lines[origin:])[0]]
+        return [] if origin is None else _collect_frames(op.lines[origin:])[0]
     if op.fmt is _HEADERLESS_KFENCE:
         # the object's allocation and free stacks come first; the access is the RIP's
         regs = next((i for i, line in enumerate(op.lines) if _RIP.match(line)), None)

@@ -24,8 +24,8 @@ Recognised, anywhere in a line (prompts, timestamps, tabs and quote markers tole
   assertion glibc prints when ``kvm_put_msrs()``/``kvm_buf_set_msrs()`` finds KVM_SET_MSRS
   set fewer MSRs, and ``kvm_init_vcpu failed: <strerror>`` (``kvm_init_vcpu: STEP failed (N):
   <strerror>`` since QEMU 5.2): KVM would not create or set up a vCPU, QEMU exits at start-up,
-* libvirt's record in the domain log of a disk error that paused the guest (``IO error
-  device='…' node-name='…' reason='<strerror>'``),
+* libvirt's record in the domain log of QEMU's disk error event (``IO error device='…'
+  node-name='…' reason='<strerror>'``; it does not say whether the guest paused),
 * register dumps (see :mod:`kvmha_forensics.sources.registers`), ``QEMU emulator version``;
   a dump a paste joined onto a message's line is read apart from it, from its first register.
 
@@ -42,13 +42,14 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from kvmha_forensics.input_files import opened
 from kvmha_forensics.sources.pasted import clean_text, decode_qp, strip_prefixes
 from kvmha_forensics.sources.registers import CodeBytes, DumpBuilder, VcpuRegisters
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 __all__ = [
     "DiskIoError",
@@ -105,7 +106,7 @@ _MSR_FAILED = re.compile(r"failed to set MSR (0x[0-9a-fA-F]+)")
 #: <strerror>" (accel/kvm/kvm-all.c). strerror's words only: a quote a reporter closed after
 #: it is not part of it.
 _INIT_VCPU = re.compile(r"kvm_init_vcpu(?: failed|: [^:]*? failed(?: \(\d+\))?): (\w[\w /,'-]*\w)")
-#: libvirt's domain-log line for QEMU's BLOCK_IO_ERROR event (the guest paused on it).
+#: libvirt's domain-log line for QEMU's BLOCK_IO_ERROR event (whatever the error policy did).
 _IO_ERROR = re.compile(
     r"\bIO error device='([^']*)'(?: node-name='([^']*)')?(?: reason='([^']*)')?"
 )
@@ -301,9 +302,8 @@ class _LogParser:
         m = _ENTRY.search(line) or (_ENTRY_TAIL.match(line) if head is not None else None)
         if m:
             self._last_entry = len(self.entries)
-            if len(self.entries) < self.max_records:
-                line_no = number if head is None else head
-                self.entries.append(EntryFailure(int(m.group(2), 16), line_no))
+            line_no = number if head is None else head
+            self._keep(self.entries, EntryFailure(int(m.group(2), 16), line_no))
             return
         if self._other_vmm(line, number):
             return
@@ -319,13 +319,11 @@ class _LogParser:
             return
         failure = _run_failure(line, number)
         if failure is not None:
-            if len(self.runs) < self.max_records:
-                self.runs.append(failure)
+            self._keep(self.runs, failure)
             return
         m = _IO_ERROR.search(line)
         if m:
-            if len(self.io_errors) < self.max_records:
-                self.io_errors.append(DiskIoError(m.group(1), m.group(2), m.group(3), number))
+            self._keep(self.io_errors, DiskIoError(m.group(1), m.group(2), m.group(3), number))
             return
         self.dumps.feed(line, number)
 
@@ -334,16 +332,19 @@ class _LogParser:
         m = _RUST_ENTRY.search(line)
         bare = m is None and _BARE_FAIL_ENTRY.search(line) is not None
         if m is not None or bare:
-            if len(self.entries) < self.max_records:
-                reason = (m.group(1) or m.group(2)) if m is not None else None
-                self.entries.append(EntryFailure(int(reason) if reason else None, number))
+            reason = (m.group(1) or m.group(2)) if m is not None else None
+            self._keep(self.entries, EntryFailure(int(reason) if reason else None, number))
             return True
         s = _SHUTDOWN.search(line)
         if s is not None:
-            if len(self.shutdowns) < self.max_records:
-                self.shutdowns.append(Shutdown(int(s.group(1)), number))
+            self._keep(self.shutdowns, Shutdown(int(s.group(1)), number))
             return True
         return False
+
+    def _keep(self, records: list[R], record: R) -> None:
+        """Keep ``record`` unless ``max_records`` of its kind are kept already."""
+        if len(records) < self.max_records:
+            records.append(record)
 
     def _extra(self, m: re.Match[str], number: int) -> None:
         if self._open is None:
